@@ -1,0 +1,169 @@
+"""The video → score pipeline: frame reader → face cropper → members → ensemble → clipper.
+
+``Detector`` is the public Python API (for notebooks)::
+
+    detector = Detector.from_weights("weights")
+    result = detector.predict_video("clip.mp4")
+    result.score, result.member_scores, result.tracks, result.reason
+
+``predict_video`` never raises for a bad video: it returns the fallback score with ``reason`` set.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import ensemble
+from .faces import FaceCropper, Track
+from .models import FaceClassifier
+from .video import FrameReader, VideoReadError
+from .weights import Manifest, load_member, read_manifest, select_members
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must never wait on a model hub
+
+FALLBACK_SCORE = 0.5
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; an unavailable ``cuda`` is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no GPU; use --device cpu or auto")
+    return device
+
+
+@dataclass
+class TrackResult:
+    """One face track: which decoded frames it covers, its score and the members' scores."""
+
+    track_id: int
+    frames: list[int]
+    detection_prob: float
+    score: float
+    member_scores: dict[str, float]
+
+
+@dataclass
+class VideoPrediction:
+    """The outcome for one video; ``reason`` is set (and ``score`` is the fallback) when it could not be scored."""
+
+    path: str
+    score: float
+    raw_score: float | None = None
+    member_scores: dict[str, float] = field(default_factory=dict)
+    tracks: list[TrackResult] = field(default_factory=list)
+    frames_read: int = 0
+    faces: int = 0
+    reason: str | None = None
+    seconds: float = 0.0
+    reader: str = ""
+    frames_requested: int = 0
+    models: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fell_back(self) -> bool:
+        return self.reason is not None
+
+
+class Detector:
+    """An ensemble of face classifiers behind a frame reader and a face cropper."""
+
+    def __init__(self, members: dict[str, FaceClassifier], member_weights: dict[str, float],
+                 clipper: ensemble.ProbabilityClipper, reader: FrameReader, cropper: FaceCropper,
+                 frames: int = 32, batch_size: int = 16, fallback_score: float = FALLBACK_SCORE,
+                 device: str = "cpu", manifest: Manifest | None = None):
+        if not members:
+            raise ValueError("a Detector needs at least one member")
+        self.members = members
+        self.member_weights = member_weights
+        self.clipper = clipper
+        self.reader = reader
+        self.cropper = cropper
+        self.frames = frames
+        self.batch_size = batch_size
+        self.fallback_score = fallback_score
+        self.device = device
+        self.manifest = manifest
+
+    @classmethod
+    def from_weights(cls, weights_dir: str | Path = "weights", device: str = "auto",
+                     models: list[str] | None = None, frames: int = 32, batch_size: int = 16,
+                     detect_long_side: int = 1000, max_faces: int = 2, margin: float = 0.3,
+                     min_prob: float = 0.9, max_side: int = 1920, decode_timeout: float = 60.0,
+                     fallback_score: float = FALLBACK_SCORE) -> "Detector":
+        """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset)."""
+        device = resolve_device(device)
+        manifest = read_manifest(weights_dir)
+        entries = select_members(manifest, models)
+        members = {e.name: load_member(e, weights_dir, device) for e in entries}
+        weights = {e.name: e.ensemble_weight for e in entries}
+        clipper = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)
+        crop_size = max(m.input_size for m in members.values())
+        reader = FrameReader(batch_size=batch_size, max_side=max_side, device=device, timeout=decode_timeout)
+        cropper = FaceCropper(device=device, detect_long_side=detect_long_side, min_prob=min_prob,
+                              margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size)
+        return cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
+                   fallback_score=fallback_score, device=device, manifest=manifest)
+
+    @property
+    def member_names(self) -> list[str]:
+        return list(self.members)
+
+    def score_tracks(self, tracks: list[Track], models: list[str]) -> tuple[float, dict[str, float], list[TrackResult]]:
+        """Raw (unclipped) video score, per-member video scores and per-track results."""
+        crops = np.concatenate([t.crops() for t in tracks])
+        face_probs = {name: self.members[name].predict_proba(crops, self.batch_size) for name in models}
+        ensemble_probs = ensemble.weighted_mean(face_probs, self.member_weights)
+        results, start = [], 0
+        for track in tracks:
+            end = start + len(track.faces)
+            results.append(TrackResult(
+                track_id=track.track_id, frames=[f.frame for f in track.faces], detection_prob=track.mean_prob,
+                score=ensemble.track_score(ensemble_probs[start:end]),
+                member_scores={n: ensemble.track_score(p[start:end]) for n, p in face_probs.items()}))
+            start = end
+        member_scores = {n: ensemble.video_score([r.member_scores[n] for r in results]) for n in models}
+        return ensemble.video_score([r.score for r in results]), member_scores, results
+
+    def predict_video(self, path: str | Path, frames: int | None = None,
+                      models: list[str] | None = None) -> VideoPrediction:
+        """Score one video; bad input gives the fallback score and a ``reason``, never an exception."""
+        started = time.perf_counter()
+        frames = frames or self.frames
+        models = [m for m in (models or self.member_names) if m in self.members] or self.member_names
+        result = VideoPrediction(path=str(path), score=self.fallback_score, frames_requested=frames,
+                                 models=tuple(models))
+        try:
+            batch = self.reader.read(path, frames)
+            result.frames_read, result.reader, result.notes = len(batch), batch.reader, list(batch.notes)
+            tracks = self.cropper(batch.frames)
+            del batch
+            result.faces = sum(len(t.faces) for t in tracks)
+            if not tracks:
+                result.reason = "no_face"
+            else:
+                raw, member_scores, track_results = self.score_tracks(tracks, models)
+                result.raw_score, result.member_scores, result.tracks = raw, member_scores, track_results
+                result.score = float(self.clipper(raw))
+        except VideoReadError as exc:
+            result.reason = exc.reason
+            result.notes.append(str(exc))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # anything else in a stage must not stop the run
+            log.exception("scoring %s failed", path)
+            result.reason = f"error:{type(exc).__name__}"
+            result.notes.append(str(exc))
+        if result.reason is not None:
+            result.score = self.fallback_score
+        result.seconds = time.perf_counter() - started
+        return result

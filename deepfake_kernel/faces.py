@@ -1,0 +1,165 @@
+"""Face cropper: MTCNN detection on downscaled frames, tracks across frames, square crops with margin.
+
+Detection runs on frames resized so the long side is ``detect_long_side`` pixels; boxes are mapped back to the
+decoded resolution. Faces with probability below ``min_prob`` are dropped, at most ``max_faces`` are kept per
+frame, and detections are linked into tracks by IoU or centre distance, so two people give two tracks.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Face:
+    """One detected face: ``frame`` is its position in the frame batch, ``box`` is x1, y1, x2, y2."""
+
+    frame: int
+    box: np.ndarray
+    prob: float
+    landmarks: np.ndarray | None
+    crop: np.ndarray | None = None
+
+
+@dataclass
+class Track:
+    """Faces of one person across frames."""
+
+    track_id: int
+    faces: list[Face] = field(default_factory=list)
+
+    @property
+    def last_box(self) -> np.ndarray:
+        return self.faces[-1].box
+
+    @property
+    def mean_prob(self) -> float:
+        return float(np.mean([f.prob for f in self.faces]))
+
+    def crops(self) -> np.ndarray:
+        return np.stack([f.crop for f in self.faces])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _centre_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance between box centres in units of the larger box side."""
+    ca = np.array([(a[0] + a[2]) / 2, (a[1] + a[3]) / 2])
+    cb = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
+    side = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1], 1.0)
+    return float(np.linalg.norm(ca - cb) / side)
+
+
+def link_tracks(per_frame: list[list[Face]], min_iou: float = 0.2, max_centre_distance: float = 0.6,
+                max_gap: int = 4) -> list[Track]:
+    """Greedily link per-frame detections into tracks (best IoU first, then nearest centre)."""
+    tracks: list[Track] = []
+    for position, faces in enumerate(per_frame):
+        candidates = []
+        for ti, track in enumerate(tracks):
+            if position - track.faces[-1].frame > max_gap:
+                continue
+            for fi, face in enumerate(faces):
+                iou = box_iou(track.last_box, face.box)
+                dist = _centre_distance(track.last_box, face.box)
+                if iou >= min_iou or dist <= max_centre_distance:
+                    candidates.append((-iou, dist, ti, fi))
+        used_tracks, used_faces = set(), set()
+        for _, _, ti, fi in sorted(candidates):
+            if ti in used_tracks or fi in used_faces:
+                continue
+            tracks[ti].faces.append(faces[fi])
+            used_tracks.add(ti)
+            used_faces.add(fi)
+        for fi, face in enumerate(faces):
+            if fi not in used_faces:
+                tracks.append(Track(len(tracks), [face]))
+    return tracks
+
+
+def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """Square crop around ``box`` enlarged by ``margin`` (fraction of the side), zero-padded, resized."""
+    x1, y1, x2, y2 = [float(v) for v in box]
+    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    side_px = max(1, int(round(side)))
+    h, w = frame.shape[:2]
+    crop = np.zeros((side_px, side_px, 3), dtype=frame.dtype)
+    sx1, sy1 = max(0, left), max(0, top)
+    sx2, sy2 = min(w, left + side_px), min(h, top + side_px)
+    if sx2 > sx1 and sy2 > sy1:
+        crop[sy1 - top:sy2 - top, sx1 - left:sx2 - left] = frame[sy1:sy2, sx1:sx2]
+    interp = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+class FaceCropper:
+    """MTCNN (facenet-pytorch) face detection, tracking and cropping over a batch of frames."""
+
+    def __init__(self, device: str = "cpu", detect_long_side: int = 1000, min_prob: float = 0.9,
+                 margin: float = 0.3, max_faces: int = 2, crop_size: int = 299, batch_size: int = 16,
+                 min_face_size: int = 24, min_track_fraction: float = 0.25):
+        from facenet_pytorch import MTCNN
+
+        self.detector = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, post_process=False,
+                              select_largest=False)
+        self.detect_long_side = detect_long_side
+        self.min_prob = min_prob
+        self.margin = margin
+        self.max_faces = max_faces
+        self.crop_size = crop_size
+        self.batch_size = batch_size
+        self.min_track_fraction = min_track_fraction
+
+    def detect(self, frames: np.ndarray) -> list[list[Face]]:
+        """Per frame, the faces above ``min_prob`` (boxes in ``frames`` coordinates), most probable first."""
+        h, w = frames.shape[1:3]
+        scale = min(1.0, self.detect_long_side / max(h, w))
+        results: list[list[Face]] = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = frames[start:start + self.batch_size]
+            if scale < 1.0:
+                size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+                chunk = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk])
+            boxes, probs, points = self.detector.detect(np.ascontiguousarray(chunk), landmarks=True)
+            for offset in range(len(chunk)):
+                faces = []
+                if boxes[offset] is not None:
+                    frame_boxes = np.asarray(boxes[offset], dtype=np.float64).reshape(-1, 4) / scale
+                    frame_probs = np.asarray(probs[offset], dtype=np.float64).reshape(-1)
+                    frame_points = np.asarray(points[offset], dtype=np.float64).reshape(-1, 5, 2) / scale
+                    for box, prob, marks in zip(frame_boxes, frame_probs, frame_points):
+                        if prob >= self.min_prob and box[2] > box[0] and box[3] > box[1]:
+                            faces.append(Face(start + offset, box, float(prob), marks))
+                faces.sort(key=lambda f: -f.prob)
+                results.append(faces[:self.max_faces])
+        return results
+
+    def __call__(self, frames: np.ndarray) -> list[Track]:
+        """Tracks of cropped faces, longest first; short spurious tracks are dropped."""
+        if len(frames) == 0:
+            return []
+        tracks = link_tracks(self.detect(frames))
+        if not tracks:
+            return []
+        longest = max(len(t.faces) for t in tracks)
+        tracks = [t for t in tracks if len(t.faces) >= max(1, self.min_track_fraction * longest)]
+        tracks.sort(key=lambda t: (-len(t.faces), -t.mean_prob))
+        tracks = tracks[:self.max_faces]
+        for new_id, track in enumerate(tracks):
+            track.track_id = new_id
+            for face in track.faces:
+                face.crop = square_crop(frames[face.frame], face.box, self.margin, self.crop_size)
+        return tracks

