@@ -1,0 +1,45 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import synthetic
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_INPUT_SIZE = 64  # members exported at a small input size keep model tests fast on 2 cores
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "videos.csv").is_file():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory) -> Path:
+    """one face, two faces, no face and a corrupt file."""
+    root = tmp_path_factory.mktemp("videos")
+    frames, _ = synthetic.face_frames(n=24, faces=1)
+    synthetic.write_video(root / "one_face.mp4", frames)
+    frames, _ = synthetic.face_frames(n=24, width=800, faces=2, seed=2)
+    synthetic.write_video(root / "two_faces.mp4", frames)
+    synthetic.write_video(root / "no_face.mp4", synthetic.noise_frames())
+    (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A weights folder of freshly initialised members, exported by the trainer's export function."""
+    import torch
+
+    from deepfake_kernel.models import create_model
+    from deepfake_kernel.weights import export_member
+
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    for name in ("xception", "resnet50", "efficientnet_lite0"):
+        export_member(create_model(name, input_size=TEST_INPUT_SIZE), root, storage_dtype="float16")
+    return root

@@ -1,0 +1,71 @@
+import csv
+import time
+
+import pytest
+
+from deepfake_kernel import predict
+
+
+def rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cli_writes_every_row(video_dir, tiny_weights, tmp_path, capsys):
+    out, details = tmp_path / "submission.csv", tmp_path / "details.csv"
+    code = predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out), "--frames", "4",
+                         "--details", str(details), "--detect-long-side", "480", "--no-progress"])
+    assert code == 0
+    submission = rows(out)
+    assert [r["filename"] for r in submission] == ["corrupt.mp4", "no_face.mp4", "one_face.mp4", "two_faces.mp4"]
+    labels = {r["filename"]: float(r["label"]) for r in submission}
+    assert labels["corrupt.mp4"] == labels["no_face.mp4"] == 0.5
+    assert all(0.01 <= v <= 0.99 for v in labels.values())
+    reasons = {r["filename"]: r["reason"] for r in rows(details)}
+    assert reasons == {"corrupt.mp4": "decode_failed", "no_face.mp4": "no_face", "one_face.mp4": "",
+                       "two_faces.mp4": ""}
+    assert {r["filename"]: r["tracks"] for r in rows(details)}["two_faces.mp4"] == "2"
+    printed = capsys.readouterr().out
+    assert "4 rows, 2 scored" in printed and "fallback no_face: 1" in printed
+
+
+def test_template_order_and_missing_files(video_dir, tiny_weights, tmp_path):
+    template = tmp_path / "sample_submission.csv"
+    template.write_text("filename,label\ntwo_faces.mp4,0.5\nghost.mp4,0.5\none_face.mp4,0.5\n")
+    out, details = tmp_path / "sub.csv", tmp_path / "d.csv"
+    config = predict.PredictConfig(video_dir=str(video_dir), weights=str(tiny_weights), out=str(out),
+                                   template=str(template), frames=3, details=str(details),
+                                   detect_long_side=480, progress=False, models=["efficientnet_lite0"])
+    summary = predict.run(config)
+    assert [r["filename"] for r in rows(out)] == ["two_faces.mp4", "ghost.mp4", "one_face.mp4"]
+    assert summary["fallbacks"] == {"missing_file": 1}
+    assert rows(details)[0]["models"] == "efficientnet_lite0"
+
+
+def test_missing_weights_stop_before_any_video(video_dir, tmp_path, capsys):
+    out = tmp_path / "submission.csv"
+    code = predict.main([str(video_dir), "--weights", str(tmp_path / "empty"), "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert "python -m deepfake_kernel.train" in capsys.readouterr().err
+
+
+def test_missing_video_dir(tiny_weights, tmp_path, capsys):
+    assert predict.main([str(tmp_path / "nope"), "--weights", str(tiny_weights)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_tiny_time_budget_still_writes_every_row(video_dir, tiny_weights, tmp_path):
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(20):
+        (many / f"v{i:02d}.mp4").symlink_to(video_dir / "one_face.mp4")
+    out, details = tmp_path / "submission.csv", tmp_path / "details.csv"
+    started = time.monotonic()
+    summary = predict.run(predict.PredictConfig(video_dir=str(many), weights=str(tiny_weights),
+                                                out=str(out), frames=4, time_budget="4s", progress=False,
+                                                details=str(details), detect_long_side=480))
+    elapsed = time.monotonic() - started
+    assert len(rows(out)) == 20
+    assert elapsed < 4 + 2.0  # budget plus a small margin
+    assert summary["fallbacks"].get("time_budget", 0) >= 1
+    assert any(r["reason"] == "time_budget" for r in rows(details))

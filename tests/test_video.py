@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from deepfake_kernel.video import DecordReader, FrameReader, PyAVReader, VideoReadError, sample_indices
+from tests import synthetic
+
+
+@pytest.fixture(scope="module")
+def numbered_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("numbered") / "numbered.mp4"
+    return synthetic.write_video(path, synthetic.numbered_frames(50), fps=25)
+
+
+def frame_numbers(batch):
+    """Recover source frame numbers from the flat grey levels of numbered_frames."""
+    return [int(round((f.mean() - 20) / 4)) for f in batch.frames]
+
+
+def test_sample_indices_are_even_and_in_range():
+    assert sample_indices(100, 4) == [12, 37, 62, 87]
+    assert sample_indices(3, 8) == [0, 1, 2]
+    assert sample_indices(0, 8) == []
+    idx = sample_indices(301, 32)
+    assert len(idx) == 32 and idx == sorted(idx) and idx[-1] < 301
+
+
+@pytest.mark.parametrize("reader", [DecordReader(batch_size=3), PyAVReader()], ids=["decord", "pyav"])
+def test_reader_returns_the_sampled_frames(numbered_video, reader):
+    batch = reader.read(numbered_video, 8)
+    assert batch.indices == sample_indices(50, 8)
+    assert batch.frames.shape == (8, 120, 160, 3) and batch.frames.dtype == np.uint8
+    assert frame_numbers(batch) == batch.indices  # the pixels really are those frames
+    assert batch.fps == pytest.approx(25, abs=0.1)
+
+
+def test_decord_and_pyav_agree(tmp_path):
+    frames, _ = synthetic.face_frames(n=20)
+    path = synthetic.write_video(tmp_path / "face.mp4", frames)
+    a, b = DecordReader().read(path, 5), PyAVReader().read(path, 5)
+    assert a.indices == b.indices
+    assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 3
+
+
+def test_large_frames_are_decoded_at_reduced_size(tmp_path):
+    path = synthetic.write_video(tmp_path / "wide.mp4", synthetic.numbered_frames(10, width=640, height=360))
+    batch = FrameReader(max_side=320).read(path, 4)
+    assert batch.frames.shape[1:3] == (180, 320)
+    assert batch.scale == pytest.approx(0.5)
+
+
+def test_portrait_and_other_containers(tmp_path):
+    portrait = synthetic.write_video(tmp_path / "portrait.mov", synthetic.numbered_frames(12, width=96, height=160))
+    webm = synthetic.write_video(tmp_path / "clip.webm", synthetic.numbered_frames(12), codec="libvpx-vp9")
+    avi = synthetic.write_video(tmp_path / "clip.avi", synthetic.numbered_frames(12), codec="mpeg4")
+    reader = FrameReader()
+    assert reader.read(portrait, 4).frames.shape[1:3] == (160, 96)
+    for path in (webm, avi):
+        batch = reader.read(path, 4)
+        assert len(batch) == 4 and frame_numbers(batch) == batch.indices
+
+
+def test_fallback_reader_used_when_decord_fails(numbered_video, monkeypatch):
+    reader = FrameReader()
+
+    def broken(path, num_frames):
+        raise VideoReadError("decode_failed", "simulated decord failure")
+
+    monkeypatch.setattr(reader.primary, "read", broken)
+    batch = reader.read(numbered_video, 6)
+    assert batch.reader == "pyav" and frame_numbers(batch) == batch.indices
+    assert "simulated" in batch.notes[0]
+
+
+def test_stalled_decord_is_abandoned(numbered_video, monkeypatch):
+    import time
+
+    reader = FrameReader(timeout=0.5)
+    monkeypatch.setattr(reader.primary, "read", lambda path, n: time.sleep(3))
+    started = time.monotonic()
+    batch = reader.read(numbered_video, 4)
+    assert time.monotonic() - started < 2.5
+    assert batch.reader == "pyav" and "decode_timeout" in batch.notes[0]
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty_file"), (b"not a video at all" * 50, "decode_failed")])
+def test_unreadable_files_raise_a_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(VideoReadError) as info:
+        FrameReader().read(path, 4)
+    assert info.value.reason == reason
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoReadError) as info:
+        FrameReader().read(tmp_path / "nope.mp4", 4)
+    assert info.value.reason == "missing_file"

@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deepfake_kernel.models import create_model
+from deepfake_kernel.weights import (WeightsError, decode_state_dict, encode_state_dict, export_member,
+                                     load_member, read_manifest, select_members)
+from tests import synthetic
+
+
+@pytest.fixture
+def crops():
+    return np.stack([synthetic.face_crop(64), synthetic.noise_frames(1, 64, 64)[0]])
+
+
+@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-6), ("float16", 2e-3), ("int8", 2e-2)])
+def test_export_load_roundtrip(tmp_path, crops, dtype, tolerance):
+    torch.manual_seed(1)
+    model = create_model("resnet50", input_size=64).eval()
+    entry = export_member(model, tmp_path, storage_dtype=dtype, ensemble_weight=2.0, metrics={"auc": 0.5})
+    manifest = read_manifest(tmp_path)
+    assert manifest.member("resnet50").sha256 == entry.sha256 and entry.storage_dtype == dtype
+    assert manifest.member("resnet50").ensemble_weight == 2.0 and manifest.clip == {"lo": 0.01, "hi": 0.99}
+    loaded = load_member(entry, tmp_path)
+    np.testing.assert_allclose(loaded.predict_proba(crops), model.predict_proba(crops), atol=tolerance)
+
+
+def test_int8_storage_is_a_quarter_and_close():
+    weight = torch.randn(64, 32, 3, 3)
+    stored = encode_state_dict({"w": weight, "b": torch.randn(64)}, "int8")
+    assert stored["w"].dtype == torch.int8
+    back = decode_state_dict(stored)
+    assert (back["w"] - weight).abs().max() <= weight.abs().amax(dim=(1, 2, 3)).max() / 127 / 2 + 1e-6
+
+
+def test_tampered_checkpoint_is_rejected(tiny_weights, tmp_path):
+    import shutil
+
+    copy = tmp_path / "w"
+    shutil.copytree(tiny_weights, copy)
+    entry = read_manifest(copy).member("efficientnet_lite0")
+    data = bytearray((copy / entry.file).read_bytes())
+    data[-10] ^= 0xFF
+    (copy / entry.file).write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_member(entry, copy)
+
+
+def test_missing_folder_manifest_and_file(tmp_path, tiny_weights):
+    with pytest.raises(WeightsError, match="does not exist.*train"):
+        read_manifest(tmp_path / "nowhere")
+    with pytest.raises(WeightsError, match="no manifest.json"):
+        read_manifest(tmp_path)
+    manifest = read_manifest(tiny_weights)
+    entry = manifest.member("resnet50")
+    with pytest.raises(WeightsError, match="missing"):
+        load_member(entry, tmp_path)
+    with pytest.raises(WeightsError, match="--models"):
+        select_members(manifest, ["resnet51"])
+
+
+def test_unknown_architecture_is_rejected(tmp_path):
+    export_member(create_model("efficientnet_lite0", input_size=32), tmp_path)
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["members"][0]["detector"] = "mystery_net"
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="mystery_net"):
+        load_member(read_manifest(tmp_path).members[0], tmp_path)
