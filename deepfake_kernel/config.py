@@ -19,12 +19,14 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--option`` per field of ``cls``; field metadata ``help`` becomes the help text."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                       prefix: str = "") -> None:
+    """Add one ``--[prefix-]option`` per field of ``cls`` (stored as ``prefix_field``); metadata ``help`` is the help."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
+        dest = f"{prefix}_{field.name}" if prefix else field.name
         kind = hints[field.name]
         origin = typing.get_origin(kind)
         args = [a for a in typing.get_args(kind) if a is not type(None)]
@@ -33,24 +35,24 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
         help_text = field.metadata.get("help", "")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         if kind is bool:
-            parser.add_argument(_option(field.name), dest=field.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(_option(dest), dest=dest, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{help_text} (default: {default})")
         elif origin in (list, tuple):
             inner = typing.get_args(kind)[0] if typing.get_args(kind) else str
-            parser.add_argument(_option(field.name), dest=field.name, default=None,
+            parser.add_argument(_option(dest), dest=dest, default=None,
                                 type=lambda s, inner=inner: [inner(x) for x in s.split(",") if x],
                                 help=f"{help_text} (comma-separated; default: {','.join(map(str, default)) if default else 'all'})")
         else:
-            parser.add_argument(_option(field.name), dest=field.name, default=None,
+            parser.add_argument(_option(dest), dest=dest, default=None,
                                 type=kind if kind in (int, float, str) else str,
                                 help=f"{help_text} (default: {default})")
 
 
-def from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> T:
+def from_args(cls: type[T], namespace: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:
     """Build ``cls`` from parsed options; options left unset keep the dataclass defaults."""
     values = {}
     for field in dataclasses.fields(cls):
-        value = getattr(namespace, field.name, None)
+        value = getattr(namespace, f"{prefix}_{field.name}" if prefix else field.name, None)
         if value is not None:
             values[field.name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -77,3 +77,14 @@ class ProbabilityClipper:
     def __call__(self, p: np.ndarray | float) -> np.ndarray | float:
         out = np.clip(self.calibrate(p), self.lo, self.hi)
         return float(out) if np.ndim(out) == 0 else out
+
+
+def aggregate_videos(face_probs: np.ndarray, video_ids: np.ndarray, track_ids: np.ndarray) -> dict[int, float]:
+    """Per video id: the same face → track → video rule as ``predict`` (mean per track, max over tracks)."""
+    out = {}
+    for video in np.unique(video_ids):
+        in_video = video_ids == video
+        tracks = track_ids[in_video]
+        probs = face_probs[in_video]
+        out[int(video)] = video_score([track_score(probs[tracks == t]) for t in np.unique(tracks)])
+    return out

@@ -88,13 +88,23 @@ def link_tracks(per_frame: list[list[Face]], min_iou: float = 0.2, max_centre_di
     return tracks
 
 
-def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
-    """Square crop around ``box`` enlarged by ``margin`` (fraction of the side), zero-padded, resized."""
+def crop_geometry(box: np.ndarray, margin: float) -> tuple[int, int, int]:
+    """Left, top and side (pixels) of the square crop around ``box`` enlarged by ``margin``."""
     x1, y1, x2, y2 = [float(v) for v in box]
     side = max(x2 - x1, y2 - y1) * (1.0 + margin)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
-    side_px = max(1, int(round(side)))
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), max(1, int(round(side)))
+
+
+def landmarks_in_crop(landmarks: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """Map frame-coordinate landmarks into the ``size`` × ``size`` crop made by :func:`square_crop`."""
+    left, top, side = crop_geometry(box, margin)
+    return (np.asarray(landmarks, dtype=np.float32) - np.array([left, top], np.float32)) * (size / side)
+
+
+def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """Square crop around ``box`` enlarged by ``margin`` (fraction of the side), zero-padded, resized."""
+    left, top, side_px = crop_geometry(box, margin)
     h, w = frame.shape[:2]
     crop = np.zeros((side_px, side_px, 3), dtype=frame.dtype)
     sx1, sy1 = max(0, left), max(0, top)

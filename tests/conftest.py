@@ -43,3 +43,28 @@ def tiny_weights(tmp_path_factory) -> Path:
     for name in ("xception", "resnet50", "efficientnet_lite0"):
         export_member(create_model(name, input_size=TEST_INPUT_SIZE), root, storage_dtype="float16")
     return root
+
+
+@pytest.fixture(scope="session")
+def training_videos(tmp_path_factory):
+    """A videos.csv of 8 clips in 4 identity groups: in each, a real clip and a "fake" whose face is re-rendered
+    (blurred and colour-shifted inside the face box, the kind of blending trace detectors learn)."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("train_videos")
+    rows = ["path,label,group"]
+    for group in range(4):
+        frames, boxes = synthetic.face_frames(n=8, width=320, height=240, face_height=150, seed=group,
+                                              background=60 + 30 * group)
+        synthetic.write_video(root / f"real_{group}.mp4", frames)
+        fake = frames.copy()
+        for frame, placed in zip(fake, boxes):
+            x1, y1, x2, y2 = placed[0]
+            inner = frame[y1 + 30:y2 - 20, x1 + 20:x2 - 20]
+            blurred = cv2.GaussianBlur(inner, (9, 9), 3)
+            inner[:] = np.clip(blurred.astype(int) + [25, -10, 5], 0, 255).astype(np.uint8)
+        synthetic.write_video(root / f"fake_{group}.mp4", fake)
+        rows += [f"real_{group}.mp4,REAL,g{group}", f"fake_{group}.mp4,FAKE,g{group}"]
+    (root / "videos.csv").write_text("\n".join(rows) + "\n")
+    return root / "videos.csv", root

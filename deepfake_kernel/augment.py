@@ -1,0 +1,417 @@
+"""Training-time augmentations for face crops (numpy + OpenCV only).
+
+Images are uint8 RGB face crops ``(H, W, 3)``; landmarks are the 5 MTCNN points of the crop as a float array
+``(5, 2)`` of ``(x, y)`` pixel coordinates in the order left eye, right eye, nose, left mouth corner, right
+mouth corner ("left" = smaller x in the image), or ``None`` when unknown. Every random choice is drawn from an
+explicit ``numpy.random.Generator``, so the same seed gives the same output.
+
+Without landmarks, the landmark-based augmentations (Face Feature Mask, FWA, SBI) use
+:func:`estimated_landmarks`: where MTCNN puts the 5 points, on average, in a square crop made with a 30 %
+margin around its box (``faces.square_crop``). The estimate is centred and upright, so these augmentations
+still target the eyes, nose, mouth and face oval of a typical crop.
+
+:class:`FaceAugmenter` applies, in order: one pseudo-fake (FWA or SBI, REAL samples only, label becomes FAKE),
+random crop/scale, horizontal flip, rotation, Face Feature Mask, brightness/contrast, gaussian blur, JPEG.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+REAL, FAKE = 0, 1
+FEATURE_MASK_MODES = ("all", "three", "interval")
+FLIP_ORDER = [1, 0, 2, 4, 3]  # landmark order after a horizontal flip: left/right eye and mouth corners swap
+
+# Mean MTCNN landmarks as fractions of the MTCNN box (x of box width, y of box height), and the box's
+# width/height ratio; used by estimated_landmarks.
+_LANDMARKS_IN_BOX = np.array([[0.30, 0.36], [0.70, 0.36], [0.50, 0.56], [0.34, 0.74], [0.66, 0.74]])
+_BOX_ASPECT = 1 / 1.2
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities (0..1) and ranges of the augmentations applied by :class:`FaceAugmenter`."""
+
+    flip: float = 0.5            # horizontal flip (landmarks flipped too; left/right swapped)
+    color: float = 0.5           # brightness/contrast jitter
+    blur: float = 0.1            # gaussian blur
+    jpeg: float = 0.3            # JPEG re-compression, quality 40..95
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # random crop side fraction range, resized back
+    rotate: float = 0.0          # rotation up to ±10°; default off (rotation hurt in one reference study)
+    face_feature_mask: float = 0.33  # Face Feature Mask
+    fwa: float = 0.0             # FWA pseudo-fake on REAL samples (label becomes FAKE)
+    sbi: float = 0.0             # self-blended pseudo-fake on REAL samples (label becomes FAKE)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    return image
+
+
+def _check_landmarks(landmarks: np.ndarray | None) -> np.ndarray | None:
+    if landmarks is None:
+        return None
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.shape != (5, 2):
+        raise ValueError(f"expected landmarks of shape (5, 2), got {points.shape}")
+    return points
+
+
+def _odd(value: float, minimum: int = 3) -> int:
+    """The odd integer nearest ``value``, at least ``minimum`` (a Gaussian kernel size)."""
+    size = max(minimum, int(round(value)))
+    return size if size % 2 == 1 else size + 1
+
+
+def _face_geometry(landmarks: np.ndarray, shape_hw: tuple[int, int]) -> tuple[float, np.ndarray, np.ndarray]:
+    """Inter-ocular distance (floored at 5 % of the crop side), unit eye-line vector and unit "down" vector."""
+    eye_vector = landmarks[1] - landmarks[0]
+    distance = float(np.linalg.norm(eye_vector))
+    across = eye_vector / distance if distance > 1e-6 else np.array([1.0, 0.0])
+    down = np.array([-across[1], across[0]])
+    return max(distance, 0.05 * min(shape_hw)), across, down
+
+
+def _ellipse(centre: np.ndarray, half_across: float, half_down: float, across: np.ndarray,
+             down: np.ndarray, n: int = 24) -> np.ndarray:
+    """Points of an ellipse with semi-axes along ``across`` and ``down``."""
+    t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)[:, None]
+    return centre + half_across * np.cos(t) * across + half_down * np.sin(t) * down
+
+
+def _blend(foreground: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``alpha * foreground + (1 - alpha) * background`` for a float (H, W) alpha, as uint8."""
+    alpha = alpha[..., None].astype(np.float32)
+    mixed = alpha * foreground.astype(np.float32) + (1.0 - alpha) * background.astype(np.float32)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def estimated_landmarks(shape_hw: tuple[int, int], margin: float = 0.3) -> np.ndarray:
+    """Where MTCNN's 5 landmarks typically are in a square crop made with ``margin`` around the face box.
+
+    ``faces.square_crop`` takes a square of side ``(1 + margin) * max(box sides)`` centred on the box; the box
+    is assumed 1.2× taller than wide, centred, with the mean landmark positions of ``_LANDMARKS_IN_BOX``.
+    """
+    h, w = shape_hw
+    box_h = 1.0 / (1.0 + margin)
+    box_w = box_h * _BOX_ASPECT
+    fractions = np.column_stack([0.5 + (_LANDMARKS_IN_BOX[:, 0] - 0.5) * box_w,
+                                 0.5 + (_LANDMARKS_IN_BOX[:, 1] - 0.5) * box_h])
+    return fractions * np.array([w, h]) - 0.5
+
+
+def _landmarks_or_estimate(landmarks: np.ndarray | None, shape_hw: tuple[int, int]) -> np.ndarray:
+    points = _check_landmarks(landmarks)
+    return estimated_landmarks(shape_hw) if points is None else points
+
+
+def hull_mask(shape_hw: tuple[int, int], points: np.ndarray, dilate: int) -> np.ndarray:
+    """uint8 mask (1 inside, 0 outside) of the convex hull of ``points`` (x, y), dilated by ``dilate`` pixels.
+
+    Degenerate hulls (one or two points) still mark the point or segment; ``dilate`` is the radius of the
+    elliptical dilation kernel, 0 for none.
+    """
+    h, w = shape_hw
+    mask = np.zeros((h, w), np.uint8)
+    pts = np.round(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
+    if len(pts) == 0:
+        return mask
+    hull = cv2.convexHull(pts)
+    cv2.fillConvexPoly(mask, hull, 1)
+    cv2.polylines(mask, [hull], True, 1)
+    if dilate > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
+        mask = cv2.dilate(mask, kernel)
+    return mask
+
+
+def face_ellipse_points(landmarks: np.ndarray, scale: float = 1.0,
+                        shape_hw: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Polygon (24 × 2) of the face oval estimated from 5 landmarks: about the MTCNN box, times ``scale``.
+
+    Centred between the eye and mouth midpoints, semi-axes 1.0× the inter-ocular distance across and 1.35×
+    the eye-to-mouth distance down, rotated with the eye line. ``shape_hw`` (the crop) only floors the
+    inter-ocular distance at 5 % of the crop side, for degenerate landmarks.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    iod, across, down = _face_geometry(points, shape_hw)
+    eyes, mouth = points[:2].mean(axis=0), points[3:].mean(axis=0)
+    eye_to_mouth = max(float(np.dot(mouth - eyes, down)), 0.5 * iod)
+    return _ellipse((eyes + mouth) / 2, scale * iod, scale * 1.35 * eye_to_mouth, across, down)
+
+
+# ---------------------------------------------------------------------------------- face feature mask
+
+def _landmark_regions(landmarks: np.ndarray, iod: float, across: np.ndarray, down: np.ndarray) -> list[np.ndarray]:
+    """Per landmark, the polygon of the facial feature around it: eyes, discs of 0.25× IOD; nose, an ellipse
+    of 0.2× by 0.25× IOD; mouth corners, ellipses of 0.1× by 0.15× IOD (stretched vertically)."""
+    radius = 0.25 * iod
+    left_eye, right_eye, nose, left_mouth, right_mouth = landmarks
+    return [
+        _ellipse(left_eye, radius, radius, across, down),
+        _ellipse(right_eye, radius, radius, across, down),
+        _ellipse(nose, 0.2 * iod, 0.25 * iod, across, down),
+        _ellipse(left_mouth, 0.1 * iod, 0.15 * iod, across, down),
+        _ellipse(right_mouth, 0.1 * iod, 0.15 * iod, across, down),
+    ]
+
+
+def feature_mask(shape_hw: tuple[int, int], landmarks: np.ndarray | None, rng: np.random.Generator,
+                 mode: str | None = None) -> np.ndarray:
+    """uint8 mask (1 = kept) of the Face Feature Mask: see :func:`face_feature_mask`."""
+    if mode is None:
+        mode = FEATURE_MASK_MODES[int(rng.integers(len(FEATURE_MASK_MODES)))]
+    if mode not in FEATURE_MASK_MODES:
+        raise ValueError(f"mode must be one of {FEATURE_MASK_MODES} or None, got {mode!r}")
+    points = _landmarks_or_estimate(landmarks, shape_hw)
+    iod, across, down = _face_geometry(points, shape_hw)
+    regions = _landmark_regions(points, iod, across, down)
+    features = [regions[0], regions[1], regions[2], np.vstack(regions[3:])]  # left eye, right eye, nose, mouth
+    if mode == "three":
+        features = [features[i] for i in sorted(rng.choice(4, size=3, replace=False))]
+    elif mode == "interval":
+        length = int(rng.integers(2, 6))
+        start = int(rng.integers(0, 5 - length + 1))
+        features = [np.vstack(regions[start:start + length])]
+    dilate = max(1, int(round(0.08 * iod)))
+    mask = np.zeros(shape_hw, np.uint8)
+    for polygon in features:
+        mask |= hull_mask(shape_hw, polygon, dilate)
+    return mask
+
+
+def face_feature_mask(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator,
+                      mode: str | None = None) -> np.ndarray:
+    """Keep only the dilated convex hulls of facial features and black out the rest.
+
+    Features come from the 5 landmarks: each eye (disc of 0.25× the inter-ocular distance), the nose
+    (ellipse around its tip) and the mouth (hull of both corners, stretched vertically). ``mode``: ``"all"``
+    keeps the four features, ``"three"`` three of them at random, ``"interval"`` the hull of a random run of
+    2 to 5 consecutive landmarks (in the order above); ``None`` picks a mode at random. Hulls are dilated by
+    0.08× the inter-ocular distance. Without landmarks, :func:`estimated_landmarks` stands in.
+    """
+    image = _check_image(image)
+    mask = feature_mask(image.shape[:2], landmarks, rng, mode)
+    return np.ascontiguousarray(image * mask[..., None])
+
+
+# ---------------------------------------------------------------------------------------- pseudo-fakes
+
+def fwa_pseudo_fake(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Face-warping-artifact pseudo-fake (Li & Lyu 2019) of a real face.
+
+    The crop is downscaled to 0.2..0.6 of its size, gaussian-blurred, upscaled back and slightly warped
+    (rotation ±5°, scale 0.95..1.05, shift ±3 % about the face centre); the result replaces the face oval
+    (:func:`face_ellipse_points`, scale 0.9..1.15) through a feathered mask, so pixels change mostly there.
+    """
+    image = _check_image(image)
+    h, w = image.shape[:2]
+    points = _landmarks_or_estimate(landmarks, (h, w))
+    iod = _face_geometry(points, (h, w))[0]
+
+    factor = rng.uniform(0.2, 0.6)
+    small = cv2.resize(image, (max(4, round(w * factor)), max(4, round(h * factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (_odd(rng.choice([3, 5])),) * 2, 0)
+    degraded = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    centre = points.mean(axis=0)
+    warp = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), rng.uniform(-5, 5), rng.uniform(0.95, 1.05))
+    warp[:, 2] += rng.uniform(-0.03, 0.03, size=2) * np.array([w, h])
+    degraded = cv2.warpAffine(degraded, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+    region = hull_mask((h, w), face_ellipse_points(points, rng.uniform(0.9, 1.15), (h, w)), 0)
+    feather = _odd(rng.uniform(0.15, 0.35) * iod)
+    alpha = cv2.GaussianBlur(region.astype(np.float32), (feather, feather), 0)
+    return np.ascontiguousarray(_blend(degraded, image, alpha))
+
+
+def _sbi_source(image: np.ndarray, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The SBI source: colour jitter (RGB shift, HSV shift, brightness/contrast), then sharpen or blur by
+    down/upscaling, then a small translation and scale about ``centre``."""
+    h, w = image.shape[:2]
+    source = image.astype(np.float32)
+    if rng.random() < 0.5:
+        source += rng.uniform(-20, 20, size=3).astype(np.float32)
+    if rng.random() < 0.5:
+        hsv = cv2.cvtColor(np.clip(source, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-4, 4)) % 180
+        hsv[..., 1:] += rng.uniform(-20, 20, size=2).astype(np.float32)
+        source = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    contrast, brightness = rng.uniform(0.9, 1.1), rng.uniform(-25, 25)
+    source = (source - source.mean()) * contrast + source.mean() + brightness
+    source = np.clip(source, 0, 255)
+
+    if rng.random() < 0.5:
+        alpha, lightness = rng.uniform(0.2, 0.5), rng.uniform(0.5, 1.0)
+        effect = np.full((3, 3), -1.0, np.float32)
+        effect[1, 1] = 8 + lightness
+        identity = np.zeros((3, 3), np.float32)
+        identity[1, 1] = 1
+        source = cv2.filter2D(source, -1, (1 - alpha) * identity + alpha * effect)
+    else:
+        ratio = rng.choice([2, 4])
+        small = cv2.resize(source, (max(4, w // ratio), max(4, h // ratio)), interpolation=cv2.INTER_AREA)
+        source = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    warp = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, rng.uniform(0.95, 1 / 0.95))
+    warp[:, 2] += rng.uniform([-0.03, -0.015], [0.03, 0.015]) * np.array([w, h])
+    source = cv2.warpAffine(source, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return np.clip(source, 0, 255).astype(np.uint8)
+
+
+def _sbi_alpha(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """SBI blend mask: the landmark hull (dilated) or the face oval, eroded by a first blur, softened by a
+    second (random kernels), times a blend ratio from {0.25, 0.5, 0.75, 1, 1, 1}."""
+    iod = _face_geometry(points, shape_hw)[0]
+    if rng.random() < 0.5:
+        region = hull_mask(shape_hw, points, int(round(rng.uniform(0.3, 0.6) * iod)))
+    else:
+        region = hull_mask(shape_hw, face_ellipse_points(points, rng.uniform(0.85, 1.1), shape_hw), 0)
+    first, second = (_odd(rng.uniform(0.05, 0.26) * iod) for _ in range(2))
+    alpha = cv2.GaussianBlur(region.astype(np.float32), (first, first), 0)
+    eroded = (alpha >= alpha.max() - 1e-4).astype(np.float32) if alpha.max() > 0 else alpha
+    if eroded.sum() > 0.25 * region.sum():
+        alpha = eroded
+    alpha = cv2.GaussianBlur(alpha, (second, second), 0)
+    alpha /= max(float(alpha.max()), 1e-6)
+    return alpha * float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+
+
+def self_blend_pseudo_fake(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Self-blended pseudo-fake (SBI, Shiohara & Yamasaki 2022) of a real face.
+
+    Source and target are the same face: the source gets colour and frequency jitter and a small translation
+    and scale, then is blended into the target through a blurred landmark-hull mask with a random blend
+    ratio in 0.25..1, so pixels change mostly inside that mask.
+    """
+    image = _check_image(image)
+    points = _landmarks_or_estimate(landmarks, image.shape[:2])
+    source = _sbi_source(image, points.mean(axis=0), rng)
+    alpha = _sbi_alpha(image.shape[:2], points, rng)
+    return np.ascontiguousarray(_blend(source, image, alpha))
+
+
+# ----------------------------------------------------------------------------------- standard augmentations
+
+def horizontal_flip(image: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mirror the image; landmarks are mirrored and re-ordered so that index 0 is again the left-side eye."""
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    if landmarks is None:
+        return flipped, None
+    points = np.asarray(landmarks, dtype=np.float64)[FLIP_ORDER].copy()
+    points[:, 0] = image.shape[1] - 1 - points[:, 0]
+    return flipped, points
+
+
+def random_crop_scale(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator,
+                      side_range: tuple[float, float] = (0.8, 1.0)) -> tuple[np.ndarray, np.ndarray | None]:
+    """Crop a random window of ``side_range`` × the image sides and resize it back; landmarks follow."""
+    h, w = image.shape[:2]
+    fraction = rng.uniform(*side_range) if side_range[0] < side_range[1] else float(side_range[0])
+    crop_w, crop_h = max(1, min(w, round(w * fraction))), max(1, min(h, round(h * fraction)))
+    left, top = int(rng.integers(0, w - crop_w + 1)), int(rng.integers(0, h - crop_h + 1))
+    if (crop_w, crop_h) == (w, h):
+        return image, landmarks
+    crop = image[top:top + crop_h, left:left + crop_w]
+    resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+    if landmarks is None:
+        return resized, None
+    scale = np.array([w / crop_w, h / crop_h])
+    points = (np.asarray(landmarks, dtype=np.float64) - [left, top] + 0.5) * scale - 0.5
+    return resized, points
+
+
+def random_rotate(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator,
+                  max_degrees: float = 10.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rotate about the centre by up to ±``max_degrees`` (reflected border); landmarks follow."""
+    h, w = image.shape[:2]
+    warp = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rng.uniform(-max_degrees, max_degrees), 1.0)
+    rotated = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    if landmarks is None:
+        return rotated, None
+    points = np.asarray(landmarks, dtype=np.float64)
+    return rotated, points @ warp[:, :2].T + warp[:, 2]
+
+
+def brightness_contrast(image: np.ndarray, rng: np.random.Generator, brightness: float = 25.0,
+                        contrast: float = 0.2) -> np.ndarray:
+    """Contrast ×(1 ± ``contrast``) about the mean, brightness ± ``brightness`` grey levels."""
+    pixels = image.astype(np.float32)
+    mean = float(pixels.mean())
+    pixels = (pixels - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean + rng.uniform(-brightness, brightness)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def gaussian_blur(image: np.ndarray, rng: np.random.Generator, sigma: tuple[float, float] = (0.5, 1.5)) -> np.ndarray:
+    """Gaussian blur with a random sigma."""
+    return cv2.GaussianBlur(image, (0, 0), rng.uniform(*sigma))
+
+
+def jpeg_recompress(image: np.ndarray, rng: np.random.Generator, quality: tuple[int, int] = (40, 95)) -> np.ndarray:
+    """Encode as JPEG at a random quality in ``quality`` (inclusive) and decode back."""
+    level = int(rng.integers(quality[0], quality[1] + 1))
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, level])
+    if not ok:
+        raise RuntimeError("cv2.imencode failed to encode JPEG")
+    return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1])
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+
+class FaceAugmenter:
+    """The training augmentation pipeline of one face crop, driven by an :class:`AugmentConfig`.
+
+    Order: pseudo-fake (REAL only: FWA with probability ``fwa``, else SBI with probability ``sbi``, from one
+    draw, so at most one per call; label becomes FAKE), crop/scale, flip, rotation, Face Feature Mask,
+    brightness/contrast, blur, JPEG. Missing landmarks are replaced by :func:`estimated_landmarks` where a
+    step needs them.
+    """
+
+    def __init__(self, config: AugmentConfig):
+        self.config = config
+
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray | None, label: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """Returns (augmented uint8 image of the SAME size as the input, possibly changed label).
+
+        label 1 = FAKE, 0 = REAL.
+        """
+        image, _, label = self.augment(image, landmarks, label, rng)
+        return image, label
+
+    def augment(self, image: np.ndarray, landmarks: np.ndarray | None, label: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """Like ``__call__``, also returning the landmarks moved with the image (``None`` stays ``None``)."""
+        cfg = self.config
+        image = _check_image(image)
+        points = _check_landmarks(landmarks)
+        label = int(label)
+
+        if label == REAL and (cfg.fwa > 0 or cfg.sbi > 0):
+            draw = rng.random()
+            if draw < cfg.fwa:
+                image, label = fwa_pseudo_fake(image, points, rng), FAKE
+            elif draw < cfg.fwa + cfg.sbi:
+                image, label = self_blend_pseudo_fake(image, points, rng), FAKE
+
+        if tuple(cfg.crop_scale) != (1.0, 1.0):
+            image, points = random_crop_scale(image, points, rng, tuple(cfg.crop_scale))
+        if rng.random() < cfg.flip:
+            image, points = horizontal_flip(image, points)
+        if rng.random() < cfg.rotate:
+            image, points = random_rotate(image, points, rng)
+        if rng.random() < cfg.face_feature_mask:
+            image = face_feature_mask(image, points, rng)
+        if rng.random() < cfg.color:
+            image = brightness_contrast(image, rng)
+        if rng.random() < cfg.blur:
+            image = gaussian_blur(image, rng)
+        if rng.random() < cfg.jpeg:
+            image = jpeg_recompress(image, rng)
+        return np.ascontiguousarray(image, dtype=np.uint8), points, label

@@ -1,0 +1,44 @@
+"""Video-level metrics (numpy only): log loss as DFDC scored it, ROC AUC, accuracy."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-15) -> float:
+    """Mean binary cross-entropy, the DFDC leaderboard metric (probabilities clipped to ``[eps, 1 - eps]``)."""
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with ties averaged); NaN when one class is absent."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_scores = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def accuracy(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
+    return float(np.mean((np.asarray(probs) >= threshold) == np.asarray(labels).astype(bool)))
+
+
+def summarize(labels: np.ndarray, probs: np.ndarray, clip: tuple[float, float] | None = None) -> dict[str, float]:
+    """AUC, log loss (raw and, with ``clip``, clipped), accuracy and count."""
+    out = {"n": int(len(labels)), "auc": roc_auc(labels, probs), "log_loss": log_loss(labels, probs),
+           "accuracy": accuracy(labels, probs)}
+    if clip is not None:
+        out["log_loss_clipped"] = log_loss(labels, np.clip(probs, *clip))
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}

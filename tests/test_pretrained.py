@@ -1,0 +1,46 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepfake_kernel.models import create_model
+from deepfake_kernel.pretrained import load_efficientnet_lite_imagenet, load_local_checkpoint, map_by_position
+
+EGYPTIAN_CAT, TABBY, TIGER_CAT = 285, 281, 282
+
+
+def test_lite0_imagenet_mapping_classifies_a_cat():
+    import skimage.data
+    import timm
+
+    network = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    load_efficientnet_lite_imagenet(network, 0, keep_classifier=True)
+    model = create_model("efficientnet_lite0")  # for its preprocessing (input size and Lite normalisation)
+    images = model.preprocess(skimage.data.chelsea()[None])
+    with torch.inference_mode():
+        top = network(images).softmax(1).topk(3).indices[0].tolist()
+    assert top[0] in {EGYPTIAN_CAT, TABBY, TIGER_CAT}
+
+
+def test_mapping_keeps_the_features_and_leaves_the_new_head():
+    model = create_model("efficientnet_lite0", input_size=64)
+    head_before = model.network.classifier.weight.clone()
+    stem_before = model.network.conv_stem.weight.clone()
+    load_efficientnet_lite_imagenet(model.network, 0)
+    assert torch.equal(model.network.classifier.weight, head_before)
+    assert not torch.equal(model.network.conv_stem.weight, stem_before)
+
+
+def test_map_by_position_checks_shapes():
+    with pytest.raises(ValueError, match="does not fit"):
+        map_by_position({"a": torch.zeros(2)}, {"b": torch.zeros(3)})
+
+
+def test_local_checkpoint_init(tmp_path):
+    source = create_model("resnet50", input_size=32)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.network.state_dict().items()}}, tmp_path / "r.pth")
+    target = create_model("resnet50", input_size=32)
+    loaded = load_local_checkpoint(target.network, tmp_path / "r.pth")
+    assert "conv1.weight" in loaded
+    assert torch.equal(target.network.conv1.weight, source.network.conv1.weight)
+    with pytest.raises(FileNotFoundError):
+        load_local_checkpoint(target.network, tmp_path / "missing.pth")

@@ -1,0 +1,101 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deepfake_kernel import train
+from deepfake_kernel.augment import AugmentConfig
+from deepfake_kernel.weights import read_manifest
+
+
+def tiny_config(tmp_path, csv_path, name, **overrides):
+    values = dict(videos=[str(csv_path)], members=["efficientnet_lite0"], preset="tiny",
+                  out=str(tmp_path / name / "weights"), work_dir=str(tmp_path / name / "work"),
+                  cache_dir=str(tmp_path / "cache"), cache_frames=4, cache_size=64, val_fraction=0.5,
+                  storage_dtype="float16", progress=False, patience=5)
+    values.update(overrides)
+    return train.TrainConfig(**values)
+
+
+AUGMENT = AugmentConfig(sbi=0.2, fwa=0.1)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, training_videos):
+    tmp_path = tmp_path_factory.mktemp("train")
+    config = tiny_config(tmp_path, training_videos[0], "a")
+    return tmp_path, config, train.run(config, AUGMENT, command="python -m deepfake_kernel.train (test)")
+
+
+def test_run_exports_a_member_predict_can_load(baseline, training_videos):
+    from deepfake_kernel.detector import Detector
+
+    tmp_path, config, report = baseline
+    manifest = read_manifest(config.out)
+    entry = manifest.member("efficientnet_lite0")
+    assert entry.input_size == 48 and entry.storage_dtype == "float16"
+    assert entry.training["data_fingerprint"] and entry.training["seed"] == 0
+    assert entry.training_command == "python -m deepfake_kernel.train (test)"
+    assert entry.metrics["val_video"]["n"] == 4  # two held-out groups, two videos each
+    assert len(report["members"]["efficientnet_lite0"]["history"]) == 2
+    split = json.loads((tmp_path / "a" / "work" / "split.json").read_text())
+    assert split["train_groups"] == split["val_groups"] == 2
+    assert "val_video" in manifest.notes["validation"]
+    detector = Detector.from_weights(config.out, device="cpu", frames=4, detect_long_side=480)
+    result = detector.predict_video(training_videos[1] / "fake_0.mp4")
+    assert result.reason is None and list(result.member_scores) == ["efficientnet_lite0"]
+
+
+def test_same_seed_same_metrics_and_weights(baseline, training_videos):
+    tmp_path, config, report = baseline
+    again = train.run(tiny_config(tmp_path, training_videos[0], "b"), AUGMENT, command="python -m deepfake_kernel.train (test)")
+    assert again["members"]["efficientnet_lite0"]["history"] == [
+        {**h, "seconds": again["members"]["efficientnet_lite0"]["history"][i]["seconds"]}
+        for i, h in enumerate(report["members"]["efficientnet_lite0"]["history"])]
+    a = read_manifest(config.out).member("efficientnet_lite0")
+    b = read_manifest(tmp_path / "b" / "weights").member("efficientnet_lite0")
+    assert a.sha256 == b.sha256
+
+
+def test_resume_after_a_kill_gives_the_same_checkpoint(baseline, training_videos, monkeypatch):
+    tmp_path, config, _ = baseline
+    resumed = tiny_config(tmp_path, training_videos[0], "c")
+    calls = {"n": 0}
+    real_metrics = train.video_metrics
+
+    def killed_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill during epoch 2")
+        return real_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(train, "video_metrics", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(resumed, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    monkeypatch.setattr(train, "video_metrics", real_metrics)
+    resumed.resume = True
+    report = train.run(resumed, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    assert len(report["members"]["efficientnet_lite0"]["history"]) == 2
+    a = read_manifest(config.out).member("efficientnet_lite0")
+    c = read_manifest(resumed.out).member("efficientnet_lite0")
+    assert a.sha256 == c.sha256
+
+
+def test_cli_under_torchrun_with_two_cpu_processes(tmp_path, training_videos, baseline):
+    cache_dir = baseline[0] / "cache"
+    out = tmp_path / "weights"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "deepfake_kernel.train", "--videos", str(training_videos[0]), "--members", "efficientnet_lite0",
+               "--preset", "tiny", "--out", str(out), "--work-dir", str(tmp_path / "work"),
+               "--cache-dir", str(cache_dir), "--cache-frames", "4", "--cache-size", "64", "--val-fraction", "0.5",
+               "--storage-dtype", "float16", "--no-progress", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    entry = read_manifest(out).member("efficientnet_lite0")
+    assert entry.training["epochs_run"] == 2
+    assert "--nproc_per_node" not in entry.training_command and "--preset tiny" in entry.training_command
+    assert np.isfinite(entry.metrics["val_video"]["log_loss"])
