@@ -88,3 +88,96 @@ def aggregate_videos(face_probs: np.ndarray, video_ids: np.ndarray, track_ids: n
         probs = face_probs[in_video]
         out[int(video)] = video_score([track_score(probs[tracks == t]) for t in np.unique(tracks)])
     return out
+
+
+# ---------------------------------------------------------------------------------------------- fitting
+def fit_logistic(design: np.ndarray, labels: np.ndarray, l2: np.ndarray | float = 0.0,
+                 iterations: int = 100) -> np.ndarray:
+    """Weights ``w`` minimising the log loss of ``sigmoid(design @ w)`` plus ``l2 * w²/2``: Newton steps,
+    halved until the loss goes down (plain Newton diverges on separable or saturated data)."""
+    y = np.asarray(labels, dtype=np.float64)
+    penalty = np.broadcast_to(np.asarray(l2, dtype=np.float64), (design.shape[1],))
+
+    def loss(w):
+        z = design @ w
+        return float(np.sum(np.logaddexp(0, z) - y * z) + 0.5 * np.sum(penalty * w * w))
+
+    w = np.zeros(design.shape[1])
+    current = loss(w)
+    for _ in range(iterations):
+        p = sigmoid(design @ w)
+        grad = design.T @ (p - y) + penalty * w
+        hess = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        size = 1.0
+        while size > 1e-6 and loss(w - size * step) > current:
+            size /= 2
+        w = w - size * step
+        new = loss(w)
+        if current - new < 1e-10:
+            break
+        current = new
+    return w
+
+
+def fit_temperature(raw_scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt-style fit of ``sigmoid(logit(p) / T + b)`` on the log loss; returns ``(T, b)``."""
+    x = logit(raw_scores)
+    slope, bias = fit_logistic(np.stack([x, np.ones_like(x)], 1), labels)
+    slope = max(slope, 1e-3)  # a non-positive slope would invert the ranking: keep the order the models give
+    return float(1.0 / slope), float(bias)
+
+
+def choose_clip(probs: np.ndarray, labels: np.ndarray, candidates: tuple[float, ...] = (
+        0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3)) -> tuple[float, float]:
+    """Symmetric-or-not clip bounds ``(lo, hi)`` from a grid that minimise the log loss of ``probs``."""
+    y = np.asarray(labels, dtype=np.float64)
+    best, best_loss = (0.01, 0.99), float("inf")
+    for lo in candidates:
+        for hi in (1 - c for c in candidates):
+            p = np.clip(probs, lo, hi)
+            loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+            if loss < best_loss - 1e-12:
+                best, best_loss = (float(lo), float(round(hi, 6))), loss
+    return best
+
+
+def stacking_features(member_scores: dict[str, float], members: list[str], faces: int, tracks: int,
+                      detection_prob: float) -> np.ndarray:
+    """Per-video inputs of the stacker: each member's video logit, then face count, tracks, detector confidence."""
+    logits = [float(logit(member_scores.get(m, 0.5))) for m in members]
+    return np.array(logits + [np.log1p(faces), float(tracks), float(detection_prob)], dtype=np.float64)
+
+
+@dataclass
+class Stacker:
+    """Logistic regression over :func:`stacking_features` (learned member trust instead of a plain mean)."""
+
+    members: list[str]
+    coef: list[float]
+    intercept: float
+    mean: list[float]
+    scale: list[float]
+
+    def __call__(self, features: np.ndarray) -> float:
+        z = (np.asarray(features) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return float(sigmoid(np.dot(z, self.coef) + self.intercept))
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, members: list[str], l2: float = 1.0) -> "Stacker":
+        """L2-regularised logistic regression by Newton's method on standardised features."""
+        mean = features.mean(0)
+        scale = features.std(0) + 1e-6
+        design = np.hstack([(features - mean) / scale, np.ones((len(features), 1))])
+        penalty = np.full(design.shape[1], l2)
+        penalty[-1] = 0.0
+        w = fit_logistic(design, labels, penalty)
+        return cls(list(members), w[:-1].tolist(), float(w[-1]), mean.tolist(), scale.tolist())
+
+    def to_dict(self) -> dict:
+        return {"members": self.members, "coef": self.coef, "intercept": self.intercept, "mean": self.mean,
+                "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Stacker":
+        return cls(data["members"], data["coef"], data["intercept"], data["mean"], data["scale"])

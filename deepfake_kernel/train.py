@@ -56,9 +56,9 @@ class MemberRecipe:
 PRESETS: dict[str, dict[str, MemberRecipe]] = {
     # sized to finish on a 2-core CPU inside a working session (see README for the measured wall time)
     "cpu": {
-        "efficientnet_lite0": MemberRecipe(128, 6, 2400, 32, 2e-3, 0.25),
-        "resnet50": MemberRecipe(112, 4, 1600, 32, 1e-3, 1.0),
-        "xception": MemberRecipe(128, 3, 1200, 24, 1e-3, 1.0),
+        "efficientnet_lite0": MemberRecipe(128, 5, 2000, 32, 2e-3, 0.25),
+        "resnet50": MemberRecipe(112, 4, 1200, 32, 1e-3, 1.0),
+        "xception": MemberRecipe(128, 3, 1000, 24, 1e-3, 1.0),
     },
     "gpu": {
         "efficientnet_lite0": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
@@ -374,14 +374,14 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
                   f"({reports[name]['seconds']:.0f}s)", flush=True)
     result = {"split": split, "members": reports}
     if env.main:
-        result["ensemble"] = ensemble_validation(config, val)
+        result["ensemble"] = ensemble_validation(config, val, split)
         (work / "report.json").write_text(json.dumps(result, indent=2) + "\n")
         print(f"ensemble: val video {json.dumps(result['ensemble'])}", flush=True)
     _barrier(env)
     return result
 
 
-def ensemble_validation(config: TrainConfig, val: FaceSamples) -> dict:
+def ensemble_validation(config: TrainConfig, val: FaceSamples, split: dict) -> dict:
     """Score the exported ensemble (manifest weights) on the val crops; store it in the manifest."""
     manifest = read_manifest(config.out)
     probs, weights = {}, {}
@@ -392,8 +392,11 @@ def ensemble_validation(config: TrainConfig, val: FaceSamples) -> dict:
             weights[entry.name] = entry.ensemble_weight
     face_probs = ensemble.weighted_mean(probs, weights)
     summary, _, _ = video_metrics(face_probs, val)
-    manifest.notes["validation"] = {"members": sorted(probs), "val_video": summary,
-                                    "rule": "mean of members per face, mean per track, max over tracks"}
+    manifest.notes["validation"] = {
+        "members": sorted(probs), "val_video": summary, "measured_on": "cached val crops (train's cropper)",
+        "rule": "mean of members per face, mean per track, max over tracks",
+        "split": {"seed": split["seed"], "val_fraction": split["val_fraction"],
+                  "val_groups": split["val_groups_list"]}}
     write_manifest(manifest, config.out)
     return summary
 

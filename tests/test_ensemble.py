@@ -27,3 +27,39 @@ def test_clipper_bounds_and_calibration():
     with pytest.raises(ValueError):
         ProbabilityClipper(0.9, 0.1)
     assert ProbabilityClipper.from_manifest({"lo": 0.02, "hi": 0.98}, {"temperature": 1.5}).temperature == 1.5
+
+
+def test_fit_temperature_recovers_an_overconfident_model():
+    from deepfake_kernel.ensemble import fit_temperature, sigmoid
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    true_logit = np.where(labels == 1, 1.0, -1.0) * 1.5 + rng.normal(0, 1, 2000)
+    overconfident = sigmoid(3 * true_logit * 2)  # calibrated would be sigmoid(3 * true_logit)
+    temperature, bias = fit_temperature(overconfident, labels)
+    assert temperature == pytest.approx(2.0, rel=0.1) and abs(bias) < 0.2
+
+
+def test_choose_clip_prefers_wide_bounds_for_confident_mistakes():
+    from deepfake_kernel.ensemble import choose_clip
+
+    labels = np.array([1] * 50 + [0] * 50)
+    probs = np.where(labels == 1, 0.999, 0.001)
+    probs[0] = 0.0001  # one confident mistake
+    lo, hi = choose_clip(probs, labels)
+    assert lo > 0.001 and hi > 0.9
+
+
+def test_stacker_learns_which_member_to_trust():
+    from deepfake_kernel.ensemble import Stacker, stacking_features, sigmoid
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400)
+    good = sigmoid(np.where(labels == 1, 2.0, -2.0) + rng.normal(0, 1, 400))
+    noise = rng.random(400)
+    features = np.stack([stacking_features({"good": g, "noise": n}, ["good", "noise"], 10, 1, 0.99)
+                         for g, n in zip(good, noise)])
+    stacker = Stacker.fit(features, labels, ["good", "noise"])
+    assert abs(stacker.coef[0]) > 5 * abs(stacker.coef[1])
+    again = Stacker.from_dict(stacker.to_dict())
+    assert again(features[0]) == pytest.approx(stacker(features[0]))

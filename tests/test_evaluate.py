@@ -1,0 +1,60 @@
+import csv
+import json
+import shutil
+
+import pytest
+
+from deepfake_kernel import evaluate
+from deepfake_kernel.weights import read_manifest
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, training_videos, tiny_weights):
+    tmp_path = tmp_path_factory.mktemp("evaluate")
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights),
+                                     out_dir=str(tmp_path / "report"), frames=4, bootstrap=200, folds=2,
+                                     fit_calibration=True, fit_stacking=True, thumbnails=3, device="cpu")
+    return tmp_path, evaluate.evaluate(config)
+
+
+def test_metrics_intervals_and_breakdown(evaluated):
+    tmp_path, report = evaluated
+    assert report["videos"] == 8 and report["fake"] == 4
+    submitted = report["as_submitted"]
+    low, high = submitted["log_loss_95ci"]
+    assert low <= submitted["log_loss"] <= high
+    assert sum(submitted["confusion"].values()) == 8
+    assert set(report["members"]) == {"xception", "resnet50", "efficientnet_lite0"}
+    assert report["breakdown"]["dataset"]["-"]["n"] == 8
+
+
+def test_report_files(evaluated):
+    tmp_path, report = evaluated
+    out = tmp_path / "report"
+    for name in ("report.md", "report.json", "per_video.csv", "roc.png", "reliability.png", "histogram.png",
+                 "mistakes.png", "details.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "per_video.csv")))
+    losses = [float(r["log_loss"]) for r in rows]
+    assert losses == sorted(losses, reverse=True) and len(rows) == 8
+    assert "![roc](roc.png)" in (out / "report.md").read_text()
+
+
+def test_calibration_and_stacking_land_in_the_manifest(evaluated):
+    tmp_path, report = evaluated
+    manifest = read_manifest(tmp_path / "weights")
+    assert manifest.calibration["temperature"] == pytest.approx(report["calibration"]["temperature"], rel=1e-3)
+    assert manifest.clip == {"lo": report["calibration"]["clip"][0], "hi": report["calibration"]["clip"][1]}
+    assert manifest.stacking["use"] == report["stacking"]["kept"]
+    assert len(manifest.stacking["coef"]) == 3 + 3
+
+
+def test_existing_submission_can_be_scored(evaluated, training_videos, tmp_path):
+    out = evaluated[0] / "report"
+    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), submission=str(out / "submission.csv"),
+                                     out_dir=str(tmp_path / "r2"), bootstrap=50, thumbnails=0)
+    report = evaluate.evaluate(config)
+    assert report["as_submitted"]["log_loss"] == pytest.approx(evaluated[1]["as_submitted"]["log_loss"], abs=1e-4)
+    assert json.loads((tmp_path / "r2" / "report.json").read_text())["videos"] == 8
