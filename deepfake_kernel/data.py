@@ -278,38 +278,46 @@ class CropCache:
         return FaceSamples(np.concatenate(crops), np.concatenate(marks), np.concatenate(labels).astype(np.int64),
                            np.concatenate(video_ids).astype(np.int64), np.concatenate(tracks).astype(np.int64), kept)
 
-    def load_crop_csv(self, csv_path: str | Path, limit: int | None = None, progress: bool = True) -> FaceSamples:
-        """Loose face crops (``path,label`` CSV): resized to the cache size, landmarks found by MTCNN once."""
+    def load_crop_csv(self, csv_path: str | Path, limit: int | None = None, progress: bool = True,
+                      landmarks: bool = False) -> FaceSamples:
+        """Loose face crops (``path,label`` CSV), resized to the cache size and cached as one ``.npz``.
+
+        With ``landmarks`` MTCNN locates the 5 landmarks of every crop (about a second a crop on a busy 2-core
+        machine); without, they are left unknown (NaN) and the landmark-based augmentations fall back to the
+        usual landmark positions of a face crop (:func:`deepfake_kernel.augment.estimated_landmarks`).
+        """
         csv_path = Path(csv_path)
         with open(csv_path, newline="", encoding="utf-8") as handle:
             rows = [(r["path"], parse_label(r["label"])) for r in csv.DictReader(handle)]
         if limit:
             rows = rows[:limit]
         digest = hashlib.sha1("\n".join(f"{p}\t{l}" for p, l in rows).encode()).hexdigest()[:12]
-        out = self.root / f"crops_{csv_path.stem}_{digest}.npz"
+        out = self.root / f"crops_{csv_path.stem}_{digest}{'_lm' if landmarks else ''}.npz"
         if not out.is_file():
             self.root.mkdir(parents=True, exist_ok=True)
-            _, cropper = self._stages()
+            cropper = self._stages()[1] if landmarks else None
             size = self.config.crop_size
             crops = np.zeros((len(rows), size, size, 3), np.uint8)
             marks = np.full((len(rows), 5, 2), np.nan, np.float32)
+            readable = np.ones(len(rows), bool)
             iterator = range(len(rows))
             if progress:
                 from tqdm import tqdm
-                iterator = tqdm(iterator, desc=f"landmarks {csv_path.name}", unit="crop")
+                iterator = tqdm(iterator, desc=f"crops {csv_path.name}", unit="crop")
             for i in iterator:
                 image = cv2.imread(str(csv_path.parent / rows[i][0]), cv2.IMREAD_COLOR)
                 if image is None:
-                    log.warning("unreadable crop %s", rows[i][0])
+                    log.warning("skipping unreadable crop %s", rows[i][0])
+                    readable[i] = False
                     continue
                 image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-                scale = size / max(image.shape[:2])
                 crops[i] = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-                found = cropper.detect(image[None])[0]
-                if found and found[0].landmarks is not None:
-                    marks[i] = found[0].landmarks * np.array([size / image.shape[1], size / image.shape[0]])
-                del scale
-            _atomic_savez(out, crops=crops, landmarks=marks, labels=np.array([l for _, l in rows]))
+                if cropper is not None:
+                    found = cropper.detect(crops[i][None])[0]
+                    if found and found[0].landmarks is not None:
+                        marks[i] = found[0].landmarks
+            labels = np.array([l for _, l in rows])
+            _atomic_savez(out, crops=crops[readable], landmarks=marks[readable], labels=labels[readable])
         with np.load(out) as data:
             n = len(data["labels"])
             return FaceSamples(data["crops"], data["landmarks"], data["labels"].astype(np.int64),
