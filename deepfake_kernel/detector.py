@@ -6,7 +6,11 @@
     result = detector.predict_video("clip.mp4")
     result.score, result.member_scores, result.tracks, result.reason
 
-``predict_video`` never raises for a bad video: it returns the fallback score with ``reason`` set.
+``predict_video`` never raises for a bad video: it returns the fallback score with ``reason`` set. With a
+``timeout`` (``predict`` always sets one) the work runs in a worker thread that is abandoned when it overruns
+(see :mod:`.watchdog`); the reason then names the stage that hung: ``decode_timeout``, ``detect_timeout``,
+``classify_timeout``. Running out of memory in detection or in a member retries with half the batch, down to
+one, and only then falls back (``out_of_memory``); the smaller batch is kept for the following videos.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from . import ensemble
 from .faces import FaceCropper, Track
 from .models import FaceClassifier
 from .video import FrameReader, VideoReadError
+from .watchdog import StageTimeout, run_with_timeout
 from .weights import Manifest, load_member, read_manifest, select_members
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,10 @@ def resolve_device(device: str = "auto") -> str:
     """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; an unavailable ``cuda`` is an error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no GPU; use --device cpu or auto")
+        raise ValueError("--device cuda was asked for, but torch sees no GPU; use --device cpu or auto")
     return device
 
 
@@ -80,7 +87,7 @@ class Detector:
     def __init__(self, members: dict[str, FaceClassifier], member_weights: dict[str, float],
                  clipper: ensemble.ProbabilityClipper, reader: FrameReader, cropper: FaceCropper,
                  frames: int = 32, batch_size: int = 16, fallback_score: float = FALLBACK_SCORE,
-                 device: str = "cpu", manifest: Manifest | None = None):
+                 device: str = "cpu", manifest: Manifest | None = None, video_timeout: float | None = None):
         if not members:
             raise ValueError("a Detector needs at least one member")
         self.members = members
@@ -93,13 +100,14 @@ class Detector:
         self.fallback_score = fallback_score
         self.device = device
         self.manifest = manifest
+        self.video_timeout = video_timeout
 
     @classmethod
     def from_weights(cls, weights_dir: str | Path = "weights", device: str = "auto",
                      models: list[str] | None = None, frames: int = 32, batch_size: int = 16,
                      detect_long_side: int = 1000, max_faces: int = 2, margin: float = 0.3,
                      min_prob: float = 0.9, max_side: int = 1920, decode_timeout: float = 60.0,
-                     fallback_score: float = FALLBACK_SCORE) -> "Detector":
+                     fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset)."""
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
@@ -112,16 +120,17 @@ class Detector:
         cropper = FaceCropper(device=device, detect_long_side=detect_long_side, min_prob=min_prob,
                               margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size)
         return cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
-                   fallback_score=fallback_score, device=device, manifest=manifest)
+                   fallback_score=fallback_score, device=device, manifest=manifest, video_timeout=video_timeout)
 
     @property
     def member_names(self) -> list[str]:
         return list(self.members)
 
-    def score_tracks(self, tracks: list[Track], models: list[str]) -> tuple[float, dict[str, float], list[TrackResult]]:
+    def score_tracks(self, tracks: list[Track], models: list[str],
+                     notes: list[str] | None = None) -> tuple[float, dict[str, float], list[TrackResult]]:
         """Raw (unclipped) video score, per-member video scores and per-track results."""
         crops = np.concatenate([t.crops() for t in tracks])
-        face_probs = {name: self.members[name].predict_proba(crops, self.batch_size) for name in models}
+        face_probs = {name: self._classify(name, crops, notes) for name in models}
         ensemble_probs = ensemble.weighted_mean(face_probs, self.member_weights)
         results, start = [], 0
         for track in tracks:
@@ -134,24 +143,49 @@ class Detector:
         member_scores = {n: ensemble.video_score([r.member_scores[n] for r in results]) for n in models}
         return ensemble.video_score([r.score for r in results]), member_scores, results
 
-    def predict_video(self, path: str | Path, frames: int | None = None,
-                      models: list[str] | None = None) -> VideoPrediction:
-        """Score one video; bad input gives the fallback score and a ``reason``, never an exception."""
-        started = time.perf_counter()
-        frames = frames or self.frames
-        models = [m for m in (models or self.member_names) if m in self.members] or self.member_names
-        result = VideoPrediction(path=str(path), score=self.fallback_score, frames_requested=frames,
-                                 models=tuple(models))
+    def _classify(self, name: str, crops: np.ndarray, notes: list[str] | None) -> np.ndarray:
+        """One member's P(FAKE) per crop; out of GPU memory, retry with half the batch (kept for later videos)."""
+        while True:
+            batch_size = self.batch_size
+            try:
+                return self.members[name].predict_proba(crops, batch_size)
+            except torch.cuda.OutOfMemoryError:
+                if batch_size <= 1:
+                    raise
+                self.batch_size = max(1, batch_size // 2)
+                _release_cuda_memory()
+                _note_retry(notes, f"{name} out of memory at batch {batch_size}; retried at {self.batch_size}")
+
+    def _detect(self, frames: np.ndarray, notes: list[str] | None) -> list[Track]:
+        """Face tracks; out of GPU memory, retry detection with half the batch (kept for later videos)."""
+        while True:
+            batch_size = self.cropper.batch_size
+            try:
+                return self.cropper(frames)
+            except torch.cuda.OutOfMemoryError:
+                if batch_size <= 1:
+                    raise
+                self.cropper.batch_size = max(1, batch_size // 2)
+                _release_cuda_memory()
+                _note_retry(notes, f"face detection out of memory at batch {batch_size}; "
+                                   f"retried at {self.cropper.batch_size}")
+
+    def _score_into(self, result: VideoPrediction, path: str | Path, frames: int, models: list[str],
+                    stage: list[str]) -> None:
+        """The stages, filling ``result``; ``stage[0]`` says which one runs (read by the watchdog)."""
         try:
+            stage[0] = "decode"
             batch = self.reader.read(path, frames)
             result.frames_read, result.reader, result.notes = len(batch), batch.reader, list(batch.notes)
-            tracks = self.cropper(batch.frames)
+            stage[0] = "detect"
+            tracks = self._detect(batch.frames, result.notes)
             del batch
             result.faces = sum(len(t.faces) for t in tracks)
             if not tracks:
                 result.reason = "no_face"
             else:
-                raw, member_scores, track_results = self.score_tracks(tracks, models)
+                stage[0] = "classify"
+                raw, member_scores, track_results = self.score_tracks(tracks, models, result.notes)
                 result.raw_score, result.member_scores, result.tracks = raw, member_scores, track_results
                 result.score = float(self.clipper(raw))
         except VideoReadError as exc:
@@ -159,11 +193,58 @@ class Detector:
             result.notes.append(str(exc))
         except (KeyboardInterrupt, SystemExit):
             raise
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            _release_cuda_memory()
+            result.reason = "out_of_memory"
+            result.notes.append(f"{stage[0]}: {str(exc)[:200]}")
         except Exception as exc:  # anything else in a stage must not stop the run
             log.exception("scoring %s failed", path)
             result.reason = f"error:{type(exc).__name__}"
             result.notes.append(str(exc))
+        stage[0] = "done"
+
+    def predict_video(self, path: str | Path, frames: int | None = None, models: list[str] | None = None,
+                      timeout: float | None = None, timeout_reason: str | None = None) -> VideoPrediction:
+        """Score one video; bad input gives the fallback score and a ``reason``, never an exception.
+
+        ``timeout`` (default ``self.video_timeout``; ``None``: no watchdog) abandons the video after that many
+        seconds with reason ``timeout_reason``, or ``<stage>_timeout`` naming the stage that was running.
+        """
+        started = time.perf_counter()
+        frames = frames or self.frames
+        models = [m for m in (models or self.member_names) if m in self.members] or self.member_names
+        timeout = self.video_timeout if timeout is None else timeout
+        result = VideoPrediction(path=str(path), score=self.fallback_score, frames_requested=frames,
+                                 models=tuple(models))
+        stage = ["start"]
+        if timeout is None:
+            self._score_into(result, path, frames, models, stage)
+        else:
+            work = VideoPrediction(path=str(path), score=self.fallback_score, frames_requested=frames,
+                                   models=tuple(models))
+            try:
+                run_with_timeout(lambda: self._score_into(work, path, frames, models, stage), timeout,
+                                 name=f"video {Path(path).name}")
+                result = work
+            except StageTimeout:
+                # the worker keeps running on its own copy of the result; this one is the fallback
+                stalled = stage[0]
+                result.reason = timeout_reason or f"{stalled}_timeout"
+                result.frames_read = work.frames_read if stalled != "decode" else 0
+                result.notes.append(f"abandoned after {timeout:.1f}s in stage {stalled}")
+                log.warning("%s: abandoned after %.1fs in stage %s", Path(path).name, timeout, stalled)
         if result.reason is not None:
             result.score = self.fallback_score
         result.seconds = time.perf_counter() - started
         return result
+
+
+def _release_cuda_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _note_retry(notes: list[str] | None, message: str) -> None:
+    log.warning(message)
+    if notes is not None:
+        notes.append(message)

@@ -336,7 +336,7 @@ def fit_calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, mani
     covered = np.isfinite(oof)
     default = np.clip(raw, 0.01, 0.99)
     t, b, (lo, hi) = fit(np.ones(len(raw), bool))
-    result = {"temperature": round(t, 4), "bias": round(b, 4), "clip": [lo, hi],
+    result = {"temperature": round(t, 6), "bias": round(b, 6), "clip": [lo, hi],
               "log_loss_default_clip": round(metrics.log_loss(labels, default), 4),
               "log_loss_before (manifest as it was)": round(metrics.log_loss(labels, before), 4),
               "log_loss_after_in_sample": round(metrics.log_loss(labels, apply((t, b, (lo, hi)), np.ones(len(raw), bool))), 4),

@@ -7,6 +7,7 @@ frame, and detections are linked into tracks by IoU or centre distance, so two p
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -62,10 +63,15 @@ def _centre_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def link_tracks(per_frame: list[list[Face]], min_iou: float = 0.2, max_centre_distance: float = 0.6,
-                max_gap: int = 4) -> list[Track]:
-    """Greedily link per-frame detections into tracks (best IoU first, then nearest centre)."""
+                max_gap: int = 4, frame_numbers: list[int] | None = None) -> list[Track]:
+    """Greedily link per-frame detections into tracks (best IoU first, then nearest centre).
+
+    ``frame_numbers`` gives the frame each list belongs to when detection skipped frames (default: 0, 1, …);
+    a track ends when it has seen no face for more than ``max_gap`` frames.
+    """
     tracks: list[Track] = []
-    for position, faces in enumerate(per_frame):
+    for index, faces in enumerate(per_frame):
+        position = index if frame_numbers is None else frame_numbers[index]
         candidates = []
         for ti, track in enumerate(tracks):
             if position - track.faces[-1].frame > max_gap:
@@ -120,7 +126,7 @@ class FaceCropper:
 
     def __init__(self, device: str = "cpu", detect_long_side: int = 1000, min_prob: float = 0.9,
                  margin: float = 0.3, max_faces: int = 2, crop_size: int = 299, batch_size: int = 16,
-                 min_face_size: int = 24, min_track_fraction: float = 0.25):
+                 min_face_size: int = 24, min_track_fraction: float = 0.25, detect_every: int = 1):
         from facenet_pytorch import MTCNN
 
         self.detector = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, post_process=False,
@@ -132,6 +138,8 @@ class FaceCropper:
         self.crop_size = crop_size
         self.batch_size = batch_size
         self.min_track_fraction = min_track_fraction
+        self.detect_every = max(1, int(detect_every))
+        self.last_timings: dict[str, float] = {}
 
     def detect(self, frames: np.ndarray) -> list[list[Face]]:
         """Per frame, the faces above ``min_prob`` (boxes in ``frames`` coordinates), most probable first."""
@@ -158,18 +166,47 @@ class FaceCropper:
         return results
 
     def __call__(self, frames: np.ndarray) -> list[Track]:
-        """Tracks of cropped faces, longest first; short spurious tracks are dropped."""
+        """Tracks of cropped faces, longest first; short spurious tracks are dropped.
+
+        With ``detect_every`` k > 1, MTCNN runs on every k-th frame (and the last); a track's boxes on the
+        frames in between are interpolated from its detections on either side (tracks are reused, not
+        re-detected). Timings of the last call are in ``last_timings``.
+        """
         if len(frames) == 0:
             return []
-        tracks = link_tracks(self.detect(frames))
-        if not tracks:
-            return []
-        longest = max(len(t.faces) for t in tracks)
-        tracks = [t for t in tracks if len(t.faces) >= max(1, self.min_track_fraction * longest)]
-        tracks.sort(key=lambda t: (-len(t.faces), -t.mean_prob))
-        tracks = tracks[:self.max_faces]
+        started = time.perf_counter()
+        keyframes = list(range(0, len(frames), self.detect_every))
+        if keyframes[-1] != len(frames) - 1:
+            keyframes.append(len(frames) - 1)
+        detections = self.detect(frames if self.detect_every == 1 else frames[keyframes])
+        for frame_number, faces in zip(keyframes, detections):
+            for face in faces:
+                face.frame = frame_number
+        detected = time.perf_counter()
+        tracks = link_tracks(detections, max_gap=4 * self.detect_every, frame_numbers=keyframes)
+        if tracks:
+            longest = max(len(t.faces) for t in tracks)
+            tracks = [t for t in tracks if len(t.faces) >= max(1, self.min_track_fraction * longest)]
+            tracks.sort(key=lambda t: (-len(t.faces), -t.mean_prob))
+            tracks = tracks[:self.max_faces]
         for new_id, track in enumerate(tracks):
             track.track_id = new_id
+            if self.detect_every > 1:
+                track.faces = interpolate_track(track.faces)
             for face in track.faces:
                 face.crop = square_crop(frames[face.frame], face.box, self.margin, self.crop_size)
+        self.last_timings = {"detect": detected - started, "crop": time.perf_counter() - detected}
         return tracks
+
+
+def interpolate_track(faces: list[Face]) -> list[Face]:
+    """Fill the frames between consecutive detections of a track with linearly interpolated faces."""
+    filled = [faces[0]]
+    for a, b in zip(faces, faces[1:]):
+        gap = b.frame - a.frame
+        for step in range(1, gap):
+            t = step / gap
+            marks = None if a.landmarks is None or b.landmarks is None else (1 - t) * a.landmarks + t * b.landmarks
+            filled.append(Face(a.frame + step, (1 - t) * a.box + t * b.box, min(a.prob, b.prob), marks))
+        filled.append(b)
+    return filled

@@ -11,19 +11,30 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+# light imports only: torch and the models load inside run(), after the SIGTERM handler is in place
 from .budget import TimeBudget, default_ladder, parse_duration
 from .config import add_dataclass_args, from_args
-from .detector import Detector, VideoPrediction
-from .submission import atomic_write_text, filenames_for, find_template, render_csv, write_submission
-from .weights import WeightsError
+from .submission import (atomic_write_text, check_writable, filenames_for, find_template, render_csv,
+                         write_submission)
+from .watchdog import abandoned_alive
+
+if TYPE_CHECKING:
+    from .detector import VideoPrediction
 
 log = logging.getLogger("deepfake_kernel.predict")
+
+CHECKPOINT_SECONDS = 30.0  # the submission is rewritten this often, so even SIGKILL loses little
+FINAL_WRITE_RESERVE = 1.0  # seconds of the time budget kept for writing the files at the end
+EXIT_SIGINT, EXIT_SIGTERM, EXIT_CONFIG = 130, 143, 2
 
 DETAIL_COLUMNS = ("filename", "label", "raw_score", "reason", "frames_requested", "frames_read", "faces",
                   "tracks", "models", "member_scores", "reader", "seconds", "notes")
@@ -49,10 +60,12 @@ class PredictConfig:
     min_face_prob: float = field(default=0.9, metadata={"help": "MTCNN probability to keep a face"})
     fallback_score: float = field(default=0.5, metadata={"help": "label for videos that cannot be scored"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
+    video_timeout: float = field(default=300.0, metadata={
+        "help": "seconds after which a video whose decoding, detection or scoring hangs is abandoned (0: never)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
-def _details_row(name: str, prediction: VideoPrediction | None, fallback: float, reason: str) -> list:
+def _details_row(name: str, prediction: "VideoPrediction | None", fallback: float, reason: str) -> list:
     if prediction is None:
         return [name, f"{fallback:.6f}", "", reason, 0, 0, 0, 0, "", "", "", 0, ""]
     p = prediction
@@ -62,77 +75,162 @@ def _details_row(name: str, prediction: VideoPrediction | None, fallback: float,
             f"{p.seconds:.3f}", " | ".join(p.notes)[:500]]
 
 
-class _Interrupted(Exception):
-    pass
+class _Interrupted(BaseException):
+    """Raised by the SIGTERM handler; a BaseException (like KeyboardInterrupt), so that the ``except Exception``
+    of a library (optional imports in torch, timm) or of a stage cannot swallow it."""
+
+
+class ConfigError(ValueError):
+    """A command line that cannot work; raised before any video is read, the message says what to do."""
+
+
+def check_config(config: PredictConfig) -> tuple[Path, list[str], float | None]:
+    """Everything that can be checked without the models: the folder, the rows, the output paths, numbers.
+
+    Returns the video folder, the row names and the budget in seconds; raises :class:`ConfigError` (or
+    ``FileNotFoundError``) with what to do.
+    """
+    video_dir = Path(config.video_dir)
+    if not video_dir.is_dir():
+        raise FileNotFoundError(f"video folder {video_dir} does not exist; pass the folder that holds the videos")
+    template = find_template(video_dir, config.template)
+    if template is not None and not template.is_file():
+        raise FileNotFoundError(f"template {template} does not exist; pass --template PATH or leave it out")
+    if config.frames < 1 or config.batch_size < 1 or config.max_faces < 1:
+        raise ConfigError("--frames, --batch-size and --max-faces must be at least 1")
+    if not 0.0 <= config.fallback_score <= 1.0:
+        raise ConfigError(f"--fallback-score must lie in [0, 1], not {config.fallback_score}")
+    if config.video_timeout < 0:
+        raise ConfigError("--video-timeout must be positive (0 turns the watchdog off)")
+    try:
+        budget_seconds = parse_duration(config.time_budget)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    outputs = [("--out", config.out)] + ([("--details", config.details)] if config.details else [])
+    for option, path in outputs:
+        try:
+            check_writable(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {option} {path}: {exc.strerror or exc}. Choose a file in a folder "
+                              f"you can write to (e.g. {option} ./{Path(path).name}).") from None
+    return video_dir, filenames_for(video_dir, template), budget_seconds
 
 
 def run(config: PredictConfig) -> dict:
-    """Predict every video of ``config.video_dir``; return the summary. Configuration errors raise early."""
-    video_dir = Path(config.video_dir)
-    if not video_dir.is_dir():
-        raise FileNotFoundError(f"video folder {video_dir} does not exist")
-    template = find_template(video_dir, config.template)
-    if template is not None and not template.is_file():
-        raise FileNotFoundError(f"template {template} does not exist")
-    names = filenames_for(video_dir, template)
-    if config.threads:
-        import torch
-        torch.set_num_threads(config.threads)
-    budget_seconds = parse_duration(config.time_budget)
-    started = time.monotonic()
-    detector = Detector.from_weights(config.weights, device=config.device, models=config.models or None,
-                                     frames=config.frames, batch_size=config.batch_size,
-                                     detect_long_side=config.detect_long_side, max_faces=config.max_faces,
-                                     margin=config.margin, min_prob=config.min_face_prob,
-                                     fallback_score=config.fallback_score)
-    # a complete submission exists from the start, so nothing that happens later can lose a row
-    write_submission(config.out, names, {}, config.fallback_score)
-    lightest = min(detector.members, key=lambda n: sum(p.numel() for p in detector.members[n].parameters()))
-    ladder = default_ladder(config.frames, detector.member_names, lightest)
-    remaining = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
-    budget = TimeBudget(remaining, len(names), ladder)
+    """Predict every video of ``config.video_dir``; return the summary. Configuration errors raise early.
 
+    Once the configuration checks pass, a complete submission is guaranteed: all-fallback rows are written
+    before the first video and the file is rewritten every ``CHECKPOINT_SECONDS`` and at the end, also when
+    the run is interrupted (Ctrl-C, SIGTERM, even while the models load).
+    """
+    video_dir, names, budget_seconds = check_config(config)
+    started = time.monotonic()
     scores: dict[str, float] = {}
     details: dict[str, list] = {}
     reasons: collections.Counter = collections.Counter()
     levels: collections.Counter = collections.Counter()
     interrupted = None
+    detector = None
 
     def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not cut the final write
         raise _Interrupted("SIGTERM")
 
-    previous_handler = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
-    bar = _progress(len(names), config.progress)
+    previous_handler = bar = None
     try:
+        if _main_thread():  # inside the try: from here on, a SIGTERM ends in a complete submission
+            previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+        log.info("%d rows; loading the models from %s", len(names), config.weights)
+        if config.threads:
+            import torch
+            torch.set_num_threads(config.threads)
+        from .detector import Detector
+
+        detector = Detector.from_weights(config.weights, device=config.device, models=config.models or None,
+                                         frames=config.frames, batch_size=config.batch_size,
+                                         detect_long_side=config.detect_long_side, max_faces=config.max_faces,
+                                         margin=config.margin, min_prob=config.min_face_prob,
+                                         fallback_score=config.fallback_score)
+        # a complete submission exists from the start, so nothing that happens later can lose a row
+        write_submission(config.out, names, {}, config.fallback_score)
+        last_checkpoint = time.monotonic()
+        lightest = min(detector.members, key=lambda n: sum(p.numel() for p in detector.members[n].parameters()))
+        ladder = default_ladder(config.frames, detector.member_names, lightest)
+        remaining = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
+        budget = TimeBudget(remaining, len(names), ladder)
+        bar = _progress(len(names), config.progress)
         for name in names:
-            level = budget.choose()
-            if level is None:
-                reason = "time_budget"
-                details[name] = _details_row(name, None, config.fallback_score, reason)
-                reasons[reason] += 1
-                budget.record(None, 0.0)
-            else:
-                prediction = detector.predict_video(video_dir / name, frames=level.frames, models=list(level.models))
-                budget.record(level, prediction.seconds)
-                levels[f"{level.frames} frames x {len(level.models)} models"] += 1
-                scores[name] = prediction.score
-                details[name] = _details_row(name, prediction, config.fallback_score, "")
-                if prediction.reason:
-                    reasons[prediction.reason] += 1
-                    log.info("%s: fallback %.2f (%s)", name, prediction.score, prediction.reason)
+            try:
+                _predict_one(name, video_dir, config, detector, budget, scores, details, reasons, levels)
+            except (KeyboardInterrupt, _Interrupted):
+                raise
+            except Exception as exc:  # a bug outside predict_video must not cost the other rows
+                log.exception("%s: unexpected failure", name)
+                details[name] = _details_row(name, None, config.fallback_score, f"error:{type(exc).__name__}")
+                reasons[f"error:{type(exc).__name__}"] += 1
+                scores.pop(name, None)
             if bar is not None:
                 bar.update(1)
                 if budget_seconds:
                     bar.set_postfix_str(f"budget left {max(0.0, budget.remaining()):.0f}s")
+            if time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
+                write_submission(config.out, names, scores, config.fallback_score)
+                last_checkpoint = time.monotonic()
     except (KeyboardInterrupt, _Interrupted) as exc:
-        interrupted = type(exc).__name__ if not isinstance(exc, _Interrupted) else "SIGTERM"
+        interrupted = "SIGTERM" if isinstance(exc, _Interrupted) else type(exc).__name__
         log.warning("interrupted (%s): writing the submission with %.2f for unreached videos",
                     interrupted, config.fallback_score)
     finally:
         if bar is not None:
             bar.close()
-        if previous_handler is not None:
+        if detector is not None or interrupted is not None:  # not a configuration error: write every row
+            _write_outputs(config, names, scores, details, reasons, previous_handler)
+        elif previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+
+    elapsed = time.monotonic() - started
+    summary = {"videos": len(names), "scored": len(names) - sum(reasons.values()),
+               "fallbacks": dict(reasons), "levels": dict(levels), "seconds": round(elapsed, 2),
+               "seconds_per_video": round(elapsed / max(1, len(names)), 3), "out": str(config.out),
+               "interrupted": interrupted, "abandoned_workers": abandoned_alive()}
+    return summary
+
+
+def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, budget: TimeBudget,
+                 scores: dict, details: dict, reasons: collections.Counter, levels: collections.Counter) -> None:
+    level = budget.choose()
+    if level is None:
+        reason = "time_budget"
+        details[name] = _details_row(name, None, config.fallback_score, reason)
+        reasons[reason] += 1
+        budget.record(None, 0.0)
+        return
+    # the watchdog: a video may not run past --video-timeout, nor past the end of the time budget
+    timeout, timeout_reason = (config.video_timeout or None), None
+    if budget.seconds is not None:
+        left = max(0.1, budget.remaining() - FINAL_WRITE_RESERVE)
+        if timeout is None or left < timeout:
+            timeout, timeout_reason = left, "time_budget"
+    prediction = detector.predict_video(video_dir / name, frames=level.frames, models=list(level.models),
+                                        timeout=timeout, timeout_reason=timeout_reason)
+    budget.record(level, prediction.seconds)
+    levels[f"{level.frames} frames x {len(level.models)} models"] += 1
+    scores[name] = prediction.score
+    details[name] = _details_row(name, prediction, config.fallback_score, "")
+    if prediction.reason:
+        reasons[prediction.reason] += 1
+        log.info("%s: fallback %.2f (%s)", name, prediction.score, prediction.reason)
+    else:
+        log.info("%s: %.4f", name, prediction.score)
+
+
+def _write_outputs(config: PredictConfig, names: list[str], scores: dict, details: dict,
+                   reasons: collections.Counter, previous_handler) -> None:
+    """The final submission and details; a second Ctrl-C or SIGTERM cannot cut these writes short."""
+    blocked = []
+    if _main_thread():
+        blocked = [(sig, signal.signal(sig, signal.SIG_IGN)) for sig in (signal.SIGINT, signal.SIGTERM)]
+    try:
         write_submission(config.out, names, scores, config.fallback_score)
         for name in names:
             if name not in details:
@@ -140,17 +238,14 @@ def run(config: PredictConfig) -> dict:
                 reasons["interrupted"] += 1
         if config.details:
             atomic_write_text(config.details, render_csv(DETAIL_COLUMNS, [details[n] for n in names]))
-
-    elapsed = time.monotonic() - started
-    summary = {"videos": len(names), "scored": len(names) - sum(reasons.values()),
-               "fallbacks": dict(reasons), "levels": dict(levels), "seconds": round(elapsed, 2),
-               "seconds_per_video": round(elapsed / max(1, len(names)), 3), "out": str(config.out),
-               "interrupted": interrupted}
-    return summary
+    finally:
+        for sig, handler in blocked:
+            signal.signal(sig, handler)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 
@@ -171,6 +266,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  level {level}: {count} videos")
     if summary.get("interrupted"):
         lines.append(f"  run interrupted ({summary['interrupted']}); unreached videos got the fallback score")
+    if summary.get("abandoned_workers"):
+        lines.append(f"  {summary['abandoned_workers']} abandoned worker(s) still running; exiting without them")
     return "\n".join(lines)
 
 
@@ -189,12 +286,32 @@ def main(argv: list[str] | None = None) -> int:
     config = from_args(PredictConfig, args)
     try:
         summary = run(config)
-    except (WeightsError, FileNotFoundError, ValueError, PermissionError, IsADirectoryError) as exc:
+    except Exception as exc:
+        if not _is_config_error(exc):
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     print(format_summary(summary))
-    return 130 if summary.get("interrupted") == "KeyboardInterrupt" else 0
+    return {"KeyboardInterrupt": EXIT_SIGINT, "SIGTERM": EXIT_SIGTERM}.get(summary.get("interrupted"), 0)
+
+
+def _is_config_error(exc: Exception) -> bool:
+    if isinstance(exc, (ConfigError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+                        ValueError)):
+        return True
+    weights = sys.modules.get(f"{__package__}.weights")
+    return weights is not None and isinstance(exc, weights.WeightsError)
+
+
+def _exit(code: int) -> None:
+    """Leave; when abandoned workers still run, leave without waiting for them (they may never return)."""
+    if abandoned_alive():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -2,7 +2,9 @@
 
 With a template (``--template`` or a ``sample_submission.csv`` in the video folder) the rows follow the
 template's order exactly, even for files that are missing. Without one, every video file under the folder
-gets a row, sorted; a file in a subfolder is named by its path relative to the folder.
+gets a row, sorted; a file in a subfolder is named by its path relative to the folder (so the same name in
+two subfolders gives two rows). Names that are not valid UTF-8 are written back byte for byte
+(``surrogateescape``), so such a file still gets its row.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def list_videos(video_dir: str | Path) -> list[str]:
 
 def read_template(path: str | Path) -> list[str]:
     """File names of a DFDC-style template (column ``filename``), in order."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "filename" not in reader.fieldnames:
             raise ValueError(f"{path} has no 'filename' column (columns: {reader.fieldnames})")
@@ -50,13 +52,24 @@ def filenames_for(video_dir: str | Path, template: str | Path | None = None) -> 
     return read_template(found) if found else list_videos(video_dir)
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise ``OSError`` unless a file can be written at ``path`` (its folder is created when missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a file", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -82,5 +95,5 @@ def write_submission(path: str | Path, filenames: list[str], scores: dict[str, f
 
 
 def read_submission(path: str | Path) -> dict[str, float]:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return {row["filename"]: float(row["label"]) for row in csv.DictReader(handle)}

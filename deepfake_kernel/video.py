@@ -2,18 +2,21 @@
 
 decord's ``VideoReader.get_batch`` is the primary reader (seeks and decodes only what the sampled frames
 need). PyAV is the fallback when decord cannot open a file, fails mid-batch or stalls: it decodes the stream
-sequentially, so a header that over-reports its frame count just ends the stream early instead of hanging.
-Frames larger than ``max_side`` are decoded at reduced size, which bounds memory for 4K input.
+sequentially, so a header that over-reports its frame count just ends the stream early instead of hanging,
+and skips corrupt packets, so a stream damaged in the middle still gives the frames around the damage.
+Frames larger than ``max_side`` are decoded at reduced size, which bounds memory for 4K input; at most
+``batch_size`` frames are decoded per decord call. Both readers return frames as displayed (rotation applied).
 """
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import threading
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .watchdog import StageTimeout, run_with_timeout
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +128,20 @@ class DecordReader:
 
 
 class PyAVReader:
-    """Sequential decode through PyAV (FFmpeg); robust to wrong frame counts and odd containers."""
+    """Sequential decode through PyAV (FFmpeg); robust to wrong frame counts, odd containers and corrupt packets.
+
+    A packet that fails to decode is skipped (up to ``max_bad_packets`` in a row), so a stream corrupted in
+    the middle still yields the frames after the damage. The display rotation (FFmpeg's display matrix) is
+    applied, as decord does. When the container does not tell how many frames it holds, every ``stride``-th
+    frame is kept and the stride doubles whenever more than ``4 * num_frames`` are held, which bounds memory
+    for a long stream while keeping the picks evenly spaced.
+    """
 
     name = "pyav"
 
-    def __init__(self, max_side: int | None = 1920):
+    def __init__(self, max_side: int | None = 1920, max_bad_packets: int = 200):
         self.max_side = max_side
+        self.max_bad_packets = max_bad_packets
 
     def read(self, path: str | Path, num_frames: int) -> FrameBatch:
         import av
@@ -150,40 +161,93 @@ class PyAVReader:
                 frame_count = int(float(stream.duration * stream.time_base) * fps)
             if frame_count <= 0 and container.duration and fps:
                 frame_count = int(container.duration / 1_000_000 * fps)
-            out_w, out_h, scale = _scaled_size(stream.codec_context.width or 0, stream.codec_context.height or 0,
-                                               self.max_side)
             wanted = sample_indices(frame_count, num_frames) if frame_count > 0 else None
             wanted_set = set(wanted or ())
-            frames, kept, notes = [], [], []
-            all_frames: list[np.ndarray] = []  # only when the count is unknown
-            try:
-                for index, frame in enumerate(container.decode(stream)):
-                    if wanted is not None:
-                        if index > wanted[-1]:
-                            break
-                        if index not in wanted_set:
-                            continue
-                    image = frame.to_ndarray(format="rgb24", width=out_w or None, height=out_h or None)
-                    if wanted is None:
-                        all_frames.append(image)
-                    else:
-                        frames.append(image)
-                        kept.append(index)
-            except Exception as exc:  # corrupt packets mid-stream: keep what decoded
-                notes.append(f"pyav stopped: {exc}")
-            if wanted is None:
-                kept = sample_indices(len(all_frames), num_frames)
-                frames = [all_frames[i] for i in kept]
-                frame_count = len(all_frames)
-        if not frames:
+            size: tuple[int, int, float] | None = None
+            held: list[tuple[int, np.ndarray]] = []  # (frame number, image)
+            stride, cap = 1, max(8, 4 * num_frames)
+            notes: list[str] = []
+            bad_packets = bad_in_a_row = 0
+            index = -1
+
+            def take(frame) -> bool:
+                """Handle one decoded frame; False once every wanted frame is in."""
+                nonlocal index, size, stride, held
+                index += 1
+                if wanted is not None:
+                    if index > wanted[-1]:
+                        return False
+                    if index not in wanted_set:
+                        return True
+                elif index % stride:
+                    return True
+                if size is None:  # every frame is converted to the first one's (reduced) size
+                    size = _scaled_size(frame.width, frame.height, self.max_side)
+                image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                turns = _quarter_turns(frame)
+                held.append((index, np.ascontiguousarray(np.rot90(image, turns)) if turns else image))
+                if wanted is None and len(held) > cap:
+                    stride *= 2
+                    held = [(i, im) for i, im in held if i % stride == 0]
+                return True
+
+            more = True
+            packets = container.demux(stream)
+            while more:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except Exception as exc:  # a container that cannot be read further: keep what decoded
+                    notes.append(f"pyav stopped demuxing after frame {index}: {exc}")
+                    break
+                try:
+                    decoded = packet.decode()
+                    bad_in_a_row = 0
+                except Exception as exc:  # a corrupt packet: skip it, the decoder resyncs at the next one
+                    bad_packets += 1
+                    bad_in_a_row += 1
+                    if bad_packets == 1:
+                        notes.append(f"pyav skipped corrupt data after frame {index}: {exc}")
+                    if bad_in_a_row > self.max_bad_packets:
+                        notes.append(f"pyav gave up after {bad_in_a_row} corrupt packets in a row")
+                        break
+                    continue
+                for frame in decoded:
+                    if not take(frame):
+                        more = False
+                        break
+            if bad_packets > 1:
+                notes.append(f"pyav skipped {bad_packets} corrupt packets")
+        if wanted is None:
+            frame_count = index + 1
+            keep = {held[i][0] for i in sample_indices(len(held), num_frames)}
+            held = [(i, im) for i, im in held if i in keep]
+        if not held:
             raise VideoReadError("decode_failed", f"PyAV decoded no frame of {path}{': ' + notes[0] if notes else ''}")
+        kept = [i for i, _ in held]
         if wanted is not None and len(kept) < len(wanted):
-            notes.append(f"container reported {frame_count} frames; decoded up to frame {kept[-1]}")
-        return FrameBatch(np.stack(frames), kept, fps, frame_count, self.name, scale, notes)
+            notes.append(f"container reported {frame_count} frames; decoded {len(kept)}/{len(wanted)} sampled "
+                         f"frames up to frame {kept[-1]}")
+        scale = size[2] if size else 1.0
+        return FrameBatch(np.stack([im for _, im in held]), kept, fps, frame_count, self.name, scale, notes)
+
+
+def _quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that the display matrix asks for (0 when there is none)."""
+    try:
+        rotation = frame.rotation or 0
+    except Exception:  # older PyAV or no side data
+        return 0
+    return int(round(rotation / 90.0)) % 4
 
 
 class FrameReader:
-    """decord first, PyAV as fallback; a decord call that stalls past ``timeout`` is abandoned."""
+    """decord first, PyAV as fallback; a decord call that stalls past ``timeout`` is abandoned.
+
+    Before any decoder sees a file it must exist, be a regular file, be readable and not be empty; each
+    failure has its own reason (``missing_file``, ``not_a_file``, ``unreadable_file``, ``empty_file``).
+    """
 
     def __init__(self, batch_size: int = 16, max_side: int | None = 1920, device: str = "cpu",
                  timeout: float = 60.0):
@@ -191,30 +255,37 @@ class FrameReader:
         self.primary = DecordReader(batch_size=batch_size, max_side=max_side, use_gpu=use_gpu)
         self.fallback = PyAVReader(max_side=max_side)
         self.timeout = timeout
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
 
     def _run_with_timeout(self, path: Path, num_frames: int) -> FrameBatch:
-        with self._lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decord")
-            future = self._pool.submit(self.primary.read, path, num_frames)
+        # decord's FFI call releases the GIL, so a stuck call can be left behind in its daemon thread
         try:
-            return future.result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
-            # decord's FFI call releases the GIL; abandon the stuck worker and start a fresh one
-            with self._lock:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
-            raise VideoReadError("decode_timeout", f"decord took over {self.timeout:.0f}s on {path}")
+            return run_with_timeout(lambda: self.primary.read(path, num_frames), self.timeout, name="decord")
+        except StageTimeout:
+            raise VideoReadError("decode_timeout", f"decord took over {self.timeout:.0f}s on {path}") from None
+
+    @staticmethod
+    def check_file(path: Path) -> None:
+        """Raise :class:`VideoReadError` unless ``path`` is a readable, non-empty regular file."""
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise VideoReadError("missing_file", f"{path} does not exist") from None
+        except OSError as exc:  # a symlink loop, a name too long, a folder we may not enter
+            raise VideoReadError("unreadable_file", f"cannot stat {path}: {exc}") from exc
+        if not stat.S_ISREG(info.st_mode):  # a folder, a FIFO (would block a decoder forever), a device
+            raise VideoReadError("not_a_file", f"{path} is not a regular file")
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:  # EACCES without read permission, EIO on a failing disk
+            raise VideoReadError("unreadable_file", f"cannot read {path}: {exc.strerror or exc}") from exc
+        if info.st_size == 0:
+            raise VideoReadError("empty_file", f"{path} is empty")
 
     def read(self, path: str | Path, num_frames: int) -> FrameBatch:
         """Read ``num_frames`` evenly spaced frames; raise :class:`VideoReadError` when nothing decodes."""
         path = Path(path)
-        if not path.is_file():
-            raise VideoReadError("missing_file", f"{path} does not exist")
-        if path.stat().st_size == 0:
-            raise VideoReadError("empty_file", f"{path} is empty")
+        self.check_file(path)
         try:
             return self._run_with_timeout(path, num_frames)
         except VideoReadError as primary_error:
@@ -231,6 +302,4 @@ class FrameReader:
             return batch
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Kept for API compatibility: the reader holds no pool any more (each call gets a daemon thread)."""

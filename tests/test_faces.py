@@ -72,3 +72,15 @@ def test_linking_by_iou():
     assert len(tracks) == 2
     assert [f.box[0] for f in tracks[0].faces] == [0, 6, 12]
     assert box_iou(np.array([0, 0, 10, 10]), np.array([5, 0, 15, 10])) == pytest.approx(1 / 3)
+
+
+def test_detecting_every_third_frame_interpolates_the_track():
+    frames, boxes = synthetic.face_frames(n=10)
+    every = FaceCropper(detect_long_side=400, crop_size=64, detect_every=3)
+    tracks = every(frames)
+    assert len(tracks) == 1 and [f.frame for f in tracks[0].faces] == list(range(10))
+    for face, placed in zip(tracks[0].faces, boxes):
+        x1, y1, x2, y2 = placed[0]
+        cx = (face.box[0] + face.box[2]) / 2
+        assert x1 < cx < x2  # interpolated boxes follow the moving face
+    assert set(every.last_timings) == {"detect", "crop"}
