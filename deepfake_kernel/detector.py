@@ -75,6 +75,12 @@ class VideoPrediction:
     frames_requested: int = 0
     models: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def detection_prob(self) -> float:
+        """Mean MTCNN probability over the tracks' faces (0 without a face)."""
+        return float(np.mean([t.detection_prob for t in self.tracks])) if self.tracks else 0.0
 
     @property
     def fell_back(self) -> bool:
@@ -101,13 +107,19 @@ class Detector:
         self.device = device
         self.manifest = manifest
         self.video_timeout = video_timeout
+        self._prefetch_pool = None
+        self._prefetched: dict = {}
+        stacking = (manifest.stacking if manifest is not None else None) or {}
+        self.stacker = (ensemble.Stacker.from_dict(stacking)
+                        if stacking.get("use") and set(stacking.get("members", [])) <= set(members) else None)
 
     @classmethod
     def from_weights(cls, weights_dir: str | Path = "weights", device: str = "auto",
                      models: list[str] | None = None, frames: int = 32, batch_size: int = 16,
                      detect_long_side: int = 1000, max_faces: int = 2, margin: float = 0.3,
                      min_prob: float = 0.9, max_side: int = 1920, decode_timeout: float = 60.0,
-                     fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None) -> "Detector":
+                     fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None,
+                     detect_every: int = 1) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset)."""
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
@@ -118,7 +130,8 @@ class Detector:
         crop_size = max(m.input_size for m in members.values())
         reader = FrameReader(batch_size=batch_size, max_side=max_side, device=device, timeout=decode_timeout)
         cropper = FaceCropper(device=device, detect_long_side=detect_long_side, min_prob=min_prob,
-                              margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size)
+                              margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size,
+                              detect_every=detect_every)
         return cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
                    fallback_score=fallback_score, device=device, manifest=manifest, video_timeout=video_timeout)
 
@@ -127,10 +140,17 @@ class Detector:
         return list(self.members)
 
     def score_tracks(self, tracks: list[Track], models: list[str],
-                     notes: list[str] | None = None) -> tuple[float, dict[str, float], list[TrackResult]]:
+                     notes: list[str] | None = None, timings: dict[str, float] | None = None
+                     ) -> tuple[float, dict[str, float], list[TrackResult]]:
         """Raw (unclipped) video score, per-member video scores and per-track results."""
         crops = np.concatenate([t.crops() for t in tracks])
-        face_probs = {name: self._classify(name, crops, notes) for name in models}
+        face_probs = {}
+        for name in models:
+            clock = time.perf_counter()
+            face_probs[name] = self._classify(name, crops, notes)
+            if timings is not None:
+                timings[f"model:{name}"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         ensemble_probs = ensemble.weighted_mean(face_probs, self.member_weights)
         results, start = [], 0
         for track in tracks:
@@ -141,7 +161,34 @@ class Detector:
                 member_scores={n: ensemble.track_score(p[start:end]) for n, p in face_probs.items()}))
             start = end
         member_scores = {n: ensemble.video_score([r.member_scores[n] for r in results]) for n in models}
-        return ensemble.video_score([r.score for r in results]), member_scores, results
+        raw = ensemble.video_score([r.score for r in results])
+        if self.stacker is not None and set(self.stacker.members) <= set(models):
+            faces = sum(len(t.faces) for t in tracks)
+            detection_prob = float(np.mean([r.detection_prob for r in results]))
+            raw = self.stacker(ensemble.stacking_features(member_scores, self.stacker.members, faces, len(results),
+                                                          detection_prob))
+        if timings is not None:
+            timings["aggregate"] = time.perf_counter() - clock
+        return raw, member_scores, results
+
+    def prefetch(self, path: str | Path, frames: int | None = None) -> None:
+        """Start decoding ``path`` in a background thread; the next ``predict_video`` of the same path and frame
+        count takes the frames from there (decoding overlaps detection and classification of this video)."""
+        import concurrent.futures
+
+        frames = frames or self.frames
+        if self._prefetch_pool is None:
+            self._prefetch_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        key = (str(path), frames)
+        if key not in self._prefetched:
+            while len(self._prefetched) >= 2:  # a guess that was never used (the budget changed the frames)
+                self._prefetched.pop(next(iter(self._prefetched)))
+            self._prefetched[key] = self._prefetch_pool.submit(self.reader.read, path, frames)
+
+    def _take_prefetched(self, path: str | Path, frames: int):
+        """The prefetched frames of ``path`` (its read error re-raised), or ``None`` when none were asked for."""
+        future = self._prefetched.pop((str(path), frames), None)
+        return None if future is None else future.result()
 
     def _classify(self, name: str, crops: np.ndarray, notes: list[str] | None) -> np.ndarray:
         """One member's P(FAKE) per crop; out of GPU memory, retry with half the batch (kept for later videos)."""
@@ -175,17 +222,20 @@ class Detector:
         """The stages, filling ``result``; ``stage[0]`` says which one runs (read by the watchdog)."""
         try:
             stage[0] = "decode"
-            batch = self.reader.read(path, frames)
+            clock = time.perf_counter()
+            batch = self._take_prefetched(path, frames) or self.reader.read(path, frames)
+            result.timings["decode"] = time.perf_counter() - clock
             result.frames_read, result.reader, result.notes = len(batch), batch.reader, list(batch.notes)
             stage[0] = "detect"
             tracks = self._detect(batch.frames, result.notes)
+            result.timings.update(self.cropper.last_timings)
             del batch
             result.faces = sum(len(t.faces) for t in tracks)
             if not tracks:
                 result.reason = "no_face"
             else:
                 stage[0] = "classify"
-                raw, member_scores, track_results = self.score_tracks(tracks, models, result.notes)
+                raw, member_scores, track_results = self.score_tracks(tracks, models, result.notes, result.timings)
                 result.raw_score, result.member_scores, result.tracks = raw, member_scores, track_results
                 result.score = float(self.clipper(raw))
         except VideoReadError as exc:

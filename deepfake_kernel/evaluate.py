@@ -300,10 +300,13 @@ def evaluate(config: EvaluateConfig) -> dict:
                 "accuracy": round(metrics.accuracy(labels[mask], submitted[mask]), 4)}
     report["breakdown"] = breakdown
     folds = group_folds([s.item.group for s in scored], config.folds, config.seed)
-    if config.fit_calibration and manifest is not None:
-        report["calibration"] = fit_calibration(raw, labels, folds, manifest, config.weights)
     if config.fit_stacking and manifest is not None and members:
-        report["stacking"] = fit_stacking(scored, labels, raw, folds, members, manifest, config.weights)
+        report["stacking"], raw_next = fit_stacking(scored, labels, raw, folds, members, manifest, config.weights)
+    else:
+        raw_next = raw
+    if config.fit_calibration and manifest is not None:
+        # calibrate the score predict will produce from now on (the stacker's when it was kept)
+        report["calibration"] = fit_calibration(raw_next, labels, folds, manifest, config.weights)
     losses = -(labels * np.log(np.clip(submitted, 1e-15, 1)) + (1 - labels) * np.log(np.clip(1 - submitted, 1e-15, 1)))
     order = np.argsort(-losses)
     table = [(scored[i].name, int(labels[i]), f"{submitted[i]:.4f}", f"{raw[i]:.4f}", f"{losses[i]:.4f}",
@@ -351,8 +354,9 @@ def fit_calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, mani
 
 
 def fit_stacking(scored: list[Scored], labels: np.ndarray, raw: np.ndarray, folds: np.ndarray, members: list[str],
-                 manifest, weights: str) -> dict:
-    """Logistic stacking on member logits and per-video features vs the plain mean, out-of-fold over groups."""
+                 manifest, weights: str) -> tuple[dict, np.ndarray]:
+    """Logistic stacking on member logits and per-video features vs the plain mean, out-of-fold over groups.
+    Returns the report and the raw scores predict gives from now on (the stacker's where it is kept)."""
     ok = np.array([not s.reason for s in scored])
     features = np.stack([ensemble.stacking_features(s.members, members, s.faces, s.tracks, s.detection_prob)
                          for s in scored])
@@ -374,7 +378,10 @@ def fit_stacking(scored: list[Scored], labels: np.ndarray, raw: np.ndarray, fold
               "auc_mean_oof": round(metrics.roc_auc(y[covered], calibrated_mean[covered]), 4), "kept": keep}
     manifest.stacking = {**stacker.to_dict(), "use": keep, "evaluation": result}
     write_manifest(manifest, weights)
-    return result
+    next_raw = raw.copy()
+    if keep:
+        next_raw[ok] = [stacker(x) for x in X]
+    return result, next_raw
 
 
 def render_markdown(report: dict, worst_rows: list) -> str:

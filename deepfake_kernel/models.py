@@ -33,9 +33,27 @@ class DetectorSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     description: str = ""
     kwargs: dict = field(default_factory=dict)
+    # frames of one face track the detector reads at once (0: one crop at a time); see zoo.SequenceClassifier
+    sequence_length: int = 0
+    # "module:function" training routine used by ``train`` instead of its SGD loop (e.g. scikit-learn fits)
+    trainer: str = ""
 
 
 _REGISTRY: dict[str, tuple[DetectorSpec, Callable[[DetectorSpec], nn.Module]]] = {}
+_ZOO_LOADED = False
+
+
+def _load_zoo() -> None:
+    """Register the reference-study detectors of :mod:`deepfake_kernel.zoo` (imported on first registry use,
+    so that ``zoo`` can import this module without a cycle)."""
+    global _ZOO_LOADED
+    if not _ZOO_LOADED:
+        _ZOO_LOADED = True
+        try:
+            from . import zoo  # noqa: F401  (registers on import)
+        except BaseException:
+            _ZOO_LOADED = False
+            raise
 
 
 def register_detector(spec: DetectorSpec):
@@ -52,10 +70,12 @@ def register_detector(spec: DetectorSpec):
 
 def list_detectors() -> list[str]:
     """Names accepted by :func:`create_model`."""
+    _load_zoo()
     return sorted(_REGISTRY)
 
 
 def get_spec(name: str) -> DetectorSpec:
+    _load_zoo()
     if name not in _REGISTRY:
         raise KeyError(f"unknown detector {name!r}; registered: {', '.join(list_detectors())}")
     return _REGISTRY[name][0]
@@ -94,8 +114,11 @@ class FaceClassifier(nn.Module):
         """P(FAKE) for each crop."""
         self.eval()
         out = []
+        on_gpu = self.mean.device.type == "cuda"
         for start in range(0, len(crops), batch_size):
-            out.append(torch.sigmoid(self(self.preprocess(crops[start:start + batch_size]))).float().cpu())
+            with torch.autocast("cuda", dtype=torch.float16, enabled=on_gpu):  # fp16 on GPU, float32 on CPU
+                logits = self(self.preprocess(crops[start:start + batch_size]))
+            out.append(torch.sigmoid(logits.float()).cpu())
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
@@ -111,6 +134,10 @@ def create_model(name: str, input_size: int | None = None, **kwargs) -> FaceClas
     if kwargs:
         spec = replace(spec, kwargs={**spec.kwargs, **kwargs})
     builder = _REGISTRY[name][1]
+    if spec.sequence_length:
+        # several crops of one track per sample; 3D convolutions do not take the 4-d channels_last format
+        from .zoo import SequenceClassifier
+        return SequenceClassifier(spec, builder(spec))
     model = FaceClassifier(spec, builder(spec))
     return model.to(memory_format=torch.channels_last)
 

@@ -37,7 +37,7 @@ FINAL_WRITE_RESERVE = 1.0  # seconds of the time budget kept for writing the fil
 EXIT_SIGINT, EXIT_SIGTERM, EXIT_CONFIG = 130, 143, 2
 
 DETAIL_COLUMNS = ("filename", "label", "raw_score", "reason", "frames_requested", "frames_read", "faces",
-                  "tracks", "models", "member_scores", "reader", "seconds", "notes")
+                  "tracks", "detection_prob", "models", "member_scores", "reader", "seconds", "timings", "notes")
 
 
 @dataclass
@@ -63,16 +63,19 @@ class PredictConfig:
     video_timeout: float = field(default=300.0, metadata={
         "help": "seconds after which a video whose decoding, detection or scoring hangs is abandoned (0: never)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    prefetch: bool = field(default=True, metadata={"help": "decode the next video while scoring this one"})
+    detect_every: int = field(default=1, metadata={"help": "run MTCNN on every k-th frame, interpolate between"})
 
 
 def _details_row(name: str, prediction: "VideoPrediction | None", fallback: float, reason: str) -> list:
     if prediction is None:
-        return [name, f"{fallback:.6f}", "", reason, 0, 0, 0, 0, "", "", "", 0, ""]
+        return [name, f"{fallback:.6f}", "", reason, 0, 0, 0, 0, "", "", "", "", 0, "", ""]
     p = prediction
     members = ";".join(f"{k}={v:.5f}" for k, v in p.member_scores.items())
     return [name, f"{p.score:.6f}", "" if p.raw_score is None else f"{p.raw_score:.6f}", p.reason or "",
-            p.frames_requested, p.frames_read, p.faces, len(p.tracks), ";".join(p.models), members, p.reader,
-            f"{p.seconds:.3f}", " | ".join(p.notes)[:500]]
+            p.frames_requested, p.frames_read, p.faces, len(p.tracks), f"{p.detection_prob:.4f}", ";".join(p.models),
+            members, p.reader, f"{p.seconds:.3f}", ";".join(f"{k}={v:.3f}" for k, v in p.timings.items()),
+            " | ".join(p.notes)[:500]]
 
 
 class _Interrupted(BaseException):
@@ -150,7 +153,7 @@ def run(config: PredictConfig) -> dict:
                                          frames=config.frames, batch_size=config.batch_size,
                                          detect_long_side=config.detect_long_side, max_faces=config.max_faces,
                                          margin=config.margin, min_prob=config.min_face_prob,
-                                         fallback_score=config.fallback_score)
+                                         fallback_score=config.fallback_score, detect_every=config.detect_every)
         # a complete submission exists from the start, so nothing that happens later can lose a row
         write_submission(config.out, names, {}, config.fallback_score)
         last_checkpoint = time.monotonic()
@@ -159,9 +162,10 @@ def run(config: PredictConfig) -> dict:
         remaining = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
         budget = TimeBudget(remaining, len(names), ladder)
         bar = _progress(len(names), config.progress)
-        for name in names:
+        for index, name in enumerate(names):
             try:
-                _predict_one(name, video_dir, config, detector, budget, scores, details, reasons, levels)
+                _predict_one(name, video_dir, config, detector, budget, scores, details, reasons, levels,
+                             names[index + 1] if index + 1 < len(names) else None)
             except (KeyboardInterrupt, _Interrupted):
                 raise
             except Exception as exc:  # a bug outside predict_video must not cost the other rows
@@ -197,7 +201,8 @@ def run(config: PredictConfig) -> dict:
 
 
 def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, budget: TimeBudget,
-                 scores: dict, details: dict, reasons: collections.Counter, levels: collections.Counter) -> None:
+                 scores: dict, details: dict, reasons: collections.Counter, levels: collections.Counter,
+                 next_name: str | None = None) -> None:
     level = budget.choose()
     if level is None:
         reason = "time_budget"
@@ -211,6 +216,8 @@ def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, bu
         left = max(0.1, budget.remaining() - FINAL_WRITE_RESERVE)
         if timeout is None or left < timeout:
             timeout, timeout_reason = left, "time_budget"
+    if config.prefetch and next_name is not None:  # decode the next video while this one is scored
+        detector.prefetch(video_dir / next_name, level.frames)
     prediction = detector.predict_video(video_dir / name, frames=level.frames, models=list(level.models),
                                         timeout=timeout, timeout_reason=timeout_reason)
     budget.record(level, prediction.seconds)

@@ -68,3 +68,12 @@ def training_videos(tmp_path_factory):
         rows += [f"real_{group}.mp4,REAL,g{group}", f"fake_{group}.mp4,FAKE,g{group}"]
     (root / "videos.csv").write_text("\n".join(rows) + "\n")
     return root / "videos.csv", root
+
+
+@pytest.fixture(scope="session")
+def shipped_weights() -> Path:
+    """The repository's trained weights/ folder."""
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    if not (weights / "manifest.json").is_file():
+        pytest.skip("weights/ holds no trained members")
+    return weights

@@ -62,10 +62,10 @@ def test_tiny_time_budget_still_writes_every_row(video_dir, tiny_weights, tmp_pa
     out, details = tmp_path / "submission.csv", tmp_path / "details.csv"
     started = time.monotonic()
     summary = predict.run(predict.PredictConfig(video_dir=str(many), weights=str(tiny_weights),
-                                                out=str(out), frames=4, time_budget="4s", progress=False,
+                                                out=str(out), frames=4, time_budget="8s", progress=False,
                                                 details=str(details), detect_long_side=480))
     elapsed = time.monotonic() - started
     assert len(rows(out)) == 20
-    assert elapsed < 4 + 2.0  # budget plus a small margin
+    assert elapsed < 8 + 2.0  # budget plus a small margin
     assert summary["fallbacks"].get("time_budget", 0) >= 1
     assert any(r["reason"] == "time_budget" for r in rows(details))

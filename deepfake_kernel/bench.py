@@ -1,0 +1,262 @@
+"""``python -m deepfake_kernel.bench``: where the time goes, per stage, per preset, against the decode floor.
+
+Runs predict's stages on generated clips (10 s, 30 fps, H.264, a face moving across the frame) and on any
+folder given with ``--videos``, and reports per stage (decode, detect, crop, each member, aggregation, overhead)
+seconds per video, videos per second, peak RSS and peak GPU memory, as a table and as JSON. The **decode
+floor** is the time to decode only the sampled frames with the fastest reader available (decord
+``get_batch``); ``e2e / floor`` says how close the whole pipeline (run as ``predict`` runs it, with the next
+video prefetched) comes to it. ``--scaling`` adds time per video against frames (8–64) and resolution
+(480p–4K). Examples::
+
+    python -m deepfake_kernel.bench                      # light and full presets on 1080p clips
+    python -m deepfake_kernel.bench --scaling --json bench.json
+    python -m deepfake_kernel.bench --quick              # seconds; what CI runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import add_dataclass_args, from_args
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named predict configuration."""
+
+    name: str
+    frames: int
+    models: tuple[str, ...] | None  # None: every member of the manifest
+    detect_every: int = 1
+    detect_long_side: int = 1000
+
+
+def presets(member_names: list[str], lightest: str) -> dict[str, Preset]:
+    """``light``: the lightest member, 16 frames, detection on every 4th frame at 640 px (CPUs, tight budgets);
+    ``full``: every member, 32 frames, detection on every frame."""
+    return {"light": Preset("light", 16, (lightest,), detect_every=4, detect_long_side=640),
+            "full": Preset("full", 32, tuple(member_names))}
+
+
+@dataclass
+class BenchConfig:
+    """Options of ``bench`` (each is also a ``--option``)."""
+
+    weights: str = field(default="weights", metadata={"help": "weights folder"})
+    videos: str | None = field(default=None, metadata={"help": "also bench this folder of videos"})
+    clips: int = field(default=3, metadata={"help": "generated clips per resolution"})
+    clip_seconds: float = field(default=10.0, metadata={"help": "length of generated clips"})
+    height: int = field(default=1080, metadata={"help": "height of the generated clips (16:9)"})
+    presets: list[str] = field(default_factory=lambda: ["light", "full"], metadata={"help": "light, full"})
+    scaling: bool = field(default=False, metadata={"help": "add frames and resolution scaling tables"})
+    device: str = "auto"
+    batch_size: int = 16
+    clip_dir: str = field(default="runs/bench/clips", metadata={"help": "where generated clips are kept"})
+    json: str | None = field(default=None, metadata={"help": "write the results here"})
+    quick: bool = field(default=False, metadata={"help": "tiny run (1 short 360p clip, light preset) for CI"})
+
+
+# ---------------------------------------------------------------------------------------------- clips
+def generated_clip(folder: Path, height: int, seconds: float, fps: int = 30, seed: int = 0) -> Path:
+    """A 16:9 H.264 clip with the astronaut's face (scikit-image, public domain) moving across a textured
+    background; made once and reused."""
+    import av
+    import cv2
+    import skimage.data
+
+    width = int(round(height * 16 / 9 / 2)) * 2
+    path = folder / f"face_{height}p_{seconds:g}s_{fps}fps_{seed}.mp4"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    face_h = height // 3
+    head = skimage.data.astronaut()[0:260, 120:360]
+    head = cv2.resize(head, (int(face_h * head.shape[1] / head.shape[0]), face_h), interpolation=cv2.INTER_AREA)
+    texture = cv2.resize(rng.integers(40, 200, (height // 40 + 1, width // 40 + 1, 3), dtype=np.uint8),
+                         (width, height), interpolation=cv2.INTER_CUBIC)
+    frames = int(seconds * fps)
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23"}
+        for i in range(frames):
+            frame = texture.copy()
+            x = int((width - head.shape[1]) * (0.1 + 0.8 * i / max(1, frames - 1)))
+            y = (height - face_h) // 2 + int(height * 0.03 * np.sin(i / 9))
+            frame[y:y + face_h, x:x + head.shape[1]] = head
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.rename(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def decode_floor(paths: list[Path], frames: int) -> float:
+    """Seconds per video to decode only the sampled frames with decord ``get_batch`` (the fastest reader here)."""
+    from .video import DecordReader
+
+    reader = DecordReader(batch_size=64, max_side=1920)
+    started = time.perf_counter()
+    for path in paths:
+        reader.read(path, frames)
+    return (time.perf_counter() - started) / len(paths)
+
+
+def stage_profile(detector, paths: list[Path], preset: Preset) -> dict[str, float]:
+    """Mean seconds per video of each stage, measured one video at a time without overlap."""
+    totals: dict[str, float] = {}
+    for path in paths:
+        started = time.perf_counter()
+        result = detector.predict_video(path, frames=preset.frames, models=list(preset.models))
+        if result.reason:
+            raise RuntimeError(f"bench clip {path} fell back: {result.reason} {result.notes}")
+        for stage, seconds in result.timings.items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+        totals["total"] = totals.get("total", 0.0) + time.perf_counter() - started
+    out = {k: v / len(paths) for k, v in totals.items()}
+    out["overhead"] = max(0.0, out["total"] - sum(v for k, v in out.items() if k != "total"))
+    return out
+
+
+def end_to_end(detector, paths: list[Path], preset: Preset) -> float:
+    """Seconds per video the way ``predict`` runs a folder: the next video is decoded while this one is scored."""
+    started = time.perf_counter()
+    for index, path in enumerate(paths):
+        if index + 1 < len(paths):
+            detector.prefetch(paths[index + 1], preset.frames)
+        detector.predict_video(path, frames=preset.frames, models=list(preset.models))
+    return (time.perf_counter() - started) / len(paths)
+
+
+def configure(detector, preset: Preset) -> None:
+    detector.cropper.detect_every = preset.detect_every
+    detector.cropper.detect_long_side = preset.detect_long_side
+
+
+def bench_preset(detector, paths: list[Path], preset: Preset) -> dict:
+    import torch
+
+    configure(detector, preset)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    detector.predict_video(paths[0], frames=preset.frames, models=list(preset.models))  # warm-up
+    stages = stage_profile(detector, paths, preset)
+    e2e = end_to_end(detector, paths, preset)
+    floor = decode_floor(paths, preset.frames)
+    return {"preset": asdict(preset), "videos": len(paths), "stages_s": {k: round(v, 4) for k, v in stages.items()},
+            "end_to_end_s_per_video": round(e2e, 4), "videos_per_s": round(1 / e2e, 3),
+            "decode_floor_s": round(floor, 4), "e2e_over_floor": round(e2e / floor, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None}
+
+
+def scaling_tables(detector, config: BenchConfig, preset: Preset, folder: Path) -> dict:
+    clip = generated_clip(folder, 1080, config.clip_seconds)
+    by_frames = {}
+    for frames in (8, 16, 32, 64):
+        p = Preset(preset.name, frames, preset.models, preset.detect_every, preset.detect_long_side)
+        configure(detector, p)
+        by_frames[frames] = round(end_to_end(detector, [clip, clip], p), 3)
+    by_resolution = {}
+    for height in (480, 720, 1080, 2160):
+        path = generated_clip(folder, height, min(config.clip_seconds, 4.0 if height > 1080 else config.clip_seconds))
+        configure(detector, preset)
+        by_resolution[f"{height}p"] = {"e2e_s": round(end_to_end(detector, [path, path], preset), 3),
+                                       "decode_floor_s": round(decode_floor([path], preset.frames), 3)}
+    return {"preset": preset.name, "seconds_per_video_by_frames": by_frames,
+            "by_resolution": by_resolution,
+            "note": "4K clips are 4 s long (encoding 10 s of 4K here takes minutes); sampling reads the same "
+                    "number of frames either way"}
+
+
+def format_table(results: list[dict]) -> str:
+    stages = sorted({s for r in results for s in r["stages_s"] if s not in ("total",)},
+                    key=lambda s: ("decode", "detect", "crop").index(s) if s in ("decode", "detect", "crop") else 3)
+    header = ["preset", "frames", "models"] + stages + ["sum", "e2e", "floor", "e2e/floor", "video/s", "RSS MB"]
+    rows = []
+    for r in results:
+        p = r["preset"]
+        rows.append([p["name"], str(p["frames"]), str(len(p["models"]))]
+                    + [f"{r['stages_s'].get(s, 0):.3f}" for s in stages]
+                    + [f"{r['stages_s']['total']:.3f}", f"{r['end_to_end_s_per_video']:.3f}",
+                       f"{r['decode_floor_s']:.3f}", f"{r['e2e_over_floor']:.2f}", f"{r['videos_per_s']:.2f}",
+                       f"{r['peak_rss_mb']:.0f}"])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
+
+
+def machine() -> dict:
+    import os
+
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run(config: BenchConfig) -> dict:
+    from .detector import Detector
+
+    if config.quick:
+        config.clips, config.clip_seconds, config.height, config.presets = 1, 2.0, 360, ["light"]
+    folder = Path(config.clip_dir)
+    paths = [generated_clip(folder, config.height, config.clip_seconds, seed=i) for i in range(config.clips)]
+    detector = Detector.from_weights(config.weights, device=config.device, batch_size=config.batch_size)
+    lightest = min(detector.members, key=lambda n: sum(p.numel() for p in detector.members[n].parameters()))
+    available = presets(detector.member_names, lightest)
+    results = {"machine": machine(), "clips": {"count": len(paths), "height": config.height,
+                                               "seconds": config.clip_seconds, "fps": 30}, "presets": []}
+    for name in config.presets:
+        results["presets"].append(bench_preset(detector, paths, available[name]))
+    if config.videos:
+        from .submission import list_videos
+        user = [Path(config.videos) / n for n in list_videos(config.videos)]
+        if user:
+            results["user_videos"] = [bench_preset(detector, user, available[n]) for n in config.presets]
+    if config.scaling:
+        results["scaling"] = scaling_tables(detector, config, available[config.presets[0]], folder)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deepfake_kernel.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(parser, BenchConfig)
+    config = from_args(BenchConfig, parser.parse_args(argv))
+    results = run(config)
+    print(f"machine: {json.dumps(results['machine'])}")
+    print(f"clips: {json.dumps(results['clips'])}")
+    print(format_table(results["presets"]))
+    if "user_videos" in results:
+        print(f"\n{config.videos}:\n" + format_table(results["user_videos"]))
+    if "scaling" in results:
+        s = results["scaling"]
+        print(f"\nseconds per video by frames ({s['preset']}): {json.dumps(s['seconds_per_video_by_frames'])}")
+        print(f"by resolution ({s['preset']}): {json.dumps(s['by_resolution'])}")
+    if config.json:
+        Path(config.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

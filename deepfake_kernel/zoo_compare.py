@@ -1,0 +1,184 @@
+"""``python -m deepfake_kernel.zoo_compare``: the reference detectors beside the ensemble, on the ensemble's val videos.
+
+Reads what ``train`` left behind: each run's ``report.json`` (recipe, wall time) and each member's
+``val_face_probs.npy`` (P(FAKE) per val crop, in the order of ``CropCache.load_videos(val_items)``), for the
+reference entries (``--runs``: work dirs of their ``train`` commands) and for the ensemble members
+(``--ensemble-work``). Video scores follow ``predict``'s rule (``ensemble.aggregate_videos``: mean per track,
+max over tracks) and metrics are ``metrics.summarize``'s.
+
+"Does it help the stacked ensemble?": on the val videos, a logistic stacker (``ensemble.Stacker``) over the
+ensemble members' video logits is compared with the same stacker given the entry's video logit too, both
+out-of-fold over group folds (no video is scored by a stacker that saw its group), repeated over several fold
+assignments. The difference in out-of-fold log loss (clipped to [0.01, 0.99], as ``evaluate --fit-stacking`` scores
+it) comes with a paired bootstrap over videos: the share of resamples in which the entry lowers the log loss.
+"Helps" means a lower log loss in at least 90 % of the resamples.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import ensemble, metrics
+from .data import CacheConfig, CropCache, read_video_csv, split_by_group
+from .evaluate import out_of_fold
+from .train import DEFAULT_MEMBERS
+
+CLIP = (0.01, 0.99)
+
+
+def video_scores(face_probs: np.ndarray, val) -> np.ndarray:
+    scores = ensemble.aggregate_videos(np.asarray(face_probs, dtype=np.float64), val.video, val.track)
+    return np.array([scores[i] for i in range(len(val.videos))])
+
+
+def stacked_oof(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, names: list[str]) -> np.ndarray:
+    return out_of_fold(lambda rows: ensemble.Stacker.fit(features[rows], labels[rows], names),
+                       lambda model, rows: np.array([model(x) for x in features[rows]]), len(labels), folds, labels)
+
+
+def stratified_group_folds(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> np.ndarray:
+    """Fold per video, whole groups per fold, folds with similar REAL/FAKE mixes (scikit-learn's
+    StratifiedGroupKFold): with plain group folds, the held-out share of fakes swings the stacker's intercept the
+    other way and the out-of-fold scores come out anti-correlated with the labels."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    out = np.zeros(len(labels), dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+        out[test] = fold
+    return out
+
+
+def clipped_losses(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    p = np.clip(probs, *CLIP)
+    return -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+
+
+def stacking_gain(base: np.ndarray, extra: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str],
+                  folds: int = 4, repeats: int = 20, resamples: int = 2000, seed: int = 0) -> dict:
+    """Out-of-fold stacker over ``base`` logits, without and with the ``extra`` logit column: stratified group k-fold, repeated
+    with ``repeats`` fold assignments; per-video clipped log losses are averaged over the repeats, and a paired
+    bootstrap over videos gives the share of resamples in which the entry lowers the mean."""
+    losses_a, losses_b, aucs_a, aucs_b = [], [], [], []
+    for repeat in range(repeats):
+        assignment = stratified_group_folds(labels, groups, folds, seed + repeat)
+        without = stacked_oof(base, labels, assignment, names)
+        with_entry = stacked_oof(np.hstack([base, extra[:, None]]), labels, assignment, names + ["entry"])
+        if not (np.isfinite(without).all() and np.isfinite(with_entry).all()):
+            continue  # a fold assignment leaving one class out of a training part
+        losses_a.append(clipped_losses(labels, without))
+        losses_b.append(clipped_losses(labels, with_entry))
+        aucs_a.append(metrics.roc_auc(labels, without))
+        aucs_b.append(metrics.roc_auc(labels, with_entry))
+    a, b = np.mean(losses_a, axis=0), np.mean(losses_b, axis=0)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(labels), (resamples, len(labels)))
+    share = float(np.mean(b[draws].mean(1) < a[draws].mean(1)))
+    delta = float(b.mean() - a.mean())
+    return {"videos": len(labels), "fold_assignments": len(losses_a), "log_loss_without": round(float(a.mean()), 4),
+            "log_loss_with": round(float(b.mean()), 4), "delta_log_loss": round(delta, 4),
+            "auc_without": round(float(np.mean(aucs_a)), 4), "auc_with": round(float(np.mean(aucs_b)), 4),
+            "bootstrap_share_better": round(share, 3), "helps": bool(delta < 0 and share >= 0.9)}
+
+
+def collect_runs(run_dirs: list[Path]) -> dict[str, dict]:
+    """Per member: its train report (recipe, history, seconds), val face probabilities and training command."""
+    out = {}
+    for run in run_dirs:
+        report_path = run / "report.json"
+        if not report_path.is_file():
+            print(f"warning: {report_path} is missing (run not finished?)", file=sys.stderr)
+            continue
+        report = json.loads(report_path.read_text())
+        config = json.loads((run / "train_config.json").read_text()) if (run / "train_config.json").is_file() else {}
+        for name, member in report["members"].items():
+            probs = run / name / "val_face_probs.npy"
+            if probs.is_file():
+                out[name] = {"report": member, "probs": np.load(probs), "run": run.as_posix(), "config": config}
+    return out
+
+
+def count_parameters(name: str, recipe: dict) -> int:
+    from .models import create_model
+
+    return int(sum(p.numel() for p in create_model(name, input_size=recipe["input_size"]).network.parameters()))
+
+
+def command_of(weights_dir: str | None, name: str) -> str:
+    from .weights import read_manifest
+
+    try:
+        return read_manifest(weights_dir).member(name).training_command
+    except Exception:
+        return ""
+
+
+def compare(args) -> dict:
+    items = read_video_csv(args.videos)
+    _, val_items = split_by_group(items, args.val_fraction, args.seed)
+    val = CropCache(args.cache_dir, CacheConfig()).load_videos(val_items)
+    labels = np.array([v.label for v in val.videos])
+    groups = [v.group for v in val.videos]
+    unique = sorted(set(groups))
+    zoo = collect_runs([Path(p) for p in args.runs])
+    base_names = [m for m in (args.ensemble_members or DEFAULT_MEMBERS)
+                  if (Path(args.ensemble_work) / m / "val_face_probs.npy").is_file()]
+    base = {m: np.load(Path(args.ensemble_work) / m / "val_face_probs.npy") for m in base_names}
+    for name, probs in list(base.items()) + [(n, z["probs"]) for n, z in zoo.items()]:
+        if len(probs) != len(val):
+            raise ValueError(f"{name}: {len(probs)} val probabilities for {len(val)} val crops: another split or cache")
+    result = {"val_videos": len(val.videos), "val_fake_videos": int(labels.sum()), "val_groups": len(unique),
+              "val_crops": len(val), "ensemble_members": base_names, "ensemble": {}, "entries": {}}
+    base_video = {m: video_scores(p, val) for m, p in base.items()}
+    for m, scores in base_video.items():
+        result["ensemble"][m] = metrics.summarize(labels, scores, clip=CLIP)
+    if base_video:
+        mean_faces = ensemble.weighted_mean(base, {m: 1.0 for m in base})
+        result["ensemble"]["mean_of_members"] = metrics.summarize(labels, video_scores(mean_faces, val), clip=CLIP)
+        base_features = np.stack([ensemble.logit(base_video[m]) for m in base_names], axis=1)
+    for name, entry in zoo.items():
+        scores = video_scores(entry["probs"], val)
+        row = {"val_video": metrics.summarize(labels, scores, clip=CLIP),
+               "parameters": entry["report"].get("parameters") or count_parameters(name, entry["report"]["recipe"]),
+               "recipe": entry["report"]["recipe"],
+               "seconds": entry["report"].get("seconds"), "best_epoch": entry["report"].get("best_epoch"),
+               "epochs_run": entry["report"].get("epochs_run"),
+               "command": command_of(entry["config"].get("out"), name)}
+        if base_video:
+            row["stacking"] = stacking_gain(base_features, ensemble.logit(scores), labels, groups, list(base_names),
+                                            folds=args.folds, repeats=args.repeats)
+        result["entries"][name] = row
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deepfake_kernel.zoo_compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", required=True, help="work dirs of the reference entries' train runs")
+    parser.add_argument("--videos", default="../shared/data/videos.csv")
+    parser.add_argument("--cache-dir", default="cache")
+    parser.add_argument("--ensemble-work", default="runs/train", help="work dir of the ensemble's train run")
+    parser.add_argument("--ensemble-members", nargs="*", default=None)
+    parser.add_argument("--val-fraction", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=4, help="group folds of the stacking comparison")
+    parser.add_argument("--repeats", type=int, default=20, help="fold assignments averaged over")
+    parser.add_argument("--out", default="runs/zoo/comparison.json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = compare(args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
