@@ -186,8 +186,9 @@ def scaling_tables(detector, config: BenchConfig, preset: Preset, folder: Path) 
 
 
 def format_table(results: list[dict]) -> str:
-    stages = sorted({s for r in results for s in r["stages_s"] if s not in ("total",)},
-                    key=lambda s: ("decode", "detect", "crop").index(s) if s in ("decode", "detect", "crop") else 3)
+    order = {"decode": 0, "detect": 1, "crop": 2, "aggregate": 4, "overhead": 5}
+    stages = sorted({s for r in results for s in r["stages_s"] if s != "total"},
+                    key=lambda s: (order.get(s, 3), s))
     header = ["preset", "frames", "models"] + stages + ["sum", "e2e", "floor", "e2e/floor", "video/s", "RSS MB"]
     rows = []
     for r in results:
