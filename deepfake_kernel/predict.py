@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 # light imports only: torch and the models load inside run(), after the SIGTERM handler is in place
 from .budget import TimeBudget, default_ladder, parse_duration
 from .config import add_dataclass_args, from_args
-from .submission import (atomic_write_text, check_writable, filenames_for, find_template, render_csv,
+from .submission import (atomic_write_text, read_submission, check_writable, filenames_for, find_template, render_csv,
                          write_submission)
 from .watchdog import abandoned_alive
 
@@ -64,6 +66,10 @@ class PredictConfig:
         "help": "seconds after which a video whose decoding, detection or scoring hangs is abandoned (0: never)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     prefetch: bool = field(default=True, metadata={"help": "decode the next video while scoring this one"})
+    shard: str | None = field(default=None, metadata={"help": "K/N: score every N-th row from row K (merge "
+                                                              "with --merge); auto: RANK/WORLD_SIZE of torchrun"})
+    merge: list[str] = field(default_factory=list, metadata={"help": "shard submissions to merge into --out "
+                                                                     "(no video is scored)"})
     detect_every: int = field(default=1, metadata={"help": "run MTCNN on every k-th frame, interpolate between"})
 
 
@@ -116,7 +122,56 @@ def check_config(config: PredictConfig) -> tuple[Path, list[str], float | None]:
         except OSError as exc:
             raise ConfigError(f"cannot write {option} {path}: {exc.strerror or exc}. Choose a file in a folder "
                               f"you can write to (e.g. {option} ./{Path(path).name}).") from None
-    return video_dir, filenames_for(video_dir, template), budget_seconds
+    names = filenames_for(video_dir, template)
+    if config.shard:
+        index, count = parse_shard(config.shard)
+        names = names[index::count]
+    return video_dir, names, budget_seconds
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → ``(K, N)``; ``"auto"`` → torchrun's ``(RANK, WORLD_SIZE)``."""
+    if text == "auto":
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like K/N (e.g. 0/4) or auto, not {text!r}") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: K must lie in [0, N)")
+    return index, count
+
+
+def shard_output(out: str, index: int, count: int) -> str:
+    path = Path(out)
+    return str(path.with_name(f"{path.stem}.shard{index}of{count}{path.suffix}"))
+
+
+def merge(config: PredictConfig, parts: list[str]) -> dict:
+    """One submission from shard submissions: the full row list, each value from the shard that scored it."""
+    video_dir = Path(config.video_dir)
+    names = filenames_for(video_dir, find_template(video_dir, config.template))
+    scores: dict[str, float] = {}
+    for part in parts:
+        scores.update(read_submission(part))
+    missing = [n for n in names if n not in scores]
+    write_submission(config.out, names, scores, config.fallback_score)
+    return {"videos": len(names), "merged_from": len(parts), "missing_rows_filled": len(missing),
+            "out": str(config.out)}
+
+
+def run_sharded_auto(config: PredictConfig) -> dict:
+    """Under torchrun: each rank scores its shard; rank 0 waits for every shard and merges them into --out."""
+    index, count = parse_shard("auto")
+    shard_config = dataclasses.replace(config, shard=f"{index}/{count}", out=shard_output(config.out, index, count))
+    summary = run(shard_config)
+    Path(shard_config.out + ".done").write_text("done\n")
+    if index == 0:
+        parts = [shard_output(config.out, k, count) for k in range(count)]
+        while not all(Path(p + ".done").is_file() for p in parts):
+            time.sleep(0.5)
+        summary["merged"] = merge(config, parts)
+    return summary
 
 
 def run(config: PredictConfig) -> dict:
@@ -291,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     config = from_args(PredictConfig, args)
+    if config.merge:
+        print(json.dumps(merge(config, config.merge)))
+        return 0
+    if config.shard == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        summary = run_sharded_auto(config)
+        print(format_summary(summary))
+        return 0
     try:
         summary = run(config)
     except Exception as exc:

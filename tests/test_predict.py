@@ -69,3 +69,36 @@ def test_tiny_time_budget_still_writes_every_row(video_dir, tiny_weights, tmp_pa
     assert elapsed < 8 + 2.0  # budget plus a small margin
     assert summary["fallbacks"].get("time_budget", 0) >= 1
     assert any(r["reason"] == "time_budget" for r in rows(details))
+
+
+def test_shards_merge_into_the_single_process_submission(video_dir, shipped_weights, tmp_path):
+    common = dict(video_dir=str(video_dir), weights=str(shipped_weights), frames=3, detect_long_side=480,
+                  progress=False, models=["efficientnet_lite0"])
+    predict.run(predict.PredictConfig(out=str(tmp_path / "single.csv"), **common))
+    parts = []
+    for k in range(2):
+        parts.append(str(tmp_path / f"part{k}.csv"))
+        predict.run(predict.PredictConfig(out=parts[-1], shard=f"{k}/2", **common))
+    assert len(rows(parts[0])) == 2 and len(rows(parts[1])) == 2
+    out = tmp_path / "merged.csv"
+    assert predict.main([str(video_dir), "--out", str(out), "--merge", ",".join(parts)]) == 0
+    assert rows(out) == rows(tmp_path / "single.csv")
+    with pytest.raises(predict.ConfigError):
+        predict.parse_shard("2/2")
+
+
+def test_torchrun_shards_and_merges(video_dir, shipped_weights, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    common = ["--weights", str(shipped_weights), "--frames", "3", "--detect-long-side", "480", "--no-progress",
+              "--models", "efficientnet_lite0", "--threads", "1"]
+    assert predict.main([str(video_dir), "--out", str(tmp_path / "single.csv")] + common) == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "deepfake_kernel.predict", str(video_dir), "--shard", "auto",
+               "--out", str(tmp_path / "merged.csv")] + common
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert rows(tmp_path / "merged.csv") == rows(tmp_path / "single.csv")
