@@ -57,16 +57,16 @@ def test_missing_video_dir(tiny_weights, tmp_path, capsys):
 def test_tiny_time_budget_still_writes_every_row(video_dir, tiny_weights, tmp_path):
     many = tmp_path / "many"
     many.mkdir()
-    for i in range(20):
-        (many / f"v{i:02d}.mp4").symlink_to(video_dir / "one_face.mp4")
+    for i in range(120):  # far more than fit in the budget on any machine
+        (many / f"v{i:03d}.mp4").symlink_to(video_dir / "one_face.mp4")
     out, details = tmp_path / "submission.csv", tmp_path / "details.csv"
     started = time.monotonic()
     summary = predict.run(predict.PredictConfig(video_dir=str(many), weights=str(tiny_weights),
-                                                out=str(out), frames=4, time_budget="8s", progress=False,
+                                                out=str(out), frames=4, time_budget="6s", progress=False,
                                                 details=str(details), detect_long_side=480))
     elapsed = time.monotonic() - started
-    assert len(rows(out)) == 20
-    assert elapsed < 8 + 2.0  # budget plus a small margin
+    assert len(rows(out)) == 120
+    assert elapsed < 6 + 2.5  # budget plus a small margin
     assert summary["fallbacks"].get("time_budget", 0) >= 1
     assert any(r["reason"] == "time_budget" for r in rows(details))
 
