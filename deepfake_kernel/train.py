@@ -345,7 +345,10 @@ def storage_dtype_for(name: str, config: TrainConfig) -> str:
     to 0.96 (measured: runs/train/report.json, storage_max_abs_prob_diff); float16 keeps it within 1e-3."""
     if config.storage_dtype != "auto":
         return config.storage_dtype
-    return "float16" if name.startswith("efficientnet_lite") else "int8"
+    from .models import get_spec
+
+    # by architecture, so that detectors built on an EfficientNet-Lite (zoo's efficientnet_mlp, temporal_*) follow
+    return "float16" if get_spec(name).arch.startswith("efficientnet_lite") else "int8"
 
 
 def augment_config(config: TrainConfig) -> AugmentConfig:

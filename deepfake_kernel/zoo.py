@@ -518,22 +518,22 @@ ZOO_DETECTORS = [spec.name for spec, _ in _ENTRIES]
 # samples_per_epoch and batch_size count windows; epochs is the embedder's for temporal_* (the head then trains
 # for zoo_train.HEAD_EPOCHS). The linear baselines ignore everything but input_size.
 RECIPES: dict[str, dict[str, dict]] = {
-    "cpu": {  # sized for a shared 2-core CPU (docs/reference_detectors.md has the measured wall times)
-        "meso4": dict(input_size=160, epochs=5, samples_per_epoch=1200, batch_size=32, lr=1e-3, body_lr_mult=1.0),
-        "mesoinception4": dict(input_size=160, epochs=5, samples_per_epoch=1200, batch_size=32, lr=1e-3,
+    "cpu": {  # sized for a 2-core CPU: all rows in ~15 min when the machine is otherwise idle (see docs/)
+        "meso4": dict(input_size=160, epochs=8, samples_per_epoch=1600, batch_size=32, lr=1e-3, body_lr_mult=1.0),
+        "mesoinception4": dict(input_size=160, epochs=8, samples_per_epoch=1600, batch_size=32, lr=1e-3,
                                body_lr_mult=1.0),
-        "compact_cnn": dict(input_size=252, epochs=4, samples_per_epoch=1200, batch_size=32, lr=5e-4,
+        "compact_cnn": dict(input_size=252, epochs=8, samples_per_epoch=1600, batch_size=32, lr=1e-3,
                             body_lr_mult=1.0),
-        "efficientnet_mlp": dict(input_size=112, epochs=3, samples_per_epoch=1000, batch_size=32, lr=1e-3,
+        "efficientnet_mlp": dict(input_size=128, epochs=5, samples_per_epoch=2000, batch_size=32, lr=1e-3,
                                  body_lr_mult=0.1),
         "efficientnet_b5_mlp": dict(input_size=128, epochs=3, samples_per_epoch=1000, batch_size=16, lr=1e-3,
                                     body_lr_mult=0.1),
         "logreg": dict(input_size=32, epochs=1, samples_per_epoch=0, batch_size=256, lr=0.0, body_lr_mult=1.0),
         "linear_svm": dict(input_size=32, epochs=1, samples_per_epoch=0, batch_size=256, lr=0.0, body_lr_mult=1.0),
-        "temporal_lstm": dict(input_size=80, epochs=2, samples_per_epoch=0, batch_size=6, lr=1e-3, body_lr_mult=0.25),
-        "temporal_mlp": dict(input_size=80, epochs=2, samples_per_epoch=0, batch_size=6, lr=1e-3, body_lr_mult=0.25),
-        "resnet3d": dict(input_size=64, epochs=6, samples_per_epoch=0, batch_size=8, lr=1e-3, body_lr_mult=1.0),
-        "stacked_xception": dict(input_size=96, epochs=5, samples_per_epoch=0, batch_size=8, lr=1e-3,
+        "temporal_lstm": dict(input_size=96, epochs=3, samples_per_epoch=0, batch_size=6, lr=1e-3, body_lr_mult=0.25),
+        "temporal_mlp": dict(input_size=96, epochs=3, samples_per_epoch=0, batch_size=6, lr=1e-3, body_lr_mult=0.25),
+        "resnet3d": dict(input_size=96, epochs=10, samples_per_epoch=0, batch_size=8, lr=1e-3, body_lr_mult=1.0),
+        "stacked_xception": dict(input_size=112, epochs=8, samples_per_epoch=0, batch_size=8, lr=1e-3,
                                  body_lr_mult=1.0),
     },
     "gpu": {

@@ -11,7 +11,8 @@ ensemble members' video logits is compared with the same stacker given the entry
 out-of-fold over group folds (no video is scored by a stacker that saw its group), repeated over several fold
 assignments. The difference in out-of-fold log loss (clipped to [0.01, 0.99], as ``evaluate --fit-stacking`` scores
 it) comes with a paired bootstrap over videos: the share of resamples in which the entry lowers the log loss.
-"Helps" means a lower log loss in at least 90 % of the resamples.
+"Helps" means a lower log loss in at least 90 % of the resamples. Also reported, with nothing fitted: the
+members' weighted mean of face probabilities (the shipped rule) with the entry added at weight 1.
 """
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ import numpy as np
 
 from . import ensemble, metrics
 from .data import CacheConfig, CropCache, read_video_csv, split_by_group
-from .evaluate import out_of_fold
+from .evaluate import bootstrap_intervals, out_of_fold
 from .train import DEFAULT_MEMBERS
 
 CLIP = (0.01, 0.99)
+
+
+def summary(labels: np.ndarray, scores: np.ndarray) -> dict:
+    """``metrics.summarize`` (raw and clipped log loss) with 95 % bootstrap intervals over videos."""
+    return {**metrics.summarize(labels, scores, clip=CLIP), **bootstrap_intervals(labels, scores, 1000, 0)}
 
 
 def video_scores(face_probs: np.ndarray, val) -> np.ndarray:
@@ -135,20 +141,28 @@ def compare(args) -> dict:
               "val_crops": len(val), "ensemble_members": base_names, "ensemble": {}, "entries": {}}
     base_video = {m: video_scores(p, val) for m, p in base.items()}
     for m, scores in base_video.items():
-        result["ensemble"][m] = metrics.summarize(labels, scores, clip=CLIP)
+        result["ensemble"][m] = summary(labels, scores)
     if base_video:
-        mean_faces = ensemble.weighted_mean(base, {m: 1.0 for m in base})
-        result["ensemble"]["mean_of_members"] = metrics.summarize(labels, video_scores(mean_faces, val), clip=CLIP)
+        weights = {m: 1.0 for m in base}
+        if args.ensemble_weights and (Path(args.ensemble_weights) / "manifest.json").is_file():
+            from .weights import read_manifest
+            weights.update({e.name: e.ensemble_weight for e in read_manifest(args.ensemble_weights).members
+                            if e.name in base})
+        result["ensemble_weights"] = weights
+        mean_faces = ensemble.weighted_mean(base, weights)
+        result["ensemble"]["weighted_mean_of_members"] = summary(labels, video_scores(mean_faces, val))
         base_features = np.stack([ensemble.logit(base_video[m]) for m in base_names], axis=1)
     for name, entry in zoo.items():
         scores = video_scores(entry["probs"], val)
-        row = {"val_video": metrics.summarize(labels, scores, clip=CLIP),
+        row = {"val_video": summary(labels, scores),
                "parameters": entry["report"].get("parameters") or count_parameters(name, entry["report"]["recipe"]),
                "recipe": entry["report"]["recipe"],
                "seconds": entry["report"].get("seconds"), "best_epoch": entry["report"].get("best_epoch"),
                "epochs_run": entry["report"].get("epochs_run"),
                "command": command_of(entry["config"].get("out"), name)}
-        if base_video:
+        if base_video:  # no fitting: the shipped rule (weighted mean of face probabilities) with the entry at weight 1
+            with_entry = ensemble.weighted_mean({**base, name: entry["probs"]}, {**weights, name: 1.0})
+            row["mean_with_entry"] = summary(labels, video_scores(with_entry, val))
             row["stacking"] = stacking_gain(base_features, ensemble.logit(scores), labels, groups, list(base_names),
                                             folds=args.folds, repeats=args.repeats)
         result["entries"][name] = row
@@ -163,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--ensemble-work", default="runs/train", help="work dir of the ensemble's train run")
     parser.add_argument("--ensemble-members", nargs="*", default=None)
+    parser.add_argument("--ensemble-weights", default="weights", help="manifest with the members' ensemble weights")
     parser.add_argument("--val-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=4, help="group folds of the stacking comparison")

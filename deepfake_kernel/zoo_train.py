@@ -95,7 +95,7 @@ def _val_windows(model: SequenceClassifier, val: FaceSamples) -> list[np.ndarray
 def finish_member(model, name: str, recipe, config, val: FaceSamples, env, command: str, data_fingerprint: str,
                   history: list, best_epoch: int, epochs_run: int, extra: dict | None = None) -> dict:
     """Score the trained member on val in float32 and as stored, export it, save its val face probabilities."""
-    from .train import video_metrics
+    from .train import storage_dtype_for, video_metrics
 
     member_dir = Path(config.work_dir) / name
     member_dir.mkdir(parents=True, exist_ok=True)
@@ -109,8 +109,8 @@ def finish_member(model, name: str, recipe, config, val: FaceSamples, env, comma
 
     fp32_probs = probabilities()
     fp32_metrics, _, _ = video_metrics(fp32_probs, val)
-    model.network.load_state_dict(decode_state_dict(encode_state_dict(model.network.state_dict(),
-                                                                      config.storage_dtype)))
+    storage_dtype = storage_dtype_for(name, config)
+    model.network.load_state_dict(decode_state_dict(encode_state_dict(model.network.state_dict(), storage_dtype)))
     stored_probs = probabilities()
     stored_metrics, _, _ = video_metrics(stored_probs, val)
     report = {"member": name, "recipe": dataclasses.asdict(recipe), "best_epoch": best_epoch, "epochs_run": epochs_run,
@@ -118,7 +118,7 @@ def finish_member(model, name: str, recipe, config, val: FaceSamples, env, comma
               "storage_max_abs_prob_diff": round(float(np.abs(stored_probs - fp32_probs).max()), 6),
               "parameters": int(sum(p.numel() for p in model.network.parameters())), **(extra or {})}
     if env.main:
-        export_member(model, config.out, storage_dtype=config.storage_dtype, training_command=command,
+        export_member(model, config.out, storage_dtype=storage_dtype, training_command=command,
                       metrics={"val_video": stored_metrics, "val_video_float32": fp32_metrics},
                       training={"preset": config.preset, "recipe": report["recipe"], "seed": config.seed,
                                 "best_epoch": best_epoch, "epochs_run": epochs_run,
