@@ -144,10 +144,11 @@ class Detector:
                      ) -> tuple[float, dict[str, float], list[TrackResult]]:
         """Raw (unclipped) video score, per-member video scores and per-track results."""
         crops = np.concatenate([t.crops() for t in tracks])
+        track_ids = np.concatenate([np.full(len(t.faces), i) for i, t in enumerate(tracks)])
         face_probs = {}
         for name in models:
             clock = time.perf_counter()
-            face_probs[name] = self._classify(name, crops, notes)
+            face_probs[name] = self._classify(name, crops, notes, track_ids)
             if timings is not None:
                 timings[f"model:{name}"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -190,12 +191,18 @@ class Detector:
         future = self._prefetched.pop((str(path), frames), None)
         return None if future is None else future.result()
 
-    def _classify(self, name: str, crops: np.ndarray, notes: list[str] | None) -> np.ndarray:
-        """One member's P(FAKE) per crop; out of GPU memory, retry with half the batch (kept for later videos)."""
+    def _classify(self, name: str, crops: np.ndarray, notes: list[str] | None,
+                  track_ids: np.ndarray | None = None) -> np.ndarray:
+        """One member's P(FAKE) per crop; out of GPU memory, retry with half the batch (kept for later videos).
+        Sequence members (``spec.sequence_length``) get the track of every crop, so windows never mix faces."""
+        member = self.members[name]
+        sequence = getattr(member.spec, "sequence_length", 0) and track_ids is not None
         while True:
             batch_size = self.batch_size
             try:
-                return self.members[name].predict_proba(crops, batch_size)
+                if sequence:
+                    return member.predict_proba(crops, batch_size, track_ids=track_ids)
+                return member.predict_proba(crops, batch_size)
             except torch.cuda.OutOfMemoryError:
                 if batch_size <= 1:
                     raise

@@ -45,7 +45,7 @@ class EvaluateConfig:
     frames: int = field(default=32, metadata={"help": "frames per video when predict runs"})
     device: str = "auto"
     batch_size: int = 16
-    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95% intervals"})
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95 %% intervals"})
     folds: int = field(default=5, metadata={"help": "group folds for out-of-fold calibration/stacking"})
     fit_calibration: bool = field(default=False, metadata={"help": "fit temperature and clip; store in manifest"})
     fit_stacking: bool = field(default=False, metadata={"help": "fit the stacker; store it if it beats the mean"})

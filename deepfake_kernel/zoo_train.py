@@ -364,6 +364,8 @@ def _train_temporal(name, model, recipe, config, train, val, tracks, env, comman
     head.load_state_dict(best_state)
     for p in network.embedder.parameters():
         p.requires_grad_(True)
+    head_epochs_run = sum(1 for record in history if record.get("stage") == "head")
     return finish_member(model, name, recipe, config, val, env, command, data_fingerprint, history, best_epoch,
-                         len(history), {"train_tracks": len(tracks), "sequence_length": size,
-                                        "head_epochs": HEAD_EPOCHS, "embed_views": EMBED_VIEWS})
+                         head_epochs_run, {"train_tracks": len(tracks), "sequence_length": size,
+                                           "head_epochs": HEAD_EPOCHS, "embed_views": EMBED_VIEWS,
+                                           "embedder_epochs": recipe.epochs})

@@ -151,3 +151,25 @@ def test_sequence_members_keep_the_per_crop_contract():
     # a track scored alone gives what it gets beside another
     assert np.allclose(model.predict_proba(faces[20:]), probs[20:], atol=1e-6)
     assert np.allclose(model.predict_proba(faces[:20]), probs[:20], atol=1e-6)
+
+
+def test_detector_gives_sequence_members_the_track_of_every_crop(tmp_path, video_dir):
+    """Two faces: a sequence member must see which crops belong to which track (windows never mix faces)."""
+    from deepfake_kernel.detector import Detector
+    from deepfake_kernel.models import create_model
+    from deepfake_kernel.weights import export_member
+
+    export_member(create_model("resnet3d", input_size=32), tmp_path, storage_dtype="float16")
+    detector = Detector.from_weights(tmp_path, device="cpu", frames=4, detect_long_side=480)
+    member = detector.members["resnet3d"]
+    seen = {}
+    original = member.predict_proba
+
+    def spy(crops, batch_size=16, track_ids=None):
+        seen["track_ids"] = None if track_ids is None else list(track_ids)
+        return original(crops, batch_size, track_ids=track_ids)
+
+    member.predict_proba = spy
+    result = detector.predict_video(video_dir / "two_faces.mp4")
+    assert result.reason is None and len(result.tracks) == 2
+    assert seen["track_ids"] == [0] * len(result.tracks[0].frames) + [1] * len(result.tracks[1].frames)
