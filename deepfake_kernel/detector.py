@@ -186,6 +186,20 @@ class Detector:
                 self._prefetched.pop(next(iter(self._prefetched)))
             self._prefetched[key] = self._prefetch_pool.submit(self.reader.read, path, frames)
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop prefetching: cancel what has not started, wait (up to ``timeout``) for a read in progress, so that
+        no decoder thread is still running when the process exits."""
+        import concurrent.futures
+
+        futures = list(self._prefetched.values())
+        self._prefetched.clear()
+        for future in futures:
+            future.cancel()
+        concurrent.futures.wait(futures, timeout=timeout)
+        if self._prefetch_pool is not None:
+            self._prefetch_pool.shutdown(wait=False, cancel_futures=True)
+            self._prefetch_pool = None
+
     def _take_prefetched(self, path: str | Path, frames: int):
         """The prefetched frames of ``path`` (its read error re-raised), or ``None`` when none were asked for."""
         future = self._prefetched.pop((str(path), frames), None)

@@ -246,6 +246,8 @@ def run(config: PredictConfig) -> dict:
             _write_outputs(config, names, scores, details, reasons, previous_handler)
         elif previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+        if detector is not None:
+            detector.close()  # no decoder thread may still run when the process exits
 
     elapsed = time.monotonic() - started
     summary = {"videos": len(names), "scored": len(names) - sum(reasons.values()),
@@ -373,8 +375,10 @@ def _is_config_error(exc: Exception) -> bool:
 
 
 def _exit(code: int) -> None:
-    """Leave; when abandoned workers still run, leave without waiting for them (they may never return)."""
-    if abandoned_alive():
+    """Leave; when abandoned workers still run, or after an interruption (a decoder thread may be mid-read, and
+    tearing it down at interpreter exit can abort the process), leave at once: every output is already written
+    and synced."""
+    if abandoned_alive() or code in (EXIT_SIGINT, EXIT_SIGTERM):
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
