@@ -232,6 +232,15 @@ def build_member(name: str, recipe: MemberRecipe, config: TrainConfig) -> FaceCl
     return model
 
 
+def optimizer_step(loss: torch.Tensor, optimizer, scheduler) -> float:
+    """Backpropagate ``loss``, step the optimizer and the schedule; return the loss value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -291,11 +300,7 @@ def train_member(name: str, config: TrainConfig, train: FaceSamples, val: FaceSa
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 logits = network(inputs)
             loss = F.binary_cross_entropy_with_logits(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(loss, optimizer, scheduler))
         model.eval()
         val_metrics, _, _ = video_metrics(face_probabilities(model, val.crops), val)
         record = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 5),

@@ -188,7 +188,7 @@ def train_sequence_member(name: str, config, train: FaceSamples, val: FaceSample
 
 
 def _train_end_to_end(name, model, recipe, config, train, val, tracks, env, command, data_fingerprint) -> dict:
-    from .train import epoch_indices, video_metrics
+    from .train import epoch_indices, optimizer_step, video_metrics
 
     member_dir = Path(config.work_dir) / name
     member_dir.mkdir(parents=True, exist_ok=True)
@@ -215,11 +215,7 @@ def _train_end_to_end(name, model, recipe, config, train, val, tracks, env, comm
             clips, target = make_windows(train, tracks, picks, size, augmenter, config.seed, epoch)
             logits = model(model.preprocess(clips))
             loss = F.binary_cross_entropy_with_logits(logits.float(), torch.as_tensor(target, device=logits.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(loss, optimizer, scheduler))
         model.eval()
         probs = model.predict_proba(val.crops, batch_size=4 * size, track_ids=track_ids(val))
         val_metrics = video_metrics(probs, val)[0]
@@ -249,7 +245,7 @@ def _embedder_key(model, recipe, config, data_fingerprint: str) -> str:
 
 def _train_embedder(name, model, recipe, config, train, tracks, env) -> list[dict]:
     """Stage 1: the frame embedder with the cosine hinge loss on adjacent frames."""
-    from .train import epoch_indices
+    from .train import epoch_indices, optimizer_step
 
     embedder = model.network.embedder
     if config.imagenet and model.spec.arch.startswith("efficientnet_lite"):
@@ -272,11 +268,7 @@ def _train_embedder(name, model, recipe, config, train, tracks, env) -> list[dic
             clips, target = make_windows(train, tracks, picks, model.sequence_length, augmenter, config.seed, epoch)
             loss = cosine_hinge_loss(embedder(model.preprocess(clips)).float(),
                                      torch.as_tensor(target, device=model.mean.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(loss, optimizer, scheduler))
         record = {"stage": "embedder", "epoch": epoch + 1, "hinge_loss": round(float(np.mean(losses)), 5),
                   "seconds": round(time.perf_counter() - started, 1)}
         history.append(record)
