@@ -28,6 +28,8 @@ setup(
         "scikit-learn>=1.3",  # the linear baselines of deepfake_kernel.zoo; stacking comparison folds
     ],
     extras_require={
+        # NVDEC decoding on a GPU; its binary must match the installed torch, and it needs FFmpeg's shared libraries
+        "nvdec": ["torchcodec>=0.7"],
         "test": ["pytest>=8", "scikit-image>=0.22",
                  # tests/test_kaggle.py executes the Kaggle notebook: nbconvert drives an ipykernel
                  "nbconvert>=7", "nbformat>=5.9", "ipykernel>=6.20", "jupyter_client>=8"],

@@ -3,9 +3,9 @@
 Runs predict's stages on generated clips (10 s, 30 fps, H.264, a face moving across the frame) and on any
 folder given with ``--videos``, and reports per stage (decode, detect, crop, each member, aggregation, overhead)
 seconds per video, videos per second, peak RSS and peak GPU memory, as a table and as JSON. The **decode
-floor** is the time to decode only the sampled frames with the fastest reader available (decord
-``get_batch``); ``e2e / floor`` says how close the whole pipeline (run as ``predict`` runs it, with the next
-video prefetched) comes to it. ``--scaling`` adds time per video against frames (8–64) and resolution
+floor** is the time to decode only the sampled frames with the pipeline's first reader (torchcodec's NVDEC on
+a GPU where installed, else decord ``get_batch``); ``e2e / floor`` says how close the whole pipeline (run as
+``predict`` runs it, with the next video prefetched) comes to it. ``--scaling`` adds time per video against frames (8–64) and resolution
 (480p–4K). Examples::
 
     python -m deepfake_kernel.bench                      # light and full presets on 1080p clips
@@ -15,6 +15,7 @@ video prefetched) comes to it. ``--scaling`` adds time per video against frames 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -25,25 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .budget import Level, presets
 from .config import add_dataclass_args, from_args
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named predict configuration."""
-
-    name: str
-    frames: int
-    models: tuple[str, ...] | None  # None: every member of the manifest
-    detect_every: int = 1
-    detect_long_side: int = 1000
-
-
-def presets(member_names: list[str], lightest: str) -> dict[str, Preset]:
-    """``light``: the lightest member, 16 frames, detection on every 4th frame at 640 px (CPUs, tight budgets);
-    ``full``: every member, 32 frames, detection on every frame."""
-    return {"light": Preset("light", 16, (lightest,), detect_every=4, detect_long_side=640),
-            "full": Preset("full", 32, tuple(member_names))}
 
 
 @dataclass
@@ -59,6 +43,8 @@ class BenchConfig:
     scaling: bool = field(default=False, metadata={"help": "add frames and resolution scaling tables"})
     device: str = "auto"
     batch_size: int = 16
+    reader: str = field(default="auto", metadata={"help": "frame reader, as predict's --reader"})
+    compile: str | None = field(default=None, metadata={"help": "torch.compile mode for the members, as predict's"})
     clip_dir: str = field(default="runs/bench/clips", metadata={"help": "where generated clips are kept"})
     json: str | None = field(default=None, metadata={"help": "write the results here"})
     quick: bool = field(default=False, metadata={"help": "tiny run (1 short 360p clip, light preset) for CI"})
@@ -107,23 +93,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def decode_floor(paths: list[Path], frames: int) -> float:
-    """Seconds per video to decode only the sampled frames with decord ``get_batch`` (the fastest reader here)."""
-    from .video import DecordReader
-
-    reader = DecordReader(batch_size=64, max_side=1920)
+def decode_floor(paths: list[Path], frames: int, reader) -> float:
+    """Seconds per video to decode only the sampled frames with ``reader`` (the pipeline's first reader: NVDEC
+    through torchcodec on a GPU where installed, else decord ``get_batch``)."""
     started = time.perf_counter()
     for path in paths:
         reader.read(path, frames)
     return (time.perf_counter() - started) / len(paths)
 
 
-def stage_profile(detector, paths: list[Path], preset: Preset) -> dict[str, float]:
+def run_level(detector, path: Path, preset: Level):
+    return detector.predict_video(path, frames=preset.frames, models=list(preset.models),
+                                  detect_every=preset.detect_every, detect_long_side=preset.detect_long_side)
+
+
+def stage_profile(detector, paths: list[Path], preset: Level) -> dict[str, float]:
     """Mean seconds per video of each stage, measured one video at a time without overlap."""
     totals: dict[str, float] = {}
     for path in paths:
         started = time.perf_counter()
-        result = detector.predict_video(path, frames=preset.frames, models=list(preset.models))
+        result = run_level(detector, path, preset)
         if result.reason:
             raise RuntimeError(f"bench clip {path} fell back: {result.reason} {result.notes}")
         for stage, seconds in result.timings.items():
@@ -134,51 +123,47 @@ def stage_profile(detector, paths: list[Path], preset: Preset) -> dict[str, floa
     return out
 
 
-def end_to_end(detector, paths: list[Path], preset: Preset) -> float:
+def end_to_end(detector, paths: list[Path], preset: Level) -> float:
     """Seconds per video the way ``predict`` runs a folder: the next video is decoded while this one is scored."""
     started = time.perf_counter()
     for index, path in enumerate(paths):
         if index + 1 < len(paths):
             detector.prefetch(paths[index + 1], preset.frames)
-        detector.predict_video(path, frames=preset.frames, models=list(preset.models))
+        run_level(detector, path, preset)
     return (time.perf_counter() - started) / len(paths)
 
 
-def configure(detector, preset: Preset) -> None:
-    detector.cropper.detect_every = preset.detect_every
-    detector.cropper.detect_long_side = preset.detect_long_side
-
-
-def bench_preset(detector, paths: list[Path], preset: Preset) -> dict:
+def bench_preset(detector, paths: list[Path], preset: Level) -> dict:
     import torch
 
-    configure(detector, preset)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    detector.predict_video(paths[0], frames=preset.frames, models=list(preset.models))  # warm-up
+    clock = time.perf_counter()
+    run_level(detector, paths[0], preset)  # warm-up (and, with --compile, the compilation)
+    warm_up = time.perf_counter() - clock
     stages = stage_profile(detector, paths, preset)
     e2e = end_to_end(detector, paths, preset)
-    floor = decode_floor(paths, preset.frames)
-    return {"preset": asdict(preset), "videos": len(paths), "stages_s": {k: round(v, 4) for k, v in stages.items()},
+    floor = decode_floor(paths, preset.frames, detector.reader.primary)
+    return {"preset": asdict(preset), "videos": len(paths), "warm_up_s": round(warm_up, 2),
+            "reader": detector.reader.primary.name, "stages_s": {k: round(v, 4) for k, v in stages.items()},
             "end_to_end_s_per_video": round(e2e, 4), "videos_per_s": round(1 / e2e, 3),
             "decode_floor_s": round(floor, 4), "e2e_over_floor": round(e2e / floor, 3),
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None}
 
 
-def scaling_tables(detector, config: BenchConfig, preset: Preset, folder: Path) -> dict:
+def scaling_tables(detector, config: BenchConfig, preset: Level, folder: Path) -> dict:
     clip = generated_clip(folder, 1080, config.clip_seconds)
     by_frames = {}
     for frames in (8, 16, 32, 64):
-        p = Preset(preset.name, frames, preset.models, preset.detect_every, preset.detect_long_side)
-        configure(detector, p)
+        p = dataclasses.replace(preset, frames=frames)
         by_frames[frames] = round(end_to_end(detector, [clip, clip], p), 3)
     by_resolution = {}
     for height in (480, 720, 1080, 2160):
         path = generated_clip(folder, height, min(config.clip_seconds, 4.0 if height > 1080 else config.clip_seconds))
-        configure(detector, preset)
         by_resolution[f"{height}p"] = {"e2e_s": round(end_to_end(detector, [path, path], preset), 3),
-                                       "decode_floor_s": round(decode_floor([path], preset.frames), 3)}
+                                       "decode_floor_s": round(decode_floor([path], preset.frames,
+                                                                            detector.reader.primary), 3)}
     return {"preset": preset.name, "seconds_per_video_by_frames": by_frames,
             "by_resolution": by_resolution,
             "note": "4K clips are 4 s long (encoding 10 s of 4K here takes minutes); sampling reads the same "
@@ -222,9 +207,9 @@ def run(config: BenchConfig) -> dict:
         config.clips, config.clip_seconds, config.height, config.presets = 1, 2.0, 360, ["light"]
     folder = Path(config.clip_dir)
     paths = [generated_clip(folder, config.height, config.clip_seconds, seed=i) for i in range(config.clips)]
-    detector = Detector.from_weights(config.weights, device=config.device, batch_size=config.batch_size)
-    lightest = min(detector.members, key=lambda n: sum(p.numel() for p in detector.members[n].parameters()))
-    available = presets(detector.member_names, lightest)
+    detector = Detector.from_weights(config.weights, device=config.device, batch_size=config.batch_size,
+                                     reader=config.reader, compile_mode=config.compile or None)
+    available = presets(detector.member_names, detector.lightest_member())
     results = {"machine": machine(), "clips": {"count": len(paths), "height": config.height,
                                                "seconds": config.clip_seconds, "fps": 30}, "presets": []}
     for name in config.presets:
@@ -247,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(config)
     print(f"machine: {json.dumps(results['machine'])}")
     print(f"clips: {json.dumps(results['clips'])}")
+    print(f"reader: {results['presets'][0]['reader']}" if results["presets"] else "")
     print(format_table(results["presets"]))
     if "user_videos" in results:
         print(f"\n{config.videos}:\n" + format_table(results["user_videos"]))

@@ -1,13 +1,14 @@
 """Time budget: pace a run so it always ends in time and every video gets a row.
 
-The budget knows a ladder of levels, from the full configuration down to the lightest (fewer frames, fewer
-models). Before each video it picks the richest level whose estimated cost, times the videos still to do,
-fits the time left (minus a safety reserve); when not even the lightest level fits one more video it answers
+The budget knows a ladder of levels, from the configuration asked for down to the light preset (fewer frames,
+the lightest member, face detection on every 4th frame at reduced size) and below. Before each video it picks
+the richest level whose estimated cost, times the videos still to do, fits the time left (minus a safety reserve); when not even the lightest level fits one more video it answers
 ``None`` and the caller writes the fallback score. Estimates start from measured seconds per video and fall
 back to scaling the slowest measured level by its share of frames and models.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -30,26 +31,55 @@ def parse_duration(text: str | float | int | None) -> float | None:
 
 @dataclass(frozen=True)
 class Level:
-    """One rung of the ladder: frames per video and the member names to run."""
+    """One rung of the ladder (also a named preset): frames per video, the members to run, and face detection on
+    every ``detect_every``-th frame resized to ``detect_long_side`` pixels."""
 
     frames: int
     models: tuple[str, ...]
+    detect_every: int = 1
+    detect_long_side: int = 1000
+    name: str = field(default="", compare=False)
 
     def relative_cost(self, top: "Level") -> float:
-        """Rough share of the top level's cost: decoding and detection scale with frames, models with count."""
-        return (self.frames / top.frames) * (0.5 + 0.5 * len(self.models) / max(1, len(top.models)))
+        """Rough share of ``top``'s cost: decoding scales with frames, detection with the frames it runs on and
+        their pixels, the members with frames and their count (weights 0.3 / 0.3 / 0.4)."""
+        def detection(level: Level) -> float:
+            return level.frames / level.detect_every * level.detect_long_side ** 2
+
+        return (0.3 * self.frames / top.frames + 0.3 * detection(self) / detection(top)
+                + 0.4 * self.frames * len(self.models) / (top.frames * max(1, len(top.models))))
+
+    def describe(self) -> str:
+        text = f"{self.frames} frames x {len(self.models)} models"
+        if self.detect_every > 1 or self.detect_long_side != 1000:
+            text += f", detection every {self.detect_every} at {self.detect_long_side}px"
+        return text
 
 
-def default_ladder(frames: int, models: list[str], light_model: str | None = None) -> list[Level]:
-    """Full → half frames → half frames with the lightest member → a quarter of the frames with it."""
-    light = (light_model or models[-1],)
-    ladder = [Level(frames, tuple(models)), Level(max(4, frames // 2), tuple(models)),
-              Level(max(4, frames // 2), light), Level(max(2, frames // 4), light)]
-    unique = []
-    for level in ladder:
-        if level not in unique:
-            unique.append(level)
-    return unique
+PRESET_NAMES = ("full", "light")
+
+
+def presets(models: list[str], lightest: str) -> dict[str, Level]:
+    """``full``: every member, 32 frames, MTCNN on every frame at 1000 px. ``light`` (CPUs, tight budgets): the
+    lightest member, 16 frames, MTCNN on every 4th frame at 640 px with the tracks interpolated between."""
+    return {"full": Level(32, tuple(models), name="full"),
+            "light": Level(16, (lightest,), detect_every=4, detect_long_side=640, name="light")}
+
+
+def default_ladder(top: Level, light: Level | None = None) -> list[Level]:
+    """``top`` → ``top`` at half the frames → the ``light`` preset → ``light`` at half, then a quarter of its
+    frames; only rungs cheaper than the one above are kept."""
+    light = light or Level(top.frames // 2, top.models[-1:], max(4, top.detect_every),
+                           min(640, top.detect_long_side), name="light")
+    half = dataclasses.replace(top, frames=max(4, top.frames // 2), name=f"{top.name or 'top'}/2")
+    candidates = [top, half, light, dataclasses.replace(light, frames=max(4, light.frames // 2),
+                                                        name=f"{light.name or 'light'}/2"),
+                  dataclasses.replace(light, frames=max(2, light.frames // 4), name=f"{light.name or 'light'}/4")]
+    ladder = [top]
+    for level in candidates[1:]:
+        if level.relative_cost(top) < ladder[-1].relative_cost(top):
+            ladder.append(level)
+    return ladder
 
 
 @dataclass

@@ -119,8 +119,12 @@ class Detector:
                      detect_long_side: int = 1000, max_faces: int = 2, margin: float = 0.3,
                      min_prob: float = 0.9, max_side: int = 1920, decode_timeout: float = 60.0,
                      fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None,
-                     detect_every: int = 1) -> "Detector":
-        """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset)."""
+                     detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None) -> "Detector":
+        """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset).
+
+        ``reader`` picks the frame reader (see :class:`FrameReader`); ``compile_mode`` (``"default"``,
+        ``"reduce-overhead"``, ``"max-autotune"``) runs the members through ``torch.compile``.
+        """
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
         entries = select_members(manifest, models)
@@ -128,7 +132,12 @@ class Detector:
         weights = {e.name: e.ensemble_weight for e in entries}
         clipper = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)
         crop_size = max(m.input_size for m in members.values())
-        reader = FrameReader(batch_size=batch_size, max_side=max_side, device=device, timeout=decode_timeout)
+        if compile_mode:
+            for member in members.values():
+                if not getattr(member.spec, "sequence_length", 0):  # windows vary in shape: those stay eager
+                    member.compile_network(None if compile_mode == "default" else compile_mode)
+        reader = FrameReader(batch_size=batch_size, max_side=max_side, device=device, timeout=decode_timeout,
+                             reader=reader)
         cropper = FaceCropper(device=device, detect_long_side=detect_long_side, min_prob=min_prob,
                               margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size,
                               detect_every=detect_every)
@@ -138,6 +147,10 @@ class Detector:
     @property
     def member_names(self) -> list[str]:
         return list(self.members)
+
+    def lightest_member(self) -> str:
+        """The member with the fewest parameters (the light preset's model)."""
+        return min(self.members, key=lambda n: sum(p.numel() for p in self.members[n].parameters()))
 
     def score_tracks(self, tracks: list[Track], models: list[str],
                      notes: list[str] | None = None, timings: dict[str, float] | None = None
@@ -224,12 +237,13 @@ class Detector:
                 _release_cuda_memory()
                 _note_retry(notes, f"{name} out of memory at batch {batch_size}; retried at {self.batch_size}")
 
-    def _detect(self, frames: np.ndarray, notes: list[str] | None) -> list[Track]:
+    def _detect(self, frames: np.ndarray, notes: list[str] | None, detect_every: int | None = None,
+                detect_long_side: int | None = None) -> list[Track]:
         """Face tracks; out of GPU memory, retry detection with half the batch (kept for later videos)."""
         while True:
             batch_size = self.cropper.batch_size
             try:
-                return self.cropper(frames)
+                return self.cropper(frames, detect_every=detect_every, detect_long_side=detect_long_side)
             except torch.cuda.OutOfMemoryError:
                 if batch_size <= 1:
                     raise
@@ -239,7 +253,7 @@ class Detector:
                                    f"retried at {self.cropper.batch_size}")
 
     def _score_into(self, result: VideoPrediction, path: str | Path, frames: int, models: list[str],
-                    stage: list[str]) -> None:
+                    stage: list[str], detection: dict | None = None) -> None:
         """The stages, filling ``result``; ``stage[0]`` says which one runs (read by the watchdog)."""
         try:
             stage[0] = "decode"
@@ -248,7 +262,7 @@ class Detector:
             result.timings["decode"] = time.perf_counter() - clock
             result.frames_read, result.reader, result.notes = len(batch), batch.reader, list(batch.notes)
             stage[0] = "detect"
-            tracks = self._detect(batch.frames, result.notes)
+            tracks = self._detect(batch.frames, result.notes, **(detection or {}))
             result.timings.update(self.cropper.last_timings)
             del batch
             result.faces = sum(len(t.faces) for t in tracks)
@@ -275,8 +289,12 @@ class Detector:
         stage[0] = "done"
 
     def predict_video(self, path: str | Path, frames: int | None = None, models: list[str] | None = None,
-                      timeout: float | None = None, timeout_reason: str | None = None) -> VideoPrediction:
+                      timeout: float | None = None, timeout_reason: str | None = None,
+                      detect_every: int | None = None, detect_long_side: int | None = None) -> VideoPrediction:
         """Score one video; bad input gives the fallback score and a ``reason``, never an exception.
+
+        ``frames``, ``models``, ``detect_every`` and ``detect_long_side`` override the detector's settings for
+        this video (the time budget's levels use them).
 
         ``timeout`` (default ``self.video_timeout``; ``None``: no watchdog) abandons the video after that many
         seconds with reason ``timeout_reason``, or ``<stage>_timeout`` naming the stage that was running.
@@ -288,13 +306,14 @@ class Detector:
         result = VideoPrediction(path=str(path), score=self.fallback_score, frames_requested=frames,
                                  models=tuple(models))
         stage = ["start"]
+        detection = {"detect_every": detect_every, "detect_long_side": detect_long_side}
         if timeout is None:
-            self._score_into(result, path, frames, models, stage)
+            self._score_into(result, path, frames, models, stage, detection)
         else:
             work = VideoPrediction(path=str(path), score=self.fallback_score, frames_requested=frames,
                                    models=tuple(models))
             try:
-                run_with_timeout(lambda: self._score_into(work, path, frames, models, stage), timeout,
+                run_with_timeout(lambda: self._score_into(work, path, frames, models, stage, detection), timeout,
                                  name=f"video {Path(path).name}")
                 result = work
             except StageTimeout:

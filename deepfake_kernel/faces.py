@@ -141,10 +141,11 @@ class FaceCropper:
         self.detect_every = max(1, int(detect_every))
         self.last_timings: dict[str, float] = {}
 
-    def detect(self, frames: np.ndarray) -> list[list[Face]]:
-        """Per frame, the faces above ``min_prob`` (boxes in ``frames`` coordinates), most probable first."""
+    def detect(self, frames: np.ndarray, long_side: int | None = None) -> list[list[Face]]:
+        """Per frame, the faces above ``min_prob`` (boxes in ``frames`` coordinates), most probable first;
+        MTCNN sees the frames resized so their long side is ``long_side`` (default ``detect_long_side``)."""
         h, w = frames.shape[1:3]
-        scale = min(1.0, self.detect_long_side / max(h, w))
+        scale = min(1.0, (long_side or self.detect_long_side) / max(h, w))
         results: list[list[Face]] = []
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start:start + self.batch_size]
@@ -165,25 +166,27 @@ class FaceCropper:
                 results.append(faces[:self.max_faces])
         return results
 
-    def __call__(self, frames: np.ndarray) -> list[Track]:
+    def __call__(self, frames: np.ndarray, detect_every: int | None = None,
+                 detect_long_side: int | None = None) -> list[Track]:
         """Tracks of cropped faces, longest first; short spurious tracks are dropped.
 
-        With ``detect_every`` k > 1, MTCNN runs on every k-th frame (and the last); a track's boxes on the
-        frames in between are interpolated from its detections on either side (tracks are reused, not
-        re-detected). Timings of the last call are in ``last_timings``.
+        With ``detect_every`` k > 1 (default: the cropper's), MTCNN runs on every k-th frame (and the last); a
+        track's boxes on the frames in between are interpolated from its detections on either side (tracks
+        are reused, not re-detected). Timings of the last call are in ``last_timings``.
         """
         if len(frames) == 0:
             return []
+        every = max(1, int(detect_every or self.detect_every))
         started = time.perf_counter()
-        keyframes = list(range(0, len(frames), self.detect_every))
+        keyframes = list(range(0, len(frames), every))
         if keyframes[-1] != len(frames) - 1:
             keyframes.append(len(frames) - 1)
-        detections = self.detect(frames if self.detect_every == 1 else frames[keyframes])
+        detections = self.detect(frames if every == 1 else frames[keyframes], detect_long_side)
         for frame_number, faces in zip(keyframes, detections):
             for face in faces:
                 face.frame = frame_number
         detected = time.perf_counter()
-        tracks = link_tracks(detections, max_gap=4 * self.detect_every, frame_numbers=keyframes)
+        tracks = link_tracks(detections, max_gap=4 * every, frame_numbers=keyframes)
         if tracks:
             longest = max(len(t.faces) for t in tracks)
             tracks = [t for t in tracks if len(t.faces) >= max(1, self.min_track_fraction * longest)]
@@ -191,7 +194,7 @@ class FaceCropper:
             tracks = tracks[:self.max_faces]
         for new_id, track in enumerate(tracks):
             track.track_id = new_id
-            if self.detect_every > 1:
+            if every > 1:
                 track.faces = interpolate_track(track.faces)
             for face in track.faces:
                 face.crop = square_crop(frames[face.frame], face.box, self.margin, self.crop_size)

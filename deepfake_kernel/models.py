@@ -6,6 +6,7 @@ with random weights; trained weights come from a local checkpoint (see :mod:`dee
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,6 +87,8 @@ def get_spec(name: str) -> DetectorSpec:
 class FaceClassifier(nn.Module):
     """A registered network plus its input contract; ``forward`` takes normalised NCHW, returns ``(B,)`` logits."""
 
+    _compiled = None  # set by compile_network()
+
     def __init__(self, spec: DetectorSpec, network: nn.Module):
         super().__init__()
         self.spec = spec
@@ -107,7 +112,18 @@ class FaceClassifier(nn.Module):
         return images.contiguous(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network(images).reshape(images.shape[0], -1)[:, 0]
+        network = self._compiled if self._compiled is not None else self.network
+        return network(images).reshape(images.shape[0], -1)[:, 0]
+
+    def compile_network(self, mode: str | None = None) -> "FaceClassifier":
+        """Run the network through ``torch.compile`` from the next call on (compiled once, at the first batch).
+
+        Batches are then padded to one fixed size, so the graph is built once; if compiling fails (no C++
+        compiler, an unsupported op), the member logs why and runs eagerly, with the same answer.
+        """
+        # kept out of the module tree, so state_dict() and export see only the plain network
+        self.__dict__["_compiled"] = torch.compile(self.network, mode=mode, dynamic=False)
+        return self
 
     @torch.inference_mode()
     def predict_proba(self, crops: np.ndarray, batch_size: int = 16) -> np.ndarray:
@@ -116,10 +132,27 @@ class FaceClassifier(nn.Module):
         out = []
         on_gpu = self.mean.device.type == "cuda"
         for start in range(0, len(crops), batch_size):
+            chunk = crops[start:start + batch_size]
             with torch.autocast("cuda", dtype=torch.float16, enabled=on_gpu):  # fp16 on GPU, float32 on CPU
-                logits = self(self.preprocess(crops[start:start + batch_size]))
+                logits = self._logits(self.preprocess(chunk), batch_size)
             out.append(torch.sigmoid(logits.float()).cpu())
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+    def _logits(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """``forward``; a compiled network gets every batch padded to ``batch_size`` (one graph for all)."""
+        if self._compiled is None:
+            return self(images)
+        count = images.shape[0]
+        if count < batch_size:
+            pad = images[-1:].expand(batch_size - count, *images.shape[1:])
+            images = torch.cat([images, pad]).contiguous(memory_format=torch.channels_last)
+        try:
+            return self(images)[:count]
+        except Exception as exc:  # torch._dynamo / inductor errors surface at the first call
+            log.warning("torch.compile failed for %s (%s: %s); running it eagerly", self.spec.name,
+                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            self.__dict__["_compiled"] = None
+            return self(images)[:count]
 
 
 def create_model(name: str, input_size: int | None = None, **kwargs) -> FaceClassifier:

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # light imports only: torch and the models load inside run(), after the SIGTERM handler is in place
-from .budget import TimeBudget, default_ladder, parse_duration
+from .budget import PRESET_NAMES, Level, TimeBudget, default_ladder, parse_duration, presets
 from .config import add_dataclass_args, from_args
 from .submission import (atomic_write_text, read_submission, check_writable, filenames_for, find_template, render_csv,
                          write_submission)
+from .video import READERS
 from .watchdog import abandoned_alive
 
 if TYPE_CHECKING:
@@ -71,6 +72,15 @@ class PredictConfig:
     merge: list[str] = field(default_factory=list, metadata={"help": "shard submissions to merge into --out "
                                                                      "(no video is scored)"})
     detect_every: int = field(default=1, metadata={"help": "run MTCNN on every k-th frame, interpolate between"})
+    preset: str = field(default="full", metadata={
+        "help": "full: --frames, --models, --detect-every, --detect-long-side as given (every member by default); "
+                "light: the lightest member, 16 frames, MTCNN on every 4th frame at 640 px (overrides those four)"})
+    reader: str = field(default="auto", metadata={
+        "help": "frame reader: auto (torchcodec NVDEC on a GPU when installed, else decord), torchcodec, decord, "
+                "pyav; the others remain fallbacks"})
+    compile: str | None = field(default=None, metadata={
+        "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
+                "compiling takes a minute or more per member, so it pays off on long runs"})
 
 
 def _details_row(name: str, prediction: "VideoPrediction | None", fallback: float, reason: str) -> list:
@@ -111,6 +121,14 @@ def check_config(config: PredictConfig) -> tuple[Path, list[str], float | None]:
         raise ConfigError(f"--fallback-score must lie in [0, 1], not {config.fallback_score}")
     if config.video_timeout < 0:
         raise ConfigError("--video-timeout must be positive (0 turns the watchdog off)")
+    if config.reader not in READERS:
+        raise ConfigError(f"--reader must be one of {', '.join(READERS)}, not {config.reader!r}")
+    if config.preset not in PRESET_NAMES:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESET_NAMES)}, not {config.preset!r}")
+    if config.detect_every < 1 or config.detect_long_side < 32:
+        raise ConfigError("--detect-every must be at least 1 and --detect-long-side at least 32 pixels")
+    if config.compile not in (None, "", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+        raise ConfigError(f"--compile {config.compile!r}: use default, reduce-overhead or max-autotune")
     try:
         budget_seconds = parse_duration(config.time_budget)
     except ValueError as exc:
@@ -208,12 +226,12 @@ def run(config: PredictConfig) -> dict:
                                          frames=config.frames, batch_size=config.batch_size,
                                          detect_long_side=config.detect_long_side, max_faces=config.max_faces,
                                          margin=config.margin, min_prob=config.min_face_prob,
-                                         fallback_score=config.fallback_score, detect_every=config.detect_every)
+                                         fallback_score=config.fallback_score, detect_every=config.detect_every,
+                                         reader=config.reader, compile_mode=config.compile or None)
         # a complete submission exists from the start, so nothing that happens later can lose a row
         write_submission(config.out, names, {}, config.fallback_score)
         last_checkpoint = time.monotonic()
-        lightest = min(detector.members, key=lambda n: sum(p.numel() for p in detector.members[n].parameters()))
-        ladder = default_ladder(config.frames, detector.member_names, lightest)
+        ladder = default_ladder(*top_and_light(config, detector))
         remaining = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
         budget = TimeBudget(remaining, len(names), ladder)
         bar = _progress(len(names), config.progress)
@@ -257,6 +275,17 @@ def run(config: PredictConfig) -> dict:
     return summary
 
 
+def top_and_light(config: PredictConfig, detector) -> tuple[Level, Level]:
+    """The level asked for (``--preset`` or the explicit options) and the light preset below it."""
+    lightest = detector.lightest_member()
+    named = presets(detector.member_names, lightest)
+    if config.preset != "full":
+        return named[config.preset], named["light"]
+    models = tuple(m for m in (config.models or detector.member_names) if m in detector.members)
+    return Level(config.frames, models or tuple(detector.member_names), config.detect_every,
+                 config.detect_long_side, name="asked"), named["light"]
+
+
 def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, budget: TimeBudget,
                  scores: dict, details: dict, reasons: collections.Counter, levels: collections.Counter,
                  next_name: str | None = None) -> None:
@@ -276,9 +305,10 @@ def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, bu
     if config.prefetch and next_name is not None:  # decode the next video while this one is scored
         detector.prefetch(video_dir / next_name, level.frames)
     prediction = detector.predict_video(video_dir / name, frames=level.frames, models=list(level.models),
-                                        timeout=timeout, timeout_reason=timeout_reason)
+                                        timeout=timeout, timeout_reason=timeout_reason,
+                                        detect_every=level.detect_every, detect_long_side=level.detect_long_side)
     budget.record(level, prediction.seconds)
-    levels[f"{level.frames} frames x {len(level.models)} models"] += 1
+    levels[level.describe()] += 1
     scores[name] = prediction.score
     details[name] = _details_row(name, prediction, config.fallback_score, "")
     if prediction.reason:

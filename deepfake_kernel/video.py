@@ -1,11 +1,12 @@
 """Frame reader: N evenly spaced RGB frames from a video file.
 
-decord's ``VideoReader.get_batch`` is the primary reader (seeks and decodes only what the sampled frames
-need). PyAV is the fallback when decord cannot open a file, fails mid-batch or stalls: it decodes the stream
-sequentially, so a header that over-reports its frame count just ends the stream early instead of hanging,
-and skips corrupt packets, so a stream damaged in the middle still gives the frames around the damage.
-Frames larger than ``max_side`` are decoded at reduced size, which bounds memory for 4K input; at most
-``batch_size`` frames are decoded per decord call. Both readers return frames as displayed (rotation applied).
+Readers, fastest first: torchcodec on a GPU (NVDEC hardware decoding, frames resized on the GPU), decord's
+``VideoReader.get_batch`` (seeks and decodes only what the sampled frames need; its PyPI wheels decode on CPU
+only), and PyAV as the last resort when the others cannot open a file, fail mid-batch or stall: PyAV decodes
+the stream sequentially, so a header that over-reports its frame count just ends the stream early instead of
+hanging, and skips corrupt packets, so a stream damaged in the middle still gives the frames around the
+damage. Frames larger than ``max_side`` are decoded at reduced size, which bounds memory for 4K input; at most
+``batch_size`` frames are decoded per call. Every reader returns frames as displayed (rotation applied).
 """
 from __future__ import annotations
 
@@ -69,19 +70,99 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2), scale
 
 
-def cuda_decoding_available() -> bool:
-    """True when decord was built with CUDA and a GPU is visible."""
+def decord_cuda_available() -> bool:
+    """True when decord was built with CUDA (PyPI's wheels are not) and a GPU is visible."""
     try:
         import decord
         import torch
 
         if not torch.cuda.is_available():
             return False
-        decord.VideoReader  # noqa: B018 - import check
         decord.gpu(0)
         return True
     except Exception:  # decord raises DECORDError("CUDA not enabled") on CPU-only builds
         return False
+
+
+def torchcodec_status(device: str = "cpu") -> str | None:
+    """``None`` when torchcodec can decode on ``device`` here, else why not (not installed, FFmpeg shared
+    libraries missing, no GPU)."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch sees no GPU"
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401 - loads the FFmpeg-linked core library
+    except ImportError as exc:
+        return f"torchcodec is not installed ({exc})"
+    except (OSError, RuntimeError) as exc:  # RuntimeError: torchcodec found no FFmpeg 4-8 libraries
+        return f"torchcodec cannot load FFmpeg ({str(exc).splitlines()[0][:160]})"
+    return None
+
+
+class TorchCodecReader:
+    """Sampled frames through torchcodec's ``VideoDecoder.get_frames_at``; on ``device="cuda"`` the GPU's NVDEC
+    engine decodes and the frames are resized there, so the CPU only receives the final frames.
+
+    The decoder resizes while decoding when the frames exceed ``max_side``; when that transform is refused
+    (some GPU backends), the full frames are resized with ``torch.nn.functional.interpolate`` on the device.
+    """
+
+    def __init__(self, batch_size: int = 16, max_side: int | None = 1920, device: str = "cpu"):
+        self.batch_size = batch_size
+        self.max_side = max_side
+        self.device = device
+        self.name = "torchcodec-nvdec" if device.startswith("cuda") else "torchcodec"
+
+    def _decoder(self, path: Path, transforms=None):
+        from torchcodec.decoders import VideoDecoder
+
+        return VideoDecoder(str(path), device=self.device, dimension_order="NHWC", seek_mode="approximate",
+                            num_ffmpeg_threads=0, transforms=transforms)
+
+    def read(self, path: str | Path, num_frames: int) -> FrameBatch:
+        import torch
+
+        try:
+            decoder = self._decoder(Path(path))
+            meta = decoder.metadata
+            width, height = meta.width, meta.height  # as displayed: torchcodec applies the display rotation
+            frame_count = int(meta.num_frames or 0)
+        except Exception as exc:  # torchcodec raises RuntimeError/ValueError with FFmpeg's message
+            raise VideoReadError("decode_failed", f"torchcodec could not open {path}: {exc}") from exc
+        out_w, out_h, scale = _scaled_size(width, height, self.max_side)
+        resize_on_device = False
+        if scale != 1.0:
+            try:
+                from torchcodec.transforms import Resize
+
+                decoder = self._decoder(Path(path), [Resize((out_h, out_w))])
+            except Exception:  # the transform is not supported here: resize the decoded frames instead
+                resize_on_device = True
+        wanted = sample_indices(frame_count, num_frames)
+        chunks, kept, notes = [], [], []
+        for start in range(0, len(wanted), self.batch_size):
+            batch = wanted[start:start + self.batch_size]
+            try:
+                frames = decoder.get_frames_at(batch).data
+            except Exception as exc:  # a header that over-reports frames, or damage in the stream
+                notes.append(f"torchcodec stopped at frame {batch[0]}: {exc}")
+                break
+            if resize_on_device or tuple(frames.shape[1:3]) != (out_h, out_w):
+                frames = torch.nn.functional.interpolate(
+                    frames.permute(0, 3, 1, 2).float(), size=(out_h, out_w), mode="bilinear", antialias=True,
+                    align_corners=False).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            chunks.append(frames.cpu().numpy())
+            kept.extend(batch)
+        fps = float(meta.average_fps or 0.0)
+        del decoder
+        if not kept:
+            raise VideoReadError("decode_failed", f"torchcodec decoded no frame of {path}: {'; '.join(notes)}")
+        if len(kept) < len(wanted):
+            raise VideoReadError("partial_decode", f"torchcodec decoded {len(kept)}/{len(wanted)} frames")
+        return FrameBatch(np.ascontiguousarray(np.concatenate(chunks)), kept, fps, frame_count, self.name, scale,
+                          notes)
 
 
 class DecordReader:
@@ -242,26 +323,60 @@ def _quarter_turns(frame) -> int:
     return int(round(rotation / 90.0)) % 4
 
 
-class FrameReader:
-    """decord first, PyAV as fallback; a decord call that stalls past ``timeout`` is abandoned.
+READERS = ("auto", "torchcodec", "decord", "pyav")
 
-    Before any decoder sees a file it must exist, be a regular file, be readable and not be empty; each
-    failure has its own reason (``missing_file``, ``not_a_file``, ``unreadable_file``, ``empty_file``).
+
+class FrameReader:
+    """The fastest reader that works, then the others in turn; a reader call that stalls past ``timeout`` is
+    abandoned.
+
+    ``reader``: ``auto`` (torchcodec's NVDEC on a GPU when torchcodec and FFmpeg are installed, else decord),
+    ``torchcodec``, ``decord`` or ``pyav``; the chain always ends in decord, then PyAV. When torchcodec fails on
+    ``demote_after`` videos in a row that decord then reads, it is dropped for the rest of the run (a broken
+    install must not cost every video a failed try). Before any decoder sees a file it must exist, be a
+    regular file, be readable and not be empty; each failure has its own reason (``missing_file``,
+    ``not_a_file``, ``unreadable_file``, ``empty_file``).
     """
 
     def __init__(self, batch_size: int = 16, max_side: int | None = 1920, device: str = "cpu",
-                 timeout: float = 60.0):
-        use_gpu = device.startswith("cuda") and cuda_decoding_available()
-        self.primary = DecordReader(batch_size=batch_size, max_side=max_side, use_gpu=use_gpu)
+                 timeout: float = 60.0, reader: str = "auto", demote_after: int = 3):
+        if reader not in READERS:
+            raise ValueError(f"--reader {reader!r} is not one of {', '.join(READERS)}")
+        decord_reader = DecordReader(batch_size=batch_size, max_side=max_side,
+                                     use_gpu=device.startswith("cuda") and decord_cuda_available())
+        self.readers: list = [decord_reader]
+        self.notes: list[str] = []
+        if reader == "pyav":
+            self.readers = []
+        elif reader == "torchcodec" or (reader == "auto" and device.startswith("cuda")):
+            codec_device = device if device.startswith("cuda") else "cpu"
+            why_not = torchcodec_status(codec_device)
+            if why_not is None:
+                self.readers.insert(0, TorchCodecReader(batch_size=batch_size, max_side=max_side,
+                                                        device=codec_device))
+            elif reader == "torchcodec":
+                raise ValueError(f"--reader torchcodec: {why_not}. Install torchcodec and FFmpeg's shared "
+                                 f"libraries (e.g. apt-get install libavcodec59 libavformat59 libavdevice59), or "
+                                 f"use --reader auto")
+            else:
+                self.notes.append(f"GPU decoding off: {why_not}")
+                log.info("GPU decoding off (%s); decoding on the CPU with decord", why_not)
         self.fallback = PyAVReader(max_side=max_side)
         self.timeout = timeout
+        self.demote_after = demote_after
+        self._rescued_in_a_row = 0
 
-    def _run_with_timeout(self, path: Path, num_frames: int) -> FrameBatch:
-        # decord's FFI call releases the GIL, so a stuck call can be left behind in its daemon thread
+    @property
+    def primary(self):
+        """The reader tried first."""
+        return self.readers[0] if self.readers else self.fallback
+
+    def _read_with_timeout(self, reader, path: Path, num_frames: int) -> FrameBatch:
+        # decoders' FFI calls release the GIL, so a stuck call can be left behind in its daemon thread
         try:
-            return run_with_timeout(lambda: self.primary.read(path, num_frames), self.timeout, name="decord")
+            return run_with_timeout(lambda: reader.read(path, num_frames), self.timeout, name=reader.name)
         except StageTimeout:
-            raise VideoReadError("decode_timeout", f"decord took over {self.timeout:.0f}s on {path}") from None
+            raise VideoReadError("decode_timeout", f"{reader.name} took over {self.timeout:.0f}s on {path}") from None
 
     @staticmethod
     def check_file(path: Path) -> None:
@@ -286,20 +401,39 @@ class FrameReader:
         """Read ``num_frames`` evenly spaced frames; raise :class:`VideoReadError` when nothing decodes."""
         path = Path(path)
         self.check_file(path)
-        try:
-            return self._run_with_timeout(path, num_frames)
-        except VideoReadError as primary_error:
-            log.info("decord failed on %s (%s); trying PyAV", path.name, primary_error)
+        errors: list[VideoReadError] = []
+        for reader in list(self.readers):
             try:
-                batch = self.fallback.read(path, num_frames)
-            except VideoReadError as fallback_error:
-                if fallback_error.reason == "no_video_stream":
-                    raise
-                raise VideoReadError(primary_error.reason if primary_error.reason != "partial_decode"
-                                     else fallback_error.reason,
-                                     f"{primary_error}; {fallback_error}") from fallback_error
-            batch.notes.insert(0, f"decord: {primary_error}")
+                batch = self._read_with_timeout(reader, path, num_frames)
+            except VideoReadError as error:
+                log.info("%s failed on %s (%s); trying the next reader", reader.name, path.name, error)
+                errors.append(error)
+                continue
+            self._note_rescue(len(errors))
+            batch.notes[:0] = [f"{e}" for e in errors]
             return batch
+        try:
+            batch = self.fallback.read(path, num_frames)
+        except VideoReadError as fallback_error:
+            if fallback_error.reason == "no_video_stream" or not errors:
+                raise
+            first = errors[0]
+            raise VideoReadError(first.reason if first.reason != "partial_decode" else fallback_error.reason,
+                                 "; ".join(str(e) for e in errors + [fallback_error])) from fallback_error
+        batch.notes[:0] = [f"{e}" for e in errors]
+        return batch
+
+    def _note_rescue(self, failures_before_success: int) -> None:
+        """Count videos torchcodec failed on and the next reader read; drop torchcodec after enough in a row."""
+        if not self.readers or not isinstance(self.readers[0], TorchCodecReader):
+            return
+        self._rescued_in_a_row = self._rescued_in_a_row + 1 if failures_before_success else 0
+        if self._rescued_in_a_row >= self.demote_after:
+            dropped = self.readers.pop(0)
+            message = (f"{dropped.name} failed on {self._rescued_in_a_row} videos in a row that "
+                       f"{self.primary.name} read; using {self.primary.name} from now on")
+            self.notes.append(message)
+            log.warning(message)
 
     def close(self) -> None:
         """Kept for API compatibility: the reader holds no pool any more (each call gets a daemon thread)."""

@@ -1,6 +1,6 @@
 import pytest
 
-from deepfake_kernel.budget import Level, TimeBudget, default_ladder, parse_duration
+from deepfake_kernel.budget import Level, TimeBudget, default_ladder, parse_duration, presets
 
 
 def test_parse_duration():
@@ -20,9 +20,23 @@ class FakeClock:
         return self.now
 
 
+def test_ladder_runs_from_the_full_preset_down_through_the_light_one():
+    named = presets(["xception", "resnet50", "effnet"], "effnet")
+    ladder = default_ladder(named["full"], named["light"])
+    assert ladder[0] == Level(32, ("xception", "resnet50", "effnet"))
+    assert named["light"] in ladder and named["light"].detect_every == 4 and named["light"].detect_long_side == 640
+    costs = [level.relative_cost(ladder[0]) for level in ladder]
+    assert costs == sorted(costs, reverse=True) and len(set(costs)) == len(costs)  # every rung is cheaper
+    assert ladder[-1].models == ("effnet",) and ladder[-1].detect_every == 4 and ladder[-1].frames < 16
+    assert "detection every 4 at 640px" in named["light"].describe()
+    # asked for the light preset, the ladder only thins its frames
+    light_first = default_ladder(named["light"], named["light"])
+    assert light_first[0] == named["light"] and all(l.models == ("effnet",) for l in light_first)
+
+
 def test_ladder_degrades_then_skips():
-    ladder = default_ladder(32, ["xception", "resnet50", "effnet"], "effnet")
-    assert ladder[0] == Level(32, ("xception", "resnet50", "effnet")) and ladder[-1] == Level(8, ("effnet",))
+    named = presets(["xception", "resnet50", "effnet"], "effnet")
+    ladder = default_ladder(named["full"], named["light"])
     clock = FakeClock()
     budget = TimeBudget(100.0, 20, ladder, min_reserve=1.0, clock=clock)
     # full level costs 10 s: 20 videos cannot all run at it, so the budget degrades
@@ -45,7 +59,7 @@ def test_ladder_degrades_then_skips():
 
 def test_skips_when_time_is_gone():
     clock = FakeClock()
-    ladder = default_ladder(8, ["m"])
+    ladder = default_ladder(Level(8, ("m",)))
     budget = TimeBudget(10.0, 3, ladder, min_reserve=1.0, clock=clock)
     budget.record(budget.choose(), 4.0)
     clock.now = 9.5
@@ -53,6 +67,6 @@ def test_skips_when_time_is_gone():
 
 
 def test_no_budget_always_full():
-    ladder = default_ladder(16, ["a", "b"])
+    ladder = default_ladder(Level(16, ("a", "b")))
     budget = TimeBudget(None, 5, ladder)
     assert budget.choose() == ladder[0]

@@ -39,3 +39,34 @@ def test_preprocess_normalises_with_the_spec():
     model = create_model("xception", input_size=32)
     white = np.full((1, 32, 32, 3), 255, np.uint8)
     assert torch.allclose(model.preprocess(white), torch.ones(1, 3, 32, 32))  # (1 - 0.5) / 0.5
+
+
+def test_compiled_member_gives_the_eager_answer():
+    """torch.compile (inductor; batches padded to one size) must not change a score nor the saved weights."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", input_size=64).eval()
+    crops = np.random.default_rng(0).integers(0, 255, (10, 64, 64, 3), dtype=np.uint8)
+    eager = model.predict_proba(crops, batch_size=4)
+    keys = list(model.state_dict())
+    model.compile_network()
+    compiled = model.predict_proba(crops, batch_size=4)  # batches of 4, 4 and 2 (padded to 4)
+    assert model._compiled is not None, "compilation fell back to eager"
+    assert compiled.shape == (10,) and np.abs(compiled - eager).max() < 1e-4
+    assert list(model.state_dict()) == keys
+
+
+def test_a_failing_compile_falls_back_to_eager(monkeypatch, caplog):
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", input_size=64).eval()
+    crops = np.random.default_rng(1).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    eager = model.predict_proba(crops)
+
+    def broken_compile(network, **kwargs):
+        def call(images):
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model.compile_network()
+    assert np.allclose(model.predict_proba(crops), eager)
+    assert model._compiled is None and "torch.compile failed" in caplog.text

@@ -102,3 +102,44 @@ def test_torchrun_shards_and_merges(video_dir, shipped_weights, tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert rows(tmp_path / "merged.csv") == rows(tmp_path / "single.csv")
+
+
+def test_the_budget_falls_to_the_light_preset_with_its_detection_settings(video_dir, tiny_weights, monkeypatch):
+    """When the asked-for level does not fit, the video runs at the light preset: its member, its frames, and
+    MTCNN on every 4th frame at 640 px (the budget switches detection settings, not only frames and models)."""
+    import collections
+
+    from deepfake_kernel.budget import TimeBudget, default_ladder
+    from deepfake_kernel.detector import Detector
+
+    detector = Detector.from_weights(tiny_weights, device="cpu")
+    calls = []
+    real_detect = detector.cropper.detect
+    monkeypatch.setattr(detector.cropper, "detect",
+                        lambda frames, long_side=None: calls.append((len(frames), long_side)) or
+                        real_detect(frames, long_side))
+    config = predict.PredictConfig(video_dir=str(video_dir), weights=str(tiny_weights), progress=False)
+    top, light = predict.top_and_light(config, detector)
+    assert top.frames == 32 and len(top.models) == 3 and top.detect_every == 1
+    now = [0.0]
+    budget = TimeBudget(1000.0, 100, default_ladder(top, light), clock=lambda: now[0])
+    budget.record(top, 20.0)  # 20 s a video at the top level: the 99 videos left cannot all run at it
+    now[0] = 20.0
+    scores, details, reasons, levels = {}, {}, collections.Counter(), collections.Counter()
+    predict._predict_one("one_face.mp4", video_dir, config, detector, budget, scores, details, reasons, levels)
+    assert list(levels) == [light.describe()] and "detection every 4 at 640px" in light.describe()
+    row = dict(zip(predict.DETAIL_COLUMNS, details["one_face.mp4"]))
+    assert row["reason"] == "" and row["models"] == detector.lightest_member() == "efficientnet_lite0"
+    assert row["frames_requested"] == 16 and row["frames_read"] == 16
+    assert calls == [(5, 640)]  # keyframes 0, 4, 8, 12 and the last of the 16 frames
+
+
+def test_light_preset_and_bad_options_are_checked(video_dir, tiny_weights, tmp_path, capsys):
+    out, details = tmp_path / "sub.csv", tmp_path / "details.csv"
+    assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out), "--preset", "light",
+                         "--details", str(details), "--no-progress"]) == 0
+    scored = [r for r in rows(details) if not r["reason"]]
+    assert {r["models"] for r in scored} == {"efficientnet_lite0"} and {r["frames_requested"] for r in scored} == {"16"}
+    assert "level 16 frames x 1 models, detection every 4 at 640px: 4 videos" in capsys.readouterr().out
+    for bad in (["--preset", "fast"], ["--detect-every", "0"], ["--compile", "turbo"], ["--reader", "opencv"]):
+        assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out)] + bad) == 2, bad

@@ -145,16 +145,17 @@ def test_corpus_every_row_written_with_its_reason(bad_corpus, tiny_weights, tmp_
 # --------------------------------------------------------------------------------------------- readers
 
 
-def test_pyav_applies_rotation_like_decord(bad_corpus):
+def test_every_reader_applies_rotation(bad_corpus):
+    from deepfake_kernel.video import TorchCodecReader, torchcodec_status
+
     videos, _, _ = bad_corpus
-    reader = FrameReader()
-    via_decord = reader.primary.read(videos / "rotated.mp4", 3)
-    via_pyav = PyAVReader().read(videos / "rotated.mp4", 3)
+    readers = [FrameReader().primary, PyAVReader()] + ([TorchCodecReader()] if torchcodec_status() is None else [])
     # stored 240 wide and 320 high with the face on its side; displayed, it is the upright 320 x 240 original
     original = corpus.face_scene(12, 320, 240)
-    for batch in (via_decord, via_pyav):
-        assert batch.frames.shape == (3, 240, 320, 3)
-        assert np.abs(batch.frames.astype(int) - original[batch.indices].astype(int)).mean() < 6
+    for reader in readers:
+        batch = reader.read(videos / "rotated.mp4", 3)
+        assert batch.frames.shape == (3, 240, 320, 3), reader.name
+        assert np.abs(batch.frames.astype(int) - original[batch.indices].astype(int)).mean() < 6, reader.name
     with av.open(str(videos / "rotated.mp4")) as container:
         assert next(container.decode(video=0)).rotation == -90  # the metadata really is there
 
@@ -247,7 +248,7 @@ def test_time_budget_is_a_hard_limit(tiny_weights, bad_corpus, tmp_path, monkeyp
     folder.mkdir()
     for i in range(5):
         (folder / f"v{i}.mp4").symlink_to(videos / "clip.mov")
-    monkeypatch.setattr(FaceCropper, "__call__", lambda self, frames: release.wait(60))
+    monkeypatch.setattr(FaceCropper, "__call__", lambda self, frames, **kw: release.wait(60))
     out, details = tmp_path / "submission.csv", tmp_path / "details.csv"
     started = time.monotonic()
     summary = predict.run(predict.PredictConfig(video_dir=str(folder), weights=str(tiny_weights), out=str(out),
@@ -274,10 +275,10 @@ def test_out_of_memory_retries_with_smaller_batches_then_falls_back(detector, ba
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_proba(crops, batch_size)
 
-    def crop(self, frames):
+    def crop(self, frames, **kw):
         if self.batch_size > 4:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
-        return real_crop(self, frames)
+        return real_crop(self, frames, **kw)
 
     monkeypatch.setattr(member, "predict_proba", proba)
     monkeypatch.setattr(FaceCropper, "__call__", crop)
@@ -360,12 +361,12 @@ def test_ctrl_c_in_a_stage_leaves_checkpointed_complete_submission(tiny_weights,
     out = tmp_path / "submission.csv"
     real_crop, calls, seen_on_disk = FaceCropper.__call__, [], []
 
-    def crop(self, frames):
+    def crop(self, frames, **kw):
         calls.append(1)
         if len(calls) == 3:
             seen_on_disk.extend(rows(out))
             raise KeyboardInterrupt
-        return real_crop(self, frames)
+        return real_crop(self, frames, **kw)
 
     monkeypatch.setattr(FaceCropper, "__call__", crop)
     monkeypatch.setattr(predict, "CHECKPOINT_SECONDS", 0.0)
@@ -471,3 +472,25 @@ def test_cuda_asked_without_gpu(tiny_weights, bad_corpus, tmp_path, capsys, no_v
     out = tmp_path / "submission.csv"
     assert predict.main([str(videos), "--weights", str(tiny_weights), "--out", str(out), "--device", "cuda"]) == 2
     assert "--device cpu" in capsys.readouterr().err and not out.exists()
+
+
+def test_torchcodec_chain_answers_the_corpus_like_the_default_chain(bad_corpus):
+    """With torchcodec first, every bad file still gets the same reason, and every good one the same frames."""
+    from deepfake_kernel.video import VideoReadError, torchcodec_status
+
+    if torchcodec_status() is not None:
+        pytest.skip(f"torchcodec unusable here: {torchcodec_status()}")
+    videos, _, expect = bad_corpus
+
+    def outcome(reader, name):
+        try:
+            batch = reader.read(videos / name, 8)
+            return batch.indices, batch.frames.shape
+        except VideoReadError as error:
+            return error.reason
+
+    default, codec_first = FrameReader(timeout=30), FrameReader(reader="torchcodec", timeout=30)
+    assert codec_first.primary.name == "torchcodec"
+    for name in expect:
+        assert outcome(codec_first, name) == outcome(default, name), name
+    assert codec_first.primary.name == "torchcodec"  # bad files that defeat every reader do not demote it

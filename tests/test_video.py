@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
 
-from deepfake_kernel.video import DecordReader, FrameReader, PyAVReader, VideoReadError, sample_indices
+from deepfake_kernel.video import (DecordReader, FrameReader, PyAVReader, TorchCodecReader, VideoReadError,
+                                   sample_indices, torchcodec_status)
 from tests import synthetic
+
+needs_torchcodec = pytest.mark.skipif(torchcodec_status() is not None,
+                                      reason=f"torchcodec unusable here: {torchcodec_status()}")
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +28,9 @@ def test_sample_indices_are_even_and_in_range():
     assert len(idx) == 32 and idx == sorted(idx) and idx[-1] < 301
 
 
-@pytest.mark.parametrize("reader", [DecordReader(batch_size=3), PyAVReader()], ids=["decord", "pyav"])
+@pytest.mark.parametrize("reader", [DecordReader(batch_size=3), PyAVReader(),
+                                    pytest.param(TorchCodecReader(batch_size=3), marks=needs_torchcodec)],
+                         ids=["decord", "pyav", "torchcodec"])
 def test_reader_returns_the_sampled_frames(numbered_video, reader):
     batch = reader.read(numbered_video, 8)
     assert batch.indices == sample_indices(50, 8)
@@ -95,3 +101,42 @@ def test_missing_file(tmp_path):
     with pytest.raises(VideoReadError) as info:
         FrameReader().read(tmp_path / "nope.mp4", 4)
     assert info.value.reason == "missing_file"
+
+
+@needs_torchcodec
+def test_torchcodec_matches_decord_at_reduced_size(tmp_path):
+    frames, _ = synthetic.face_frames(n=20, width=320, height=240)
+    path = synthetic.write_video(tmp_path / "face.mp4", frames)
+    a, b = DecordReader(max_side=160).read(path, 5), TorchCodecReader(max_side=160).read(path, 5)
+    assert a.indices == b.indices and b.frames.shape == a.frames.shape == (5, 120, 160, 3)
+    assert b.scale == pytest.approx(0.5) and b.reader == "torchcodec"
+    assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 3
+
+
+@needs_torchcodec
+def test_torchcodec_chain_falls_back_and_drops_a_failing_torchcodec(numbered_video, monkeypatch):
+    reader = FrameReader(reader="torchcodec", demote_after=2)
+    assert [r.name for r in reader.readers] == ["torchcodec", "decord"]
+
+    def broken(path, num_frames):
+        raise VideoReadError("decode_failed", "simulated torchcodec failure")
+
+    monkeypatch.setattr(reader.readers[0], "read", broken)
+    first = reader.read(numbered_video, 6)
+    assert first.reader == "decord" and frame_numbers(first) == first.indices and "simulated" in first.notes[0]
+    reader.read(numbered_video, 6)  # the second rescue in a row: torchcodec is dropped
+    assert reader.primary.name == "decord" and "failed on 2 videos in a row" in reader.notes[-1]
+    assert reader.read(numbered_video, 6).notes == []  # no failed try any more
+
+
+def test_asking_for_an_unusable_torchcodec_fails_early(monkeypatch):
+    import deepfake_kernel.video as video
+
+    monkeypatch.setattr(video, "torchcodec_status", lambda device="cpu": "torchcodec is not installed")
+    with pytest.raises(ValueError, match="torchcodec is not installed"):
+        FrameReader(reader="torchcodec")
+    with pytest.raises(ValueError, match="--reader"):
+        FrameReader(reader="opencv")
+    auto = FrameReader(reader="auto", device="cuda")  # on a GPU without torchcodec: decord, and a note why
+    assert auto.primary.name == "decord" and "GPU decoding off" in auto.notes[0]
+    assert FrameReader(reader="pyav").primary.name == "pyav"
