@@ -158,10 +158,13 @@ class Detector:
         """Raw (unclipped) video score, per-member video scores and per-track results."""
         crops = np.concatenate([t.crops() for t in tracks])
         track_ids = np.concatenate([np.full(len(t.faces), i) for i, t in enumerate(tracks)])
+        # on a GPU the crops travel once (pinned, uint8); every member resizes and normalises them there
+        shared = (torch.from_numpy(crops).pin_memory().to(self.device, non_blocking=True)
+                  if self.device.startswith("cuda") else crops)
         face_probs = {}
         for name in models:
             clock = time.perf_counter()
-            face_probs[name] = self._classify(name, crops, notes, track_ids)
+            face_probs[name] = self._classify(name, crops, notes, track_ids, shared)
             if timings is not None:
                 timings[f"model:{name}"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -219,9 +222,10 @@ class Detector:
         return None if future is None else future.result()
 
     def _classify(self, name: str, crops: np.ndarray, notes: list[str] | None,
-                  track_ids: np.ndarray | None = None) -> np.ndarray:
+                  track_ids: np.ndarray | None = None, shared=None) -> np.ndarray:
         """One member's P(FAKE) per crop; out of GPU memory, retry with half the batch (kept for later videos).
-        Sequence members (``spec.sequence_length``) get the track of every crop, so windows never mix faces."""
+        Sequence members (``spec.sequence_length``) get the track of every crop, so windows never mix faces; the
+        others take ``shared``, the crops already on the device, when given."""
         member = self.members[name]
         sequence = getattr(member.spec, "sequence_length", 0) and track_ids is not None
         while True:
@@ -229,7 +233,7 @@ class Detector:
             try:
                 if sequence:
                     return member.predict_proba(crops, batch_size, track_ids=track_ids)
-                return member.predict_proba(crops, batch_size)
+                return member.predict_proba(crops if shared is None else shared, batch_size)
             except torch.cuda.OutOfMemoryError:
                 if batch_size <= 1:
                     raise

@@ -70,3 +70,11 @@ def test_a_failing_compile_falls_back_to_eager(monkeypatch, caplog):
     model.compile_network()
     assert np.allclose(model.predict_proba(crops), eager)
     assert model._compiled is None and "torch.compile failed" in caplog.text
+
+
+def test_crops_as_a_tensor_give_the_numpy_answer():
+    """The detector uploads crops once and hands every member the same tensor: same scores as from numpy."""
+    torch.manual_seed(0)
+    model = create_model("resnet50", input_size=48).eval()
+    crops = np.random.default_rng(2).integers(0, 255, (5, 60, 60, 3), dtype=np.uint8)
+    assert np.allclose(model.predict_proba(torch.from_numpy(crops), 2), model.predict_proba(crops, 2), atol=1e-6)
