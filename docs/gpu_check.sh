@@ -11,6 +11,9 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && ! ldconfig -p | grep -
 fi
 python -m pip install -q -r requirements.txt -e . 2>&1 | tail -2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+# the GPU-only tests (NVDEC frames against the CPU decode) and the fast-path/compile tests, on the GPU
+python -m pytest -q tests/test_video.py tests/test_models.py tests/test_bench.py tests/test_detector.py 2>&1 \
+  | tail -5 | tee "$out/tests.txt"
 bench() { python -m deepfake_kernel.bench --device cuda --clips 3 "$@"; }
 bench --presets light full --json "$out/bench_gpu.json" | tee "$out/bench_gpu.txt"
 bench --presets full --reader decord --json "$out/bench_gpu_decord.json" | tee "$out/bench_gpu_decord.txt"

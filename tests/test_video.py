@@ -140,3 +140,22 @@ def test_asking_for_an_unusable_torchcodec_fails_early(monkeypatch):
     auto = FrameReader(reader="auto", device="cuda")  # on a GPU without torchcodec: decord, and a note why
     assert auto.primary.name == "decord" and "GPU decoding off" in auto.notes[0]
     assert FrameReader(reader="pyav").primary.name == "pyav"
+
+
+def _nvdec_missing() -> str | None:
+    import torch
+
+    return "no GPU" if not torch.cuda.is_available() else torchcodec_status("cuda")
+
+
+@pytest.mark.skipif(_nvdec_missing() is not None, reason="needs a GPU with torchcodec (run by docs/gpu_check.sh)")
+def test_nvdec_frames_match_the_cpu_decode(tmp_path):
+    frames, _ = synthetic.face_frames(n=20, width=640, height=480)
+    path = synthetic.write_video(tmp_path / "face.mp4", frames)
+    reader = FrameReader(device="cuda")
+    assert reader.primary.name == "torchcodec-nvdec"
+    for max_side in (None, 320):  # native size, and resized on the GPU
+        gpu = TorchCodecReader(max_side=max_side, device="cuda").read(path, 6)
+        cpu = DecordReader(max_side=max_side).read(path, 6)
+        assert gpu.indices == cpu.indices and gpu.frames.shape == cpu.frames.shape
+        assert np.abs(gpu.frames.astype(int) - cpu.frames.astype(int)).mean() < 4
