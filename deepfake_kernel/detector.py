@@ -119,7 +119,8 @@ class Detector:
                      detect_long_side: int = 1000, max_faces: int = 2, margin: float = 0.3,
                      min_prob: float = 0.9, max_side: int = 1920, decode_timeout: float = 60.0,
                      fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None,
-                     detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None) -> "Detector":
+                     detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None,
+                     min_face_size: int = 24) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset).
 
         ``reader`` picks the frame reader (see :class:`FrameReader`); ``compile_mode`` (``"default"``,
@@ -140,7 +141,7 @@ class Detector:
                              reader=reader)
         cropper = FaceCropper(device=device, detect_long_side=detect_long_side, min_prob=min_prob,
                               margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size,
-                              detect_every=detect_every)
+                              detect_every=detect_every, min_face_size=min_face_size)
         return cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
                    fallback_score=fallback_score, device=device, manifest=manifest, video_timeout=video_timeout)
 

@@ -132,6 +132,7 @@ class FaceCropper:
         self.detector = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, post_process=False,
                               select_largest=False)
         self.detect_long_side = detect_long_side
+        self.min_face_size = min_face_size
         self.min_prob = min_prob
         self.margin = margin
         self.max_faces = max_faces
@@ -147,10 +148,12 @@ class FaceCropper:
         h, w = frames.shape[1:3]
         scale = min(1.0, (long_side or self.detect_long_side) / max(h, w))
         results: list[list[Face]] = []
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        if min(size) < self.min_face_size:  # no face can fit (and MTCNN's image pyramid would be empty)
+            return [[] for _ in frames]
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start:start + self.batch_size]
             if scale < 1.0:
-                size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
                 chunk = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk])
             boxes, probs, points = self.detector.detect(np.ascontiguousarray(chunk), landmarks=True)
             for offset in range(len(chunk)):

@@ -141,5 +141,18 @@ def test_light_preset_and_bad_options_are_checked(video_dir, tiny_weights, tmp_p
     scored = [r for r in rows(details) if not r["reason"]]
     assert {r["models"] for r in scored} == {"efficientnet_lite0"} and {r["frames_requested"] for r in scored} == {"16"}
     assert "level 16 frames x 1 models, detection every 4 at 640px: 4 videos" in capsys.readouterr().out
-    for bad in (["--preset", "fast"], ["--detect-every", "0"], ["--compile", "turbo"], ["--reader", "opencv"]):
+    for bad in (["--preset", "fast"], ["--detect-every", "0"], ["--compile", "turbo"], ["--reader", "opencv"],
+                ["--min-face-size", "5"]):
         assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out)] + bad) == 2, bad
+
+
+def test_min_face_size_reaches_mtcnn(video_dir, tiny_weights, tmp_path):
+    """A smallest-face size above the clip's face finds nothing; the default finds it."""
+    details = {}
+    for size in (24, 400):
+        out, detail = tmp_path / f"sub{size}.csv", tmp_path / f"details{size}.csv"
+        predict.run(predict.PredictConfig(video_dir=str(video_dir), weights=str(tiny_weights), out=str(out),
+                                          details=str(detail), frames=3, progress=False, min_face_size=size,
+                                          models=["efficientnet_lite0"]))
+        details[size] = {r["filename"]: r["reason"] for r in rows(detail)}
+    assert details[24]["one_face.mp4"] == "" and details[400]["one_face.mp4"] == "no_face"
