@@ -207,10 +207,12 @@ def run(config: BenchConfig) -> dict:
         config.clips, config.clip_seconds, config.height, config.presets = 1, 2.0, 360, ["light"]
     folder = Path(config.clip_dir)
     paths = [generated_clip(folder, config.height, config.clip_seconds, seed=i) for i in range(config.clips)]
+    clock = time.perf_counter()
     detector = Detector.from_weights(config.weights, device=config.device, batch_size=config.batch_size,
                                      reader=config.reader, compile_mode=config.compile or None)
+    load_s = time.perf_counter() - clock  # with --compile, the compilation too
     available = presets(detector.member_names, detector.lightest_member())
-    results = {"machine": machine(), "clips": {"count": len(paths), "height": config.height,
+    results = {"machine": machine(), "load_s": round(load_s, 2), "compile": config.compile, "clips": {"count": len(paths), "height": config.height,
                                                "seconds": config.clip_seconds, "fps": 30}, "presets": []}
     for name in config.presets:
         results["presets"].append(bench_preset(detector, paths, available[name]))
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     config = from_args(BenchConfig, parser.parse_args(argv))
     results = run(config)
     print(f"machine: {json.dumps(results['machine'])}")
-    print(f"clips: {json.dumps(results['clips'])}")
+    print(f"clips: {json.dumps(results['clips'])}; models loaded in {results['load_s']:.1f}s"
+          + (f" (compiled: {config.compile})" if config.compile else ""))
     print(f"reader: {results['presets'][0]['reader']}" if results["presets"] else "")
     print(format_table(results["presets"]))
     if "user_videos" in results:

@@ -134,9 +134,13 @@ class Detector:
         clipper = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)
         crop_size = max(m.input_size for m in members.values())
         if compile_mode:
-            for member in members.values():
+            for name, member in members.items():
                 if not getattr(member.spec, "sequence_length", 0):  # windows vary in shape: those stay eager
+                    clock = time.perf_counter()
                     member.compile_network(None if compile_mode == "default" else compile_mode)
+                    # compile now, on the padded batch shape every later call uses: not inside a video's watchdog
+                    member.predict_proba(np.zeros((1, member.input_size, member.input_size, 3), np.uint8), batch_size)
+                    log.info("%s compiled (%s) in %.1fs", name, compile_mode, time.perf_counter() - clock)
         reader = FrameReader(batch_size=batch_size, max_side=max_side, device=device, timeout=decode_timeout,
                              reader=reader)
         cropper = FaceCropper(device=device, detect_long_side=detect_long_side, min_prob=min_prob,
