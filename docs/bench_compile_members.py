@@ -1,7 +1,11 @@
 """Members only: eager vs torch.compile (default), 32 crops per call, interleaved rounds, median seconds.
 
 Run from the repository root: python docs/bench_compile_members.py (output recorded in docs/bench_cpu_compile.txt)."""
-import statistics, time, numpy as np, torch
+import statistics
+import time
+
+import numpy as np
+
 from deepfake_kernel.weights import read_manifest, load_member
 manifest = read_manifest("weights")
 crops = np.random.default_rng(0).integers(0, 255, (32, 128, 128, 3), dtype=np.uint8)
