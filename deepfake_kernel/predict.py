@@ -277,6 +277,9 @@ def run(config: PredictConfig) -> dict:
                "fallbacks": dict(reasons), "levels": dict(levels), "seconds": round(elapsed, 2),
                "seconds_per_video": round(elapsed / max(1, len(names)), 3), "out": str(config.out),
                "interrupted": interrupted, "abandoned_workers": abandoned_alive()}
+    if detector is not None:  # which decoder ran, and why GPU decoding was off or dropped
+        summary["reader"] = detector.reader.primary.name
+        summary["reader_notes"] = list(detector.reader.notes)
     return summary
 
 
@@ -363,6 +366,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  fallback {reason}: {count}")
     for level, count in summary["levels"].items():
         lines.append(f"  level {level}: {count} videos")
+    if summary.get("reader"):
+        notes = "; ".join(summary.get("reader_notes") or [])
+        lines.append(f"  decoding: {summary['reader']}" + (f" ({notes})" if notes else ""))
     if summary.get("interrupted"):
         lines.append(f"  run interrupted ({summary['interrupted']}); unreached videos got the fallback score")
     if summary.get("abandoned_workers"):

@@ -140,7 +140,9 @@ def test_light_preset_and_bad_options_are_checked(video_dir, tiny_weights, tmp_p
                          "--details", str(details), "--no-progress"]) == 0
     scored = [r for r in rows(details) if not r["reason"]]
     assert {r["models"] for r in scored} == {"efficientnet_lite0"} and {r["frames_requested"] for r in scored} == {"16"}
-    assert "level 16 frames x 1 models, detection every 4 at 640px: 4 videos" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "level 16 frames x 1 models, detection every 4 at 640px: 4 videos" in printed
+    assert "decoding: decord\n" in printed + "\n"  # on a CPU, auto decodes with decord
     for bad in (["--preset", "fast"], ["--detect-every", "0"], ["--compile", "turbo"], ["--reader", "opencv"],
                 ["--min-face-size", "5"]):
         assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out)] + bad) == 2, bad
