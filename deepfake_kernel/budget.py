@@ -91,6 +91,7 @@ class TimeBudget:
     ladder: list[Level]
     reserve_fraction: float = 0.02
     min_reserve: float = 2.0
+    trusted_samples: int = 5
     clock: callable = time.monotonic
     started: float = field(default=0.0, init=False)
     observed: dict = field(default_factory=dict, init=False)
@@ -112,14 +113,18 @@ class TimeBudget:
         return max(self.min_reserve, self.reserve_fraction * self.seconds, self.slowest_item)
 
     def estimate(self, level: Level) -> float | None:
-        """Expected seconds per item at ``level``: its measured mean, or scaled from a measured level."""
-        if level in self.observed:
-            total, count = self.observed[level]
-            return total / count
+        """Expected seconds per item at ``level``: its own mean once it has ``trusted_samples`` items, else every
+        measurement so far (its own included) scaled by relative cost and pooled, so that one slow video at a
+        level seen once does not keep the run off that level."""
+        own = self.observed.get(level)
+        if own is not None and own[1] >= self.trusted_samples:
+            return own[0] / own[1]
+        if not self.observed:
+            return None
         top = self.ladder[0]
-        for known, (total, count) in self.observed.items():
-            return total / count * level.relative_cost(top) / known.relative_cost(top)
-        return None
+        scaled = sum(total * level.relative_cost(top) / known.relative_cost(top)
+                     for known, (total, _) in self.observed.items())
+        return scaled / sum(count for _, count in self.observed.values())
 
     def choose(self) -> Level | None:
         """The richest level that lets every remaining item finish in time, or ``None`` to skip this item."""

@@ -70,3 +70,20 @@ def test_no_budget_always_full():
     ladder = default_ladder(Level(16, ("a", "b")))
     budget = TimeBudget(None, 5, ladder)
     assert budget.choose() == ladder[0]
+
+
+def test_one_slow_video_does_not_keep_the_run_off_a_level():
+    """A level seen once (and slowly) is estimated from every measurement, scaled by relative cost, until it has
+    enough samples of its own; then its own mean rules."""
+    top, cheap = Level(16, ("a",)), Level(4, ("a",))
+    budget = TimeBudget(None, 100, [top, cheap], trusted_samples=3)
+    budget.record(top, 40.0)  # an unusually long first video
+    for _ in range(9):
+        budget.record(cheap, 1.0)
+    ratio = top.relative_cost(top) / cheap.relative_cost(top)
+    assert budget.estimate(top) == pytest.approx((40.0 + 9 * 1.0 * ratio) / 10)
+    assert budget.estimate(top) < 40.0 / 2
+    assert budget.estimate(cheap) == pytest.approx(1.0)  # 9 samples of its own
+    for _ in range(2):
+        budget.record(top, 40.0)
+    assert budget.estimate(top) == pytest.approx(40.0)  # now trusted
