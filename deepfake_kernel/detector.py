@@ -153,6 +153,15 @@ class Detector:
     def member_names(self) -> list[str]:
         return list(self.members)
 
+    def clipper_for(self, models: list[str]) -> ensemble.ProbabilityClipper:
+        """The calibration and clip for a video scored by ``models``: the manifest's fit for exactly that member
+        set when there is one (the light preset's single member is not calibrated like the ensemble mean), else
+        the main one."""
+        by_members = getattr(self.manifest, "calibration_by_members", None) or {}
+        if ensemble.member_set_key(models) in by_members:
+            return ensemble.ProbabilityClipper.for_members(self.manifest, models)
+        return self.clipper
+
     def lightest_member(self) -> str:
         """The member with the fewest parameters (the light preset's model)."""
         return min(self.members, key=lambda n: sum(p.numel() for p in self.members[n].parameters()))
@@ -281,7 +290,7 @@ class Detector:
                 stage[0] = "classify"
                 raw, member_scores, track_results = self.score_tracks(tracks, models, result.notes, result.timings)
                 result.raw_score, result.member_scores, result.tracks = raw, member_scores, track_results
-                result.score = float(self.clipper(raw))
+                result.score = float(self.clipper_for(models)(raw))
         except VideoReadError as exc:
             result.reason = exc.reason
             result.notes.append(str(exc))

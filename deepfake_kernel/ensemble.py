@@ -69,6 +69,16 @@ class ProbabilityClipper:
                    temperature=float(calibration.get("temperature", 1.0)),
                    bias=float(calibration.get("bias", 0.0)))
 
+    @classmethod
+    def for_members(cls, manifest, members: list[str] | tuple[str, ...]) -> "ProbabilityClipper":
+        """The clipper for a run of ``members``: the manifest's calibration for exactly that set when one was
+        fitted (``calibration_by_members``), else its main calibration (fitted for every member)."""
+        fitted = (getattr(manifest, "calibration_by_members", None) or {}).get(member_set_key(members))
+        if fitted:
+            lo, hi = fitted.get("clip", [manifest.clip.get("lo", 0.01), manifest.clip.get("hi", 0.99)])
+            return cls.from_manifest({"lo": lo, "hi": hi}, fitted)
+        return cls.from_manifest(manifest.clip, manifest.calibration)
+
     def calibrate(self, p: np.ndarray | float) -> np.ndarray:
         if self.temperature == 1.0 and self.bias == 0.0:
             return np.asarray(p, dtype=np.float64)
@@ -77,6 +87,11 @@ class ProbabilityClipper:
     def __call__(self, p: np.ndarray | float) -> np.ndarray | float:
         out = np.clip(self.calibrate(p), self.lo, self.hi)
         return float(out) if np.ndim(out) == 0 else out
+
+
+def member_set_key(members) -> str:
+    """``"a+b"``: the key of a set of member names in ``calibration_by_members``."""
+    return "+".join(sorted(set(members)))
 
 
 def aggregate_videos(face_probs: np.ndarray, video_ids: np.ndarray, track_ids: np.ndarray) -> dict[int, float]:

@@ -306,7 +306,8 @@ def evaluate(config: EvaluateConfig) -> dict:
         raw_next = raw
     if config.fit_calibration and manifest is not None:
         # calibrate the score predict will produce from now on (the stacker's when it was kept)
-        report["calibration"] = fit_calibration(raw_next, labels, folds, manifest, config.weights)
+        member_raw = {m: np.array([s.members.get(m, 0.5) for s in scored]) for m in members}
+        report["calibration"] = fit_calibration(raw_next, labels, folds, manifest, config.weights, member_raw)
     losses = -(labels * np.log(np.clip(submitted, 1e-15, 1)) + (1 - labels) * np.log(np.clip(1 - submitted, 1e-15, 1)))
     order = np.argsort(-losses)
     table = [(scored[i].name, int(labels[i]), f"{submitted[i]:.4f}", f"{raw[i]:.4f}", f"{losses[i]:.4f}",
@@ -323,8 +324,36 @@ def evaluate(config: EvaluateConfig) -> dict:
     return report
 
 
-def fit_calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, manifest, weights: str) -> dict:
-    """Temperature/bias and clip bounds fitted on all given videos; judged out-of-fold over groups."""
+def fit_calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, manifest, weights: str,
+                    member_raw: dict[str, np.ndarray] | None = None) -> dict:
+    """Temperature/bias and clip bounds fitted on all given videos, judged out-of-fold over groups, stored in the
+    manifest; with ``member_raw`` also one fit per single member (``calibration_by_members``), used when a video
+    runs with that member alone (the light preset, ``--models``)."""
+    before = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)(raw)
+    result, stored = _calibration(raw, labels, folds)
+    result["log_loss_before (manifest as it was)"] = round(metrics.log_loss(labels, before), 4)
+    manifest.calibration = {k: v for k, v in stored.items() if k != "clip"}
+    manifest.clip = {"lo": stored["clip"][0], "hi": stored["clip"][1]}
+    if member_raw and len(member_raw) > 1:
+        result["by_members"] = {}
+        for name, scores in member_raw.items():
+            fitted, entry = _calibration(scores, labels, folds)
+            # a member that barely ranks (near-constant scores) gets a degenerate fit: keep a fit only when it
+            # beats plain clipping out-of-fold, else store no calibration for it
+            fitted["kept"] = fitted["log_loss_after_out_of_fold"] < fitted["log_loss_default_clip_same_videos"]
+            if not fitted["kept"]:
+                entry = {"temperature": 1.0, "bias": 0.0, "clip": [0.01, 0.99], "fitted_on": entry["fitted_on"],
+                         "note": "a fit lost to plain clipping out-of-fold "
+                                 f"({fitted['log_loss_after_out_of_fold']} vs "
+                                 f"{fitted['log_loss_default_clip_same_videos']})"}
+            result["by_members"][name] = fitted
+            manifest.calibration_by_members[ensemble.member_set_key([name])] = entry
+    write_manifest(manifest, weights)
+    return result
+
+
+def _calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[dict, dict]:
+    """Fit on all videos; report the log loss before, in sample and out-of-fold; return (report, manifest entry)."""
     def fit(train):
         t, b = ensemble.fit_temperature(raw[train], labels[train])
         calibrated = ensemble.ProbabilityClipper(0, 1, t, b).calibrate(raw[train])
@@ -334,23 +363,19 @@ def fit_calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, mani
         t, b, (lo, hi) = model
         return np.clip(ensemble.ProbabilityClipper(0, 1, t, b).calibrate(raw[test]), lo, hi)
 
-    before = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)(raw)
     oof = out_of_fold(fit, apply, len(raw), folds, labels)
     covered = np.isfinite(oof)
     default = np.clip(raw, 0.01, 0.99)
     t, b, (lo, hi) = fit(np.ones(len(raw), bool))
     result = {"temperature": round(t, 6), "bias": round(b, 6), "clip": [lo, hi],
               "log_loss_default_clip": round(metrics.log_loss(labels, default), 4),
-              "log_loss_before (manifest as it was)": round(metrics.log_loss(labels, before), 4),
               "log_loss_after_in_sample": round(metrics.log_loss(labels, apply((t, b, (lo, hi)), np.ones(len(raw), bool))), 4),
               "out_of_fold_videos": int(covered.sum()),
               "log_loss_default_clip_same_videos": round(metrics.log_loss(labels[covered], default[covered]), 4),
               "log_loss_after_out_of_fold": round(metrics.log_loss(labels[covered], oof[covered]), 4)}
-    manifest.calibration = {"temperature": round(t, 6), "bias": round(b, 6), "fitted_on": f"{len(raw)} videos",
-                            "out_of_fold_log_loss": result["log_loss_after_out_of_fold"]}
-    manifest.clip = {"lo": lo, "hi": hi}
-    write_manifest(manifest, weights)
-    return result
+    stored = {"temperature": round(t, 6), "bias": round(b, 6), "fitted_on": f"{len(raw)} videos",
+              "out_of_fold_log_loss": result["log_loss_after_out_of_fold"], "clip": [lo, hi]}
+    return result, stored
 
 
 def fit_stacking(scored: list[Scored], labels: np.ndarray, raw: np.ndarray, folds: np.ndarray, members: list[str],

@@ -58,6 +58,8 @@ class Manifest:
     members: list[MemberEntry] = field(default_factory=list)
     clip: dict[str, float] = field(default_factory=lambda: {"lo": 0.01, "hi": 0.99})
     calibration: dict[str, float] = field(default_factory=lambda: {"temperature": 1.0, "bias": 0.0})
+    # calibration and clip for runs with fewer members (the light preset, --models): key "a+b", names sorted
+    calibration_by_members: dict[str, dict[str, Any]] = field(default_factory=dict)
     stacking: dict[str, Any] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION

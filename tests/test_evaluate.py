@@ -49,6 +49,25 @@ def test_calibration_and_stacking_land_in_the_manifest(evaluated):
     assert manifest.clip == {"lo": report["calibration"]["clip"][0], "hi": report["calibration"]["clip"][1]}
     assert manifest.stacking["use"] == report["stacking"]["kept"]
     assert len(manifest.stacking["coef"]) == 3 + 3
+    # one calibration per single member, used when a video runs with that member alone (the light preset)
+    assert set(manifest.calibration_by_members) == {"xception", "resnet50", "efficientnet_lite0"}
+    lite = manifest.calibration_by_members["efficientnet_lite0"]
+    assert lite["temperature"] == report["calibration"]["by_members"]["efficientnet_lite0"]["temperature"]
+    assert len(lite["clip"]) == 2
+
+
+def test_a_single_member_run_uses_its_own_calibration(evaluated):
+    from deepfake_kernel.detector import Detector
+
+    tmp_path, _ = evaluated
+    detector = Detector.from_weights(tmp_path / "weights", device="cpu")
+    manifest = detector.manifest
+    lite = manifest.calibration_by_members["efficientnet_lite0"]
+    alone = detector.clipper_for(["efficientnet_lite0"])
+    assert (alone.temperature, alone.bias, [alone.lo, alone.hi]) == (lite["temperature"], lite["bias"], lite["clip"])
+    everyone = detector.clipper_for(detector.member_names)
+    assert (everyone.temperature, everyone.bias) == (manifest.calibration["temperature"], manifest.calibration["bias"])
+    assert detector.clipper_for(["xception", "resnet50"]) is detector.clipper  # no fit for that pair: the main one
 
 
 def test_existing_submission_can_be_scored(evaluated, training_videos, tmp_path):
