@@ -186,9 +186,24 @@ def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | No
                         ensemble_weight=float(ensemble_weight), training_command=training_command,
                         metrics=dict(metrics or {}), training=dict(training or {}))
     manifest = read_manifest(weights_dir) if (weights_dir / MANIFEST_NAME).is_file() else Manifest()
+    previous = next((m for m in manifest.members if m.name == name), None)
+    if previous is None or previous.sha256 != entry.sha256:
+        forget_fits(manifest, name)
     manifest.members = [m for m in manifest.members if m.name != name] + [entry]
     write_manifest(manifest, weights_dir)
     return entry
+
+
+def forget_fits(manifest: Manifest, name: str) -> None:
+    """Drop what ``evaluate`` fitted on the scores of member ``name`` (a new or changed checkpoint): the main
+    calibration and clip (fitted for every member together), the fits of member sets holding ``name``, and a
+    stacker that reads it. Re-exporting identical bytes keeps them."""
+    manifest.calibration = {"temperature": 1.0, "bias": 0.0}
+    manifest.clip = {"lo": 0.01, "hi": 0.99}
+    manifest.calibration_by_members = {key: fit for key, fit in manifest.calibration_by_members.items()
+                                       if name not in key.split("+")}
+    if manifest.stacking and name in manifest.stacking.get("members", []):
+        manifest.stacking = None
 
 
 def check_member(entry: MemberEntry, weights_dir: str | Path) -> Path:

@@ -68,3 +68,28 @@ def test_unknown_architecture_is_rejected(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(WeightsError, match="mystery_net"):
         load_member(read_manifest(tmp_path).members[0], tmp_path)
+
+
+def test_a_changed_checkpoint_drops_the_fits_made_on_the_old_one(tmp_path):
+    from deepfake_kernel.weights import write_manifest
+
+    torch.manual_seed(0)
+    first = create_model("efficientnet_lite0", input_size=32)
+    other = create_model("resnet50", input_size=32)
+    export_member(first, tmp_path, storage_dtype="float32")
+    export_member(other, tmp_path, storage_dtype="float32")
+    manifest = read_manifest(tmp_path)
+    manifest.calibration, manifest.clip = {"temperature": 0.3, "bias": -1.0}, {"lo": 0.005, "hi": 0.995}
+    manifest.calibration_by_members = {"efficientnet_lite0": {"temperature": 1.5, "bias": 0.0},
+                                       "resnet50": {"temperature": 2.0, "bias": 0.1}}
+    manifest.stacking = {"members": ["efficientnet_lite0", "resnet50"], "use": True}
+    write_manifest(manifest, tmp_path)
+    export_member(first, tmp_path, storage_dtype="float32")  # the same bytes again (a deterministic re-run)
+    kept = read_manifest(tmp_path)
+    assert kept.calibration["temperature"] == 0.3 and len(kept.calibration_by_members) == 2 and kept.stacking
+    with torch.no_grad():
+        next(first.parameters()).add_(1.0)  # a retrained checkpoint
+    export_member(first, tmp_path, storage_dtype="float32")
+    reset = read_manifest(tmp_path)
+    assert reset.calibration == {"temperature": 1.0, "bias": 0.0} and reset.clip == {"lo": 0.01, "hi": 0.99}
+    assert set(reset.calibration_by_members) == {"resnet50"} and reset.stacking is None
