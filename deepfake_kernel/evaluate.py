@@ -43,6 +43,8 @@ class EvaluateConfig:
     details: str | None = field(default=None, metadata={"help": "reuse a predict --details CSV"})
     out_dir: str = field(default="reports/eval", metadata={"help": "report folder"})
     frames: int = field(default=32, metadata={"help": "frames per video when predict runs"})
+    preset: str = field(default="full", metadata={"help": "predict preset: full, or light to measure the light "
+                                                          "preset (no fitting then: fits are for the full run)"})
     device: str = "auto"
     batch_size: int = 16
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95 %% intervals"})
@@ -123,7 +125,8 @@ def score_videos(config: EvaluateConfig, items: list[VideoItem], root: Path, out
         summary = predict.run(predict.PredictConfig(video_dir=str(root), template=str(template),
                                                     out=str(out_dir / "submission.csv"), details=str(details_path),
                                                     weights=config.weights, frames=config.frames,
-                                                    device=config.device, batch_size=config.batch_size))
+                                                    device=config.device, batch_size=config.batch_size,
+                                                    preset=config.preset))
         log.warning("predict: %s", predict.format_summary(summary))
     with open(details_path, newline="", encoding="utf-8") as handle:
         rows = {r["filename"]: r for r in csv.DictReader(handle)}
@@ -270,6 +273,9 @@ def mistake_strip(worst: list[Scored], out_dir: Path, size: int = 128) -> str | 
 
 # ---------------------------------------------------------------------------------------------- run
 def evaluate(config: EvaluateConfig) -> dict:
+    if config.preset != "full" and (config.fit_calibration or config.fit_stacking):
+        raise ValueError("--fit-calibration and --fit-stacking fit the full run's scores: use them with --preset "
+                         "full (the light preset's member gets its own calibration from that run)")
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items, root = load_labels(config.labels)

@@ -77,3 +77,14 @@ def test_existing_submission_can_be_scored(evaluated, training_videos, tmp_path)
     report = evaluate.evaluate(config)
     assert report["as_submitted"]["log_loss"] == pytest.approx(evaluated[1]["as_submitted"]["log_loss"], abs=1e-4)
     assert json.loads((tmp_path / "r2" / "report.json").read_text())["videos"] == 8
+
+
+def test_light_preset_is_measured_but_never_fitted(evaluated, training_videos, tmp_path):
+    weights = evaluated[0] / "weights"
+    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights), out_dir=str(tmp_path / "l"),
+                                     preset="light", bootstrap=50, thumbnails=0, device="cpu")
+    report = evaluate.evaluate(config)
+    assert report["videos"] == 8 and set(report["members"]) == {"efficientnet_lite0"}  # the light member only
+    with pytest.raises(ValueError, match="--preset full"):
+        evaluate.evaluate(evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights),
+                                                  preset="light", fit_calibration=True))
