@@ -24,7 +24,10 @@ def logit(p: np.ndarray | float) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+    """Logistic function without overflow for large ``|x|`` (a degenerate fit can give logits of ±1e5)."""
+    x = np.asarray(x, dtype=np.float64)
+    z = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    return np.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
 
 
 def weighted_mean(member_probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
