@@ -54,14 +54,14 @@ class BenchConfig:
 def generated_clip(folder: Path, height: int, seconds: float, fps: int = 30, seed: int = 0) -> Path:
     """A 16:9 H.264 clip with the astronaut's face (scikit-image, public domain) moving across a textured
     background; made once and reused."""
+    width = int(round(height * 16 / 9 / 2)) * 2
+    path = folder / f"face_{height}p_{seconds:g}s_{fps}fps_{seed}.mp4"
+    if path.is_file():  # made earlier (or carried to a machine without PyAV)
+        return path
     import av
     import cv2
     import skimage.data
 
-    width = int(round(height * 16 / 9 / 2)) * 2
-    path = folder / f"face_{height}p_{seconds:g}s_{fps}fps_{seed}.mp4"
-    if path.is_file():
-        return path
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     face_h = height // 3
