@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -365,6 +366,7 @@ class FrameReader:
         self.timeout = timeout
         self.demote_after = demote_after
         self._rescued_in_a_row = 0
+        self._lock = threading.Lock()  # the prefetching thread reads too
 
     @property
     def primary(self):
@@ -425,15 +427,16 @@ class FrameReader:
 
     def _note_rescue(self, failures_before_success: int) -> None:
         """Count videos torchcodec failed on and the next reader read; drop torchcodec after enough in a row."""
-        if not self.readers or not isinstance(self.readers[0], TorchCodecReader):
-            return
-        self._rescued_in_a_row = self._rescued_in_a_row + 1 if failures_before_success else 0
-        if self._rescued_in_a_row >= self.demote_after:
-            dropped = self.readers.pop(0)
-            message = (f"{dropped.name} failed on {self._rescued_in_a_row} videos in a row that "
-                       f"{self.primary.name} read; using {self.primary.name} from now on")
-            self.notes.append(message)
-            log.warning(message)
+        with self._lock:
+            if not self.readers or not isinstance(self.readers[0], TorchCodecReader):
+                return
+            self._rescued_in_a_row = self._rescued_in_a_row + 1 if failures_before_success else 0
+            if self._rescued_in_a_row >= self.demote_after:
+                dropped = self.readers.pop(0)
+                message = (f"{dropped.name} failed on {self._rescued_in_a_row} videos in a row that "
+                           f"{self.primary.name} read; using {self.primary.name} from now on")
+                self.notes.append(message)
+                log.warning(message)
 
     def close(self) -> None:
         """Kept for API compatibility: the reader holds no pool any more (each call gets a daemon thread)."""
