@@ -109,6 +109,10 @@ class Detector:
         self.video_timeout = video_timeout
         self._prefetch_pool = None
         self._prefetched: dict = {}
+        # a video scored by exactly one of these member sets gets that set's own calibration and clip
+        self.member_set_clippers = {
+            key: ensemble.ProbabilityClipper.from_fit(fit, manifest.clip)
+            for key, fit in (manifest.calibration_by_members if manifest is not None else {}).items()}
         stacking = (manifest.stacking if manifest is not None else None) or {}
         self.stacker = (ensemble.Stacker.from_dict(stacking)
                         if stacking.get("use") and set(stacking.get("members", [])) <= set(members) else None)
@@ -157,10 +161,7 @@ class Detector:
         """The calibration and clip for a video scored by ``models``: the manifest's fit for exactly that member
         set when there is one (the light preset's single member is not calibrated like the ensemble mean), else
         the main one."""
-        by_members = getattr(self.manifest, "calibration_by_members", None) or {}
-        if ensemble.member_set_key(models) in by_members:
-            return ensemble.ProbabilityClipper.for_members(self.manifest, models)
-        return self.clipper
+        return self.member_set_clippers.get(ensemble.member_set_key(models), self.clipper)
 
     def lightest_member(self) -> str:
         """The member with the fewest parameters (the light preset's model)."""

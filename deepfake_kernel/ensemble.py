@@ -73,14 +73,10 @@ class ProbabilityClipper:
                    bias=float(calibration.get("bias", 0.0)))
 
     @classmethod
-    def for_members(cls, manifest, members: list[str] | tuple[str, ...]) -> "ProbabilityClipper":
-        """The clipper for a run of ``members``: the manifest's calibration for exactly that set when one was
-        fitted (``calibration_by_members``), else its main calibration (fitted for every member)."""
-        fitted = (getattr(manifest, "calibration_by_members", None) or {}).get(member_set_key(members))
-        if fitted:
-            lo, hi = fitted.get("clip", [manifest.clip.get("lo", 0.01), manifest.clip.get("hi", 0.99)])
-            return cls.from_manifest({"lo": lo, "hi": hi}, fitted)
-        return cls.from_manifest(manifest.clip, manifest.calibration)
+    def from_fit(cls, fit: dict, default_clip: dict) -> "ProbabilityClipper":
+        """A ``calibration_by_members`` entry (temperature, bias and its own ``clip``, else ``default_clip``)."""
+        lo, hi = fit.get("clip", [default_clip.get("lo", 0.01), default_clip.get("hi", 0.99)])
+        return cls.from_manifest({"lo": lo, "hi": hi}, fit)
 
     def calibrate(self, p: np.ndarray | float) -> np.ndarray:
         if self.temperature == 1.0 and self.bias == 0.0:

@@ -133,14 +133,13 @@ class TorchCodecReader:
         except Exception as exc:  # torchcodec raises RuntimeError/ValueError with FFmpeg's message
             raise VideoReadError("decode_failed", f"torchcodec could not open {path}: {exc}") from exc
         out_w, out_h, scale = _scaled_size(width, height, self.max_side)
-        resize_on_device = False
         if scale != 1.0:
             try:
                 from torchcodec.transforms import Resize
 
                 decoder = self._decoder(Path(path), [Resize((out_h, out_w))])
-            except Exception:  # the transform is not supported here: resize the decoded frames instead
-                resize_on_device = True
+            except Exception:  # the transform is not supported here: the frames are resized below instead
+                pass
         wanted = sample_indices(frame_count, num_frames)
         chunks, kept, notes = [], [], []
         for start in range(0, len(wanted), self.batch_size):
@@ -150,7 +149,7 @@ class TorchCodecReader:
             except Exception as exc:  # a header that over-reports frames, or damage in the stream
                 notes.append(f"torchcodec stopped at frame {batch[0]}: {exc}")
                 break
-            if resize_on_device or tuple(frames.shape[1:3]) != (out_h, out_w):
+            if tuple(frames.shape[1:3]) != (out_h, out_w):  # the decoder did not resize (or not exactly)
                 frames = torch.nn.functional.interpolate(
                     frames.permute(0, 3, 1, 2).float(), size=(out_h, out_w), mode="bilinear", antialias=True,
                     align_corners=False).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

@@ -159,3 +159,19 @@ def test_nvdec_frames_match_the_cpu_decode(tmp_path):
         cpu = DecordReader(max_side=max_side).read(path, 6)
         assert gpu.indices == cpu.indices and gpu.frames.shape == cpu.frames.shape
         assert np.abs(gpu.frames.astype(int) - cpu.frames.astype(int)).mean() < 4
+
+
+@needs_torchcodec
+def test_torchcodec_resizes_itself_when_the_decoder_cannot(tmp_path, monkeypatch):
+    import torchcodec.transforms
+
+    def refused(size):
+        raise RuntimeError("transform not supported on this device")
+
+    monkeypatch.setattr(torchcodec.transforms, "Resize", refused)
+    path = synthetic.write_video(tmp_path / "wide.mp4", synthetic.numbered_frames(10, width=640, height=360))
+    batch = TorchCodecReader(max_side=320).read(path, 4)
+    reference = DecordReader(max_side=320).read(path, 4)
+    assert batch.frames.shape == reference.frames.shape == (4, 180, 320, 3) and batch.scale == pytest.approx(0.5)
+    assert frame_numbers(batch) == batch.indices
+    assert np.abs(batch.frames.astype(int) - reference.frames.astype(int)).mean() < 3
