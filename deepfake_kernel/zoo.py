@@ -79,14 +79,11 @@ class _MesoHead(nn.Sequential):
                          nn.Dropout(0.5), nn.Linear(16, 1))
 
 
-class Meso4(nn.Module):
-    """Meso-4 (Afchar et al. 2018): 27 977 parameters at 256 × 256."""
+class _FeaturesThenHead(nn.Module):
+    """A convolutional ``features`` stack, then a dense ``head`` (the classifier that ``get_classifier`` names)."""
 
-    def __init__(self, input_size: int = 256):
-        super().__init__()
-        self.features = nn.Sequential(_ConvBN(3, 8, 3, 2), _ConvBN(8, 8, 5, 2), _ConvBN(8, 16, 5, 2),
-                                      _ConvBN(16, 16, 5, 4))
-        self.head = _MesoHead(_flat_size(self.features, 3, input_size))
+    features: nn.Module
+    head: nn.Module
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -95,7 +92,17 @@ class Meso4(nn.Module):
         return self.head(self.features(x))
 
 
-class MesoInception4(nn.Module):
+class Meso4(_FeaturesThenHead):
+    """Meso-4 (Afchar et al. 2018): 27 977 parameters at 256 × 256."""
+
+    def __init__(self, input_size: int = 256):
+        super().__init__()
+        self.features = nn.Sequential(_ConvBN(3, 8, 3, 2), _ConvBN(8, 8, 5, 2), _ConvBN(8, 16, 5, 2),
+                                      _ConvBN(16, 16, 5, 4))
+        self.head = _MesoHead(_flat_size(self.features, 3, input_size))
+
+
+class MesoInception4(_FeaturesThenHead):
     """MesoInception-4 (Afchar et al. 2018): 28 615 parameters at 256 × 256."""
 
     def __init__(self, input_size: int = 256):
@@ -108,15 +115,9 @@ class MesoInception4(nn.Module):
             _ConvBN(second.out_channels, 16, 5, 2), _ConvBN(16, 16, 5, 4))
         self.head = _MesoHead(_flat_size(self.features, 3, input_size))
 
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
 
 # ---------------------------------------------------------------------------------------------- compact CNN
-class CompactCNN(nn.Module):
+class CompactCNN(_FeaturesThenHead):
     """The Boston University study's CNN from scratch (its Fig. 2): large first kernels and strides, then narrower.
 
     At 252 × 252: conv 75 (4×4, stride 3) → 86², conv 50 (3×3, stride 2) → 43², max-pool → 21², dropout,
@@ -135,12 +136,6 @@ class CompactCNN(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(_flat_size(self.features, 3, input_size), 200), nn.ReLU(inplace=True), nn.Dropout(dense_dropout),
             nn.Linear(200, 100), nn.ReLU(inplace=True), nn.Dropout(dense_dropout), nn.Linear(100, 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 # ---------------------------------------------------------------------------------------------- EfficientNet + MLP
