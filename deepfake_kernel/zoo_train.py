@@ -155,6 +155,28 @@ def train_sklearn_member(name: str, config, train: FaceSamples, val: FaceSamples
 
 
 # ---------------------------------------------------------------------------------------------- sequences
+class _WindowEpochs:
+    """Class-balanced epochs of augmented track windows (``recipe.samples_per_epoch`` tracks an epoch, in batches
+    of ``recipe.batch_size``), the input of the end-to-end and the embedder trainers."""
+
+    def __init__(self, train: FaceSamples, tracks: list[np.ndarray], recipe, config, size: int):
+        self.train, self.tracks, self.size, self.seed = train, tracks, size, config.seed
+        self.batch_size = recipe.batch_size
+        self.labels = np.array([train.labels[rows[0]] for rows in tracks])
+        self.samples = recipe.samples_per_epoch or len(tracks)
+        self.steps = max(1, self.samples // self.batch_size)
+        self.augmenter = FaceAugmenter(sequence_augment_config(config))
+
+    def batches(self, epoch: int):
+        """``(clips, labels)`` for each step of ``epoch``; the same for the same seed and epoch."""
+        from .train import epoch_indices
+
+        order = epoch_indices(self.labels, self.samples, self.seed, epoch)
+        for step in range(self.steps):
+            picks = order[step * self.batch_size:(step + 1) * self.batch_size]
+            yield make_windows(self.train, self.tracks, picks, self.size, self.augmenter, self.seed, epoch)
+
+
 def _optimizer(parameters_body, parameters_head, lr: float, body_mult: float, weight_decay: float, total: int):
     optimizer = torch.optim.AdamW([{"params": parameters_body, "lr": lr * body_mult},
                                    {"params": parameters_head, "lr": lr}], weight_decay=weight_decay)
@@ -188,7 +210,7 @@ def train_sequence_member(name: str, config, train: FaceSamples, val: FaceSample
 
 
 def _train_end_to_end(name, model, recipe, config, train, val, tracks, env, command, data_fingerprint) -> dict:
-    from .train import epoch_indices, optimizer_step, video_metrics
+    from .train import optimizer_step, video_metrics
 
     member_dir = Path(config.work_dir) / name
     member_dir.mkdir(parents=True, exist_ok=True)
@@ -196,23 +218,17 @@ def _train_end_to_end(name, model, recipe, config, train, val, tracks, env, comm
     head = list(model.network.get_classifier().parameters())
     head_ids = {id(p) for p in head}
     body = [p for p in model.network.parameters() if id(p) not in head_ids]
-    labels = np.array([train.labels[rows[0]] for rows in tracks])
-    samples = recipe.samples_per_epoch or len(tracks)
-    steps = max(1, samples // recipe.batch_size)
-    optimizer, scheduler = _optimizer(body, head, recipe.lr, recipe.body_lr_mult, config.weight_decay,
-                                      recipe.epochs * steps)
-    augmenter = FaceAugmenter(sequence_augment_config(config))
     size = model.sequence_length
+    windows = _WindowEpochs(train, tracks, recipe, config, size)
+    optimizer, scheduler = _optimizer(body, head, recipe.lr, recipe.body_lr_mult, config.weight_decay,
+                                      recipe.epochs * windows.steps)
     history, best, best_epoch, bad = [], float("inf"), -1, 0
     patience = max(config.patience, MIN_PATIENCE)
     for epoch in range(recipe.epochs):
         started = time.perf_counter()
         model.train()
-        order = epoch_indices(labels, samples, config.seed, epoch)
         losses = []
-        for step in range(steps):
-            picks = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            clips, target = make_windows(train, tracks, picks, size, augmenter, config.seed, epoch)
+        for clips, target in windows.batches(epoch):
             logits = model(model.preprocess(clips))
             loss = F.binary_cross_entropy_with_logits(logits.float(), torch.as_tensor(target, device=logits.device))
             losses.append(optimizer_step(loss, optimizer, scheduler))
@@ -245,27 +261,21 @@ def _embedder_key(model, recipe, config, data_fingerprint: str) -> str:
 
 def _train_embedder(name, model, recipe, config, train, tracks, env) -> list[dict]:
     """Stage 1: the frame embedder with the cosine hinge loss on adjacent frames."""
-    from .train import epoch_indices, optimizer_step
+    from .train import optimizer_step
 
     embedder = model.network.embedder
     if config.imagenet and model.spec.arch.startswith("efficientnet_lite"):
         from .pretrained import load_efficientnet_lite_imagenet
         load_efficientnet_lite_imagenet(embedder.backbone, int(model.spec.arch.split("+")[0][-1]))
-    labels = np.array([train.labels[rows[0]] for rows in tracks])
-    samples = recipe.samples_per_epoch or len(tracks)
-    steps = max(1, samples // recipe.batch_size)
+    windows = _WindowEpochs(train, tracks, recipe, config, model.sequence_length)
     optimizer, scheduler = _optimizer(list(embedder.backbone.parameters()), list(embedder.proj.parameters()),
-                                      recipe.lr, recipe.body_lr_mult, config.weight_decay, recipe.epochs * steps)
-    augmenter = FaceAugmenter(sequence_augment_config(config))
+                                      recipe.lr, recipe.body_lr_mult, config.weight_decay, recipe.epochs * windows.steps)
     history = []
     for epoch in range(recipe.epochs):
         started = time.perf_counter()
         embedder.train()
-        order = epoch_indices(labels, samples, config.seed, epoch)
         losses = []
-        for step in range(steps):
-            picks = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            clips, target = make_windows(train, tracks, picks, model.sequence_length, augmenter, config.seed, epoch)
+        for clips, target in windows.batches(epoch):
             loss = cosine_hinge_loss(embedder(model.preprocess(clips)).float(),
                                      torch.as_tensor(target, device=model.mean.device))
             losses.append(optimizer_step(loss, optimizer, scheduler))

@@ -173,3 +173,26 @@ def test_detector_gives_sequence_members_the_track_of_every_crop(tmp_path, video
     result = detector.predict_video(video_dir / "two_faces.mp4")
     assert result.reason is None and len(result.tracks) == 2
     assert seen["track_ids"] == [0] * len(result.tracks[0].frames) + [1] * len(result.tracks[1].frames)
+
+
+def test_sequence_trainers_run_end_to_end_and_repeat_exactly(tmp_path, training_videos):
+    """train --members temporal_mlp,resnet3d (tiny preset): the embedder stage, the temporal head and the
+    end-to-end 3D CNN train on track windows, export, and a second run gives the same checkpoints."""
+    from deepfake_kernel import train
+    from deepfake_kernel.weights import read_manifest
+
+    def run(name):
+        config = train.TrainConfig(videos=[str(training_videos[0])], members=["temporal_mlp", "resnet3d"],
+                                   preset="tiny", out=str(tmp_path / name / "weights"),
+                                   work_dir=str(tmp_path / name / "work"), cache_dir=str(tmp_path / "cache"),
+                                   cache_frames=4, cache_size=64, val_fraction=0.5, storage_dtype="float16",
+                                   progress=False)
+        report = train.run(config, command="python -m deepfake_kernel.train (test)")
+        return report, read_manifest(config.out)
+
+    report, manifest = run("a")
+    history = report["members"]["temporal_mlp"]["history"]
+    assert any(h.get("stage") == "embedder" for h in history)
+    assert report["members"]["resnet3d"]["history"] and all("val_auc" in h for h in report["members"]["resnet3d"]["history"])
+    _, again = run("b")
+    assert {m.name: m.sha256 for m in again.members} == {m.name: m.sha256 for m in manifest.members}
