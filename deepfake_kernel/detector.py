@@ -93,7 +93,8 @@ class Detector:
     def __init__(self, members: dict[str, FaceClassifier], member_weights: dict[str, float],
                  clipper: ensemble.ProbabilityClipper, reader: FrameReader, cropper: FaceCropper,
                  frames: int = 32, batch_size: int = 16, fallback_score: float = FALLBACK_SCORE,
-                 device: str = "cpu", manifest: Manifest | None = None, video_timeout: float | None = None):
+                 device: str = "cpu", manifest: Manifest | None = None, video_timeout: float | None = None,
+                 strict: bool = False):
         if not members:
             raise ValueError("a Detector needs at least one member")
         self.members = members
@@ -107,6 +108,7 @@ class Detector:
         self.device = device
         self.manifest = manifest
         self.video_timeout = video_timeout
+        self.strict = strict  # an exception in a stage propagates instead of becoming a fallback row
         self._prefetch_pool = None
         self._prefetched: dict = {}
         # a video scored by exactly one of these member sets gets that set's own calibration and clip
@@ -124,11 +126,12 @@ class Detector:
                      min_prob: float = 0.9, max_side: int = 1920, decode_timeout: float = 60.0,
                      fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None,
                      detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None,
-                     min_face_size: int = 24) -> "Detector":
+                     min_face_size: int = 24, strict: bool = False) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset).
 
         ``reader`` picks the frame reader (see :class:`FrameReader`); ``compile_mode`` (``"default"``,
-        ``"reduce-overhead"``, ``"max-autotune"``) runs the members through ``torch.compile``.
+        ``"reduce-overhead"``, ``"max-autotune"``) runs the members through ``torch.compile``. ``strict`` lets an
+        exception inside a stage propagate (for developing a member) instead of giving the fallback score.
         """
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
@@ -151,7 +154,8 @@ class Detector:
                               margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size,
                               detect_every=detect_every, min_face_size=min_face_size)
         return cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
-                   fallback_score=fallback_score, device=device, manifest=manifest, video_timeout=video_timeout)
+                   fallback_score=fallback_score, device=device, manifest=manifest, video_timeout=video_timeout,
+                   strict=strict)
 
     @property
     def member_names(self) -> list[str]:
@@ -298,10 +302,14 @@ class Detector:
         except (KeyboardInterrupt, SystemExit):
             raise
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            if self.strict:
+                raise
             _release_cuda_memory()
             result.reason = "out_of_memory"
             result.notes.append(f"{stage[0]}: {str(exc)[:200]}")
-        except Exception as exc:  # anything else in a stage must not stop the run
+        except Exception as exc:  # anything else in a stage must not stop the run (unless strict)
+            if self.strict:
+                raise
             log.exception("scoring %s failed", path)
             result.reason = f"error:{type(exc).__name__}"
             result.notes.append(str(exc))

@@ -52,6 +52,8 @@ class EvaluateConfig:
     fit_calibration: bool = field(default=False, metadata={"help": "fit temperature and clip; store in manifest"})
     fit_stacking: bool = field(default=False, metadata={"help": "fit the stacker; store it if it beats the mean"})
     thumbnails: int = field(default=8, metadata={"help": "worst mistakes shown as face thumbnails"})
+    strict: bool = field(default=False, metadata={"help": "predict stops at the first exception inside a stage, "
+                                                          "with its traceback, instead of scoring the video 0.5"})
     seed: int = 0
 
 
@@ -126,7 +128,7 @@ def score_videos(config: EvaluateConfig, items: list[VideoItem], root: Path, out
                                                     out=str(out_dir / "submission.csv"), details=str(details_path),
                                                     weights=config.weights, frames=config.frames,
                                                     device=config.device, batch_size=config.batch_size,
-                                                    preset=config.preset))
+                                                    preset=config.preset, strict=config.strict))
         log.warning("predict: %s", predict.format_summary(summary))
     with open(details_path, newline="", encoding="utf-8") as handle:
         rows = {r["filename"]: r for r in csv.DictReader(handle)}

@@ -135,11 +135,9 @@ def _run(cmd: list[str], what: str, env: dict | None = None, cwd: str | Path | N
 
 
 def _packaging():
-    """``packaging``'s requirement classes; pip's vendored copy where packaging itself is not installed."""
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-    except ImportError:
-        from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
+    """``packaging``'s requirement classes (a declared dependency)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     return InvalidRequirement, Requirement
 
 

@@ -81,6 +81,9 @@ class PredictConfig:
     reader: str = field(default="auto", metadata={
         "help": "frame reader: auto (torchcodec NVDEC on a GPU when installed, else decord), torchcodec, decord, "
                 "pyav; the others remain fallbacks"})
+    strict: bool = field(default=False, metadata={
+        "help": "stop at the first exception inside a stage, with its traceback (for developing a member); "
+                "by default such a video gets --fallback-score and its reason, and the run goes on"})
     compile: str | None = field(default=None, metadata={
         "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
                 "compiling happens at load time (about 33 s for the shipped members on a 2-core CPU with an empty "
@@ -101,6 +104,10 @@ def _details_row(name: str, prediction: "VideoPrediction | None", fallback: floa
 class _Interrupted(BaseException):
     """Raised by the SIGTERM handler; a BaseException (like KeyboardInterrupt), so that the ``except Exception``
     of a library (optional imports in torch, timm) or of a stage cannot swallow it."""
+
+
+class StrictStop(RuntimeError):
+    """Under ``--strict``: a stage raised while scoring the named video (the cause is chained)."""
 
 
 class ConfigError(ValueError):
@@ -233,7 +240,7 @@ def run(config: PredictConfig) -> dict:
                                          margin=config.margin, min_prob=config.min_face_prob,
                                          fallback_score=config.fallback_score, detect_every=config.detect_every,
                                          reader=config.reader, compile_mode=config.compile or None,
-                                         min_face_size=config.min_face_size)
+                                         min_face_size=config.min_face_size, strict=config.strict)
         # a complete submission exists from the start, so nothing that happens later can lose a row
         write_submission(config.out, names, {}, config.fallback_score)
         last_checkpoint = time.monotonic()
@@ -248,6 +255,8 @@ def run(config: PredictConfig) -> dict:
             except (KeyboardInterrupt, _Interrupted):
                 raise
             except Exception as exc:  # a bug outside predict_video must not cost the other rows
+                if config.strict:
+                    raise StrictStop(name) from exc
                 log.exception("%s: unexpected failure", name)
                 details[name] = _details_row(name, None, config.fallback_score, f"error:{type(exc).__name__}")
                 reasons[f"error:{type(exc).__name__}"] += 1

@@ -11,6 +11,7 @@ damage. Frames larger than ``max_side`` are decoded at reduced size, which bound
 from __future__ import annotations
 
 import logging
+import re
 import stat
 import threading
 from dataclasses import dataclass, field
@@ -85,20 +86,68 @@ def decord_cuda_available() -> bool:
         return False
 
 
+def _probe_clip() -> bytes:
+    """A 4-frame 32×32 H.264 mp4 in memory (made with PyAV, which bundles its own FFmpeg)."""
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=4)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 60 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return buffer.getvalue()
+
+
+_TORCHCODEC_STATUS: dict[str, str | None] = {}
+
+
 def torchcodec_status(device: str = "cpu") -> str | None:
-    """``None`` when torchcodec can decode on ``device`` here, else why not (not installed, FFmpeg shared
-    libraries missing, no GPU)."""
+    """``None`` when torchcodec really decodes on ``device`` here, else why not (not installed, FFmpeg's shared
+    libraries missing, no GPU, NVDEC refused).
+
+    Importing torchcodec succeeds without FFmpeg's libraries (its core library loads lazily), so the probe opens
+    a decoder on a tiny in-memory clip and decodes a frame before it says yes. The answer is cached per device.
+    """
+    key = "cuda" if device.startswith("cuda") else "cpu"
+    if key not in _TORCHCODEC_STATUS:
+        _TORCHCODEC_STATUS[key] = _probe_torchcodec(device)
+    return _TORCHCODEC_STATUS[key]
+
+
+def _probe_torchcodec(device: str) -> str | None:
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             return "torch sees no GPU"
     try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401 - loads the FFmpeg-linked core library
+        from torchcodec.decoders import VideoDecoder
     except ImportError as exc:
         return f"torchcodec is not installed ({exc})"
-    except (OSError, RuntimeError) as exc:  # RuntimeError: torchcodec found no FFmpeg 4-8 libraries
+    except (OSError, RuntimeError) as exc:
         return f"torchcodec cannot load FFmpeg ({str(exc).splitlines()[0][:160]})"
+    try:
+        clip = _probe_clip()
+    except Exception as exc:  # PyAV missing or without an H.264 encoder: the probe cannot run
+        return f"torchcodec not probed: no test clip ({type(exc).__name__}: {str(exc)[:120]})"
+    try:
+        frames = VideoDecoder(clip, device=device).get_frames_at([0]).data
+        if tuple(frames.shape[-2:]) != (32, 32):
+            return f"torchcodec decoded a frame of shape {tuple(frames.shape)} from a 32×32 clip"
+    except Exception as exc:  # RuntimeError/OSError: no FFmpeg libraries torchcodec can link, or no NVDEC
+        text = str(exc)
+        if "Could not load libtorchcodec" in text:
+            missing = sorted(set(re.findall(r"([\w.+-]+\.so[.\d]*): cannot open shared object file", text)))
+            return ("torchcodec cannot load its FFmpeg-linked core library: no FFmpeg shared libraries it supports "
+                    f"on the loader path (not found: {', '.join(missing[:6]) or 'see torchcodec'})")
+        first = (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+        return f"torchcodec cannot decode on {device}: {first}"
     return None
 
 

@@ -88,3 +88,18 @@ def test_light_preset_is_measured_but_never_fitted(evaluated, training_videos, t
     with pytest.raises(ValueError, match="--preset full"):
         evaluate.evaluate(evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights),
                                                   preset="light", fit_calibration=True))
+
+
+def test_strict_evaluate_stops_at_a_stage_exception(training_videos, tiny_weights, tmp_path, monkeypatch):
+    from deepfake_kernel import predict
+    from deepfake_kernel.models import FaceClassifier
+
+    def broken(self, crops, batch_size=64):
+        raise RuntimeError("bug in a member under development")
+
+    monkeypatch.setattr(FaceClassifier, "predict_proba", broken)
+    argv = [str(training_videos[0]), "--weights", str(tiny_weights), "--out-dir", str(tmp_path / "r"),
+            "--frames", "3", "--device", "cpu", "--strict"]
+    with pytest.raises(predict.StrictStop) as stopped:
+        evaluate.main(argv)
+    assert "bug in a member under development" in str(stopped.value.__cause__)

@@ -158,3 +158,37 @@ def test_min_face_size_reaches_mtcnn(video_dir, tiny_weights, tmp_path):
                                           models=["efficientnet_lite0"]))
         details[size] = {r["filename"]: r["reason"] for r in rows(detail)}
     assert details[24]["one_face.mp4"] == "" and details[400]["one_face.mp4"] == "no_face"
+
+
+def _break_members(monkeypatch):
+    from deepfake_kernel.models import FaceClassifier
+
+    def broken(self, crops, batch_size=64):
+        raise RuntimeError("bug in a member under development")
+
+    monkeypatch.setattr(FaceClassifier, "predict_proba", broken)
+
+
+def test_a_stage_exception_becomes_a_fallback_row_by_default(video_dir, tiny_weights, tmp_path, monkeypatch):
+    _break_members(monkeypatch)
+    out, details = tmp_path / "sub.csv", tmp_path / "d.csv"
+    summary = predict.run(predict.PredictConfig(video_dir=str(video_dir), weights=str(tiny_weights), out=str(out),
+                                                details=str(details), frames=3, detect_long_side=480,
+                                                progress=False, models=["efficientnet_lite0"]))
+    reasons = {r["filename"]: r["reason"] for r in rows(details)}
+    assert reasons["one_face.mp4"] == reasons["two_faces.mp4"] == "error:RuntimeError"
+    assert summary["fallbacks"]["error:RuntimeError"] == 2 and len(rows(out)) == 4
+
+
+def test_strict_stops_at_the_first_stage_exception_with_its_cause(video_dir, tiny_weights, tmp_path, monkeypatch,
+                                                                  capsys):
+    _break_members(monkeypatch)
+    out = tmp_path / "sub.csv"
+    argv = [str(video_dir), "--weights", str(tiny_weights), "--out", str(out), "--frames", "3",
+            "--detect-long-side", "480", "--no-progress", "--models", "efficientnet_lite0", "--strict"]
+    with pytest.raises(predict.StrictStop, match="one_face.mp4") as stopped:
+        predict.main(argv)
+    assert isinstance(stopped.value.__cause__, RuntimeError)
+    assert "bug in a member under development" in str(stopped.value.__cause__)
+    # the rows before the failure (and fallbacks for the rest) are still on disk
+    assert [r["filename"] for r in rows(out)] == ["corrupt.mp4", "no_face.mp4", "one_face.mp4", "two_faces.mp4"]

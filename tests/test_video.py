@@ -175,3 +175,52 @@ def test_torchcodec_resizes_itself_when_the_decoder_cannot(tmp_path, monkeypatch
     assert batch.frames.shape == reference.frames.shape == (4, 180, 320, 3) and batch.scale == pytest.approx(0.5)
     assert frame_numbers(batch) == batch.indices
     assert np.abs(batch.frames.astype(int) - reference.frames.astype(int)).mean() < 3
+
+
+def _ffmpeg_libraries_loadable(env: dict) -> bool:
+    """Whether a fresh process with ``env`` can load any FFmpeg libavutil that torchcodec 0.17 links against."""
+    import subprocess
+    import sys
+
+    check = ("import ctypes, sys\n"
+             "for major in range(56, 62):\n"
+             "    try:\n"
+             "        ctypes.CDLL(f'libavutil.so.{major}'); sys.exit(0)\n"
+             "    except OSError:\n"
+             "        pass\n"
+             "sys.exit(1)\n")
+    return subprocess.run([sys.executable, "-c", check], env=env).returncode == 0
+
+
+def _probe_in_fresh_process(env: dict) -> str:
+    import subprocess
+    import sys
+
+    code = "from deepfake_kernel.video import torchcodec_status; print(repr(torchcodec_status()))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("state", ["as_installed", "libraries_hidden"])
+def test_torchcodec_probe_is_true_to_the_machine(state, tmp_path):
+    """The real probe (nothing patched), in a fresh process: it says yes exactly when FFmpeg's libraries load.
+
+    ``libraries_hidden`` runs it with the loader path emptied of any FFmpeg folder given by LD_LIBRARY_PATH, which
+    is how the probe is seen without the libraries on a machine that has them only there.
+    """
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("torchcodec") is None:
+        pytest.skip("torchcodec is not installed")
+    env = dict(os.environ)
+    if state == "libraries_hidden":
+        if not env.get("LD_LIBRARY_PATH") or not _ffmpeg_libraries_loadable(env):
+            pytest.skip("FFmpeg's libraries are not on LD_LIBRARY_PATH here: the as_installed case covers this state")
+        env["LD_LIBRARY_PATH"] = ""
+    answer = _probe_in_fresh_process(env)
+    if _ffmpeg_libraries_loadable(env):
+        assert answer == "None", f"FFmpeg's libraries load here, yet the probe says {answer}"
+    else:
+        assert "FFmpeg" in answer and answer != "None", answer
