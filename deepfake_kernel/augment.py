@@ -297,6 +297,72 @@ def self_blend_pseudo_fake(image: np.ndarray, landmarks: np.ndarray | None, rng:
     return np.ascontiguousarray(_blend(source, image, alpha))
 
 
+# ------------------------------------------------------------------------- SBI from 68 landmarks, in pairs
+
+def _elastic(mask: np.ndarray, rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """``mask`` (float32) warped by a smooth random displacement field of up to about ``amplitude`` pixels."""
+    h, w = mask.shape
+    grid = max(3, int(rng.integers(3, 7)))
+    field = [cv2.resize(rng.uniform(-1, 1, (grid, grid)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+             * amplitude for _ in range(2)]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(mask, xs + field[0], ys + field[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def sbi_region_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The blend region (float32 0/1) from 68 landmarks: the hull of the whole face, of the face with a forehead
+    raised above the brows, of the inner face (brows, eyes, nose, mouth) or of the lower face (jaw and nose)."""
+    points = np.asarray(points, dtype=np.float64)
+    choice = rng.random()
+    if choice < 0.35:
+        chosen = points
+    elif choice < 0.65:  # the iBUG points stop at the brows: extend the hull upwards into the forehead
+        brows = points[17:27]
+        up = points[8] - points[27]  # chin minus nose bridge: the face's "down" direction and length
+        raised = brows - up * rng.uniform(0.15, 0.45)
+        chosen = np.vstack([points[:17], raised])
+    elif choice < 0.85:
+        chosen = points[17:]
+    else:
+        chosen = np.vstack([points[:17], points[27:36]])
+    return hull_mask(shape_hw, chosen, 0).astype(np.float32)
+
+
+def sbi_alpha_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """SBI blend mask from 68 landmarks: a random face region (:func:`sbi_region_68`), elastically deformed,
+    eroded or dilated, softened by two random blurs, times a blend ratio from {0.25, 0.5, 0.75, 1, 1, 1}."""
+    points = np.asarray(points, dtype=np.float64)
+    face = max(float(np.ptp(points[:, 0])), float(np.ptp(points[:, 1])), 0.1 * min(shape_hw))
+    region = sbi_region_68(shape_hw, points, rng)
+    if rng.random() < 0.7:
+        region = (_elastic(region, rng, rng.uniform(0.02, 0.07) * face) > 0.5).astype(np.float32)
+    size = int(round(rng.uniform(0.0, 0.08) * face))
+    if size > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
+        region = (cv2.erode if rng.random() < 0.5 else cv2.dilate)(region, kernel)
+    if region.sum() < 16:  # a degenerate hull: fall back to the whole-face hull
+        region = hull_mask(shape_hw, points, 0).astype(np.float32)
+    first, second = (_odd(rng.uniform(0.03, 0.2) * face) for _ in range(2))
+    alpha = cv2.GaussianBlur(region, (first, first), 0)
+    inner = (alpha >= 0.999).astype(np.float32)  # erode by the first blur, so the second softens inwards
+    if inner.sum() > 0.25 * region.sum():
+        alpha = inner
+    alpha = cv2.GaussianBlur(alpha, (second, second), 0)
+    alpha /= max(float(alpha.max()), 1e-6)
+    return alpha * float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+
+
+def self_blend_68(image: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Self-blended pseudo-fake from 68 landmarks: the face, colour- and frequency-jittered and slightly moved
+    (:func:`_sbi_source`), blended back into itself through :func:`sbi_alpha_68`."""
+    image = _check_image(image)
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"expected 68 landmarks, got {points.shape}")
+    source = _sbi_source(image, points[27:36].mean(axis=0), rng)
+    return np.ascontiguousarray(_blend(source, image, sbi_alpha_68(image.shape[:2], points, rng)))
+
+
 # ----------------------------------------------------------------------------------- standard augmentations
 
 def horizontal_flip(image: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -399,7 +465,23 @@ class FaceAugmenter:
                 image, label = fwa_pseudo_fake(image, points, rng), FAKE
             elif draw < cfg.fwa + cfg.sbi:
                 image, label = self_blend_pseudo_fake(image, points, rng), FAKE
+        image, points = self.post_process(image, points, rng)
+        return image, points, label
 
+    def sbi_pair(self, image: np.ndarray, landmarks68: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A real face and its self-blended version (:func:`self_blend_68`), both post-processed with the same
+        random parameters (crop, flip, colour, blur, JPEG ...), so only the blend tells them apart."""
+        fake = self_blend_68(image, landmarks68, rng)
+        seed = int(rng.integers(2 ** 63))
+        real, _ = self.post_process(_check_image(image), None, np.random.default_rng(seed))
+        fake, _ = self.post_process(fake, None, np.random.default_rng(seed))
+        return real, fake
+
+    def post_process(self, image: np.ndarray, points: np.ndarray | None,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """The label-preserving steps: crop/scale, flip, rotation, Face Feature Mask, colour, blur, JPEG."""
+        cfg = self.config
         if tuple(cfg.crop_scale) != (1.0, 1.0):
             image, points = random_crop_scale(image, points, rng, tuple(cfg.crop_scale))
         if rng.random() < cfg.flip:
@@ -414,4 +496,4 @@ class FaceAugmenter:
             image = gaussian_blur(image, rng)
         if rng.random() < cfg.jpeg:
             image = jpeg_recompress(image, rng)
-        return np.ascontiguousarray(image, dtype=np.uint8), points, label
+        return np.ascontiguousarray(image, dtype=np.uint8), points

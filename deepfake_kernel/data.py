@@ -42,6 +42,7 @@ class VideoItem:
     group: str
     dataset: str = ""
     method: str = ""
+    family: str = ""  # the source (``ffpp``, ``talking-head``, ``dfdc`` ...), for cross-family measurement
 
     @property
     def key(self) -> str:
@@ -63,7 +64,7 @@ def read_video_csv(path: str | Path) -> list[VideoItem]:
         for row in csv.DictReader(handle):
             video = (path.parent / row["path"]).as_posix()
             items.append(VideoItem(video, parse_label(row["label"]), row.get("group") or row["path"],
-                                   row.get("dataset", ""), row.get("method", "")))
+                                   row.get("dataset", ""), row.get("method", ""), row.get("family", "") or ""))
     return items
 
 
@@ -75,7 +76,7 @@ def read_dfdc_folder(folder: str | Path) -> list[VideoItem]:
     for name, info in sorted(metadata.items()):
         group = info.get("original") or name
         items.append(VideoItem((folder / name).as_posix(), parse_label(info["label"]), f"dfdc:{group}",
-                               "DFDC", "" if info["label"] == "REAL" else "dfdc"))
+                               "DFDC", "" if info["label"] == "REAL" else "dfdc", "dfdc"))
     return items
 
 
@@ -145,9 +146,14 @@ class FaceSamples:
     video: np.ndarray            # (N,) int64 index into ``videos`` (-1 for loose crops)
     track: np.ndarray            # (N,) int64
     videos: list[VideoItem]
+    landmarks68: np.ndarray | None = None  # (N, 68, 2) float32, NaN when unknown (see :mod:`.landmarks`)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def with_landmarks68(self) -> np.ndarray:
+        return (self.landmarks68 if self.landmarks68 is not None
+                else np.full((len(self), 68, 2), np.nan, np.float32))
 
     @classmethod
     def concat(cls, parts: list["FaceSamples"]) -> "FaceSamples":
@@ -158,9 +164,11 @@ class FaceSamples:
         for part in parts:
             video_ids.append(np.where(part.video >= 0, part.video + len(videos), -1))
             videos.extend(part.videos)
+        marks68 = (np.concatenate([p.with_landmarks68() for p in parts])
+                   if any(p.landmarks68 is not None for p in parts) else None)
         return cls(np.concatenate([p.crops for p in parts]), np.concatenate([p.landmarks for p in parts]),
                    np.concatenate([p.labels for p in parts]), np.concatenate(video_ids),
-                   np.concatenate([p.track for p in parts]), videos)
+                   np.concatenate([p.track for p in parts]), videos, marks68)
 
 
 class CropCache:
@@ -256,9 +264,31 @@ class CropCache:
             bar.close()
         return counts
 
-    def load_videos(self, items: list[VideoItem]) -> FaceSamples:
-        """Crops of the cached videos among ``items`` (videos without crops are left out)."""
-        crops, marks, labels, video_ids, tracks, kept = [], [], [], [], [], []
+    def _landmark_model(self):
+        if getattr(self, "_landmarks", None) is None:
+            from .landmarks import LandmarkModel
+            self._landmarks = LandmarkModel()
+        return self._landmarks
+
+    def video_landmarks68(self, item: VideoItem) -> np.ndarray:
+        """68-point landmarks of a cached video's crops (from MTCNN's boxes), computed once into a sidecar file."""
+        from .landmarks import box_in_crop
+
+        path = self.video_file(item).with_suffix(".lm68.npy")
+        if not path.is_file():
+            with np.load(self.video_file(item)) as data:
+                crops, boxes = data["crops"], data["boxes"]
+            in_crop = np.stack([box_in_crop(b, self.config.margin, self.config.crop_size) for b in boxes])
+            marks = self._landmark_model().for_crops(crops, in_crop)
+            tmp = path.with_name(f".{path.name}.tmp.npy")
+            np.save(tmp, marks)
+            os.replace(tmp, path)
+        return np.load(path)
+
+    def load_videos(self, items: list[VideoItem], landmarks68: bool = False) -> FaceSamples:
+        """Crops of the cached videos among ``items`` (videos without crops are left out); with ``landmarks68``
+        also their 68-point landmarks (:meth:`video_landmarks68`)."""
+        crops, marks, marks68, labels, video_ids, tracks, kept = [], [], [], [], [], [], []
         for item in items:
             path = self.video_file(item)
             if not path.is_file():
@@ -268,18 +298,22 @@ class CropCache:
                 crops.append(data["crops"])
                 marks.append(data["landmarks"])
                 tracks.append(data["tracks"])
+            if landmarks68:
+                marks68.append(self.video_landmarks68(item))
             labels.append(np.full(n, item.label))
             video_ids.append(np.full(n, len(kept)))
             kept.append(item)
         if not kept:
             s = self.config.crop_size
             return FaceSamples(np.zeros((0, s, s, 3), np.uint8), np.zeros((0, 5, 2), np.float32),
-                               np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+                               np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), [],
+                               np.zeros((0, 68, 2), np.float32) if landmarks68 else None)
         return FaceSamples(np.concatenate(crops), np.concatenate(marks), np.concatenate(labels).astype(np.int64),
-                           np.concatenate(video_ids).astype(np.int64), np.concatenate(tracks).astype(np.int64), kept)
+                           np.concatenate(video_ids).astype(np.int64), np.concatenate(tracks).astype(np.int64), kept,
+                           np.concatenate(marks68) if landmarks68 else None)
 
     def load_crop_csv(self, csv_path: str | Path, limit: int | None = None, progress: bool = True,
-                      landmarks: bool = False) -> FaceSamples:
+                      landmarks: bool = False, landmarks68: bool = False) -> FaceSamples:
         """Loose face crops (``path,label`` CSV), resized to the cache size and cached as one ``.npz``.
 
         With ``landmarks`` MTCNN locates the 5 landmarks of every crop (about a second a crop on a busy 2-core
@@ -319,6 +353,28 @@ class CropCache:
             labels = np.array([l for _, l in rows])
             _atomic_savez(out, crops=crops[readable], landmarks=marks[readable], labels=labels[readable])
         with np.load(out) as data:
-            n = len(data["labels"])
-            return FaceSamples(data["crops"], data["landmarks"], data["labels"].astype(np.int64),
-                               np.full(n, -1, np.int64), np.zeros(n, np.int64), [])
+            crops, labels = data["crops"], data["labels"].astype(np.int64)
+            n = len(labels)
+            samples = FaceSamples(crops, data["landmarks"], labels, np.full(n, -1, np.int64),
+                                  np.zeros(n, np.int64), [])
+        if landmarks68:
+            samples.landmarks68 = self._crop_landmarks68(out, samples, progress)
+        return samples
+
+    def _crop_landmarks68(self, crops_file: Path, samples: FaceSamples, progress: bool) -> np.ndarray:
+        """68-point landmarks of the REAL loose crops (the self-blend sources; FAKE ones stay NaN), once."""
+        path = crops_file.with_suffix(".lm68.npy")
+        if not path.is_file():
+            model = self._landmark_model()
+            marks = np.full((len(samples), 68, 2), np.nan, np.float32)
+            real = np.flatnonzero(samples.labels == 0)
+            iterator = real
+            if progress:
+                from tqdm import tqdm
+                iterator = tqdm(real, desc="68-point landmarks", unit="crop")
+            for i in iterator:
+                marks[i] = model.for_crops(samples.crops[i:i + 1], margin=self.config.margin)[0]
+            tmp = path.with_name(f".{path.name}.tmp.npy")
+            np.save(tmp, marks)
+            os.replace(tmp, path)
+        return np.load(path)

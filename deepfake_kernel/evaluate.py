@@ -157,20 +157,6 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
             "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}}
 
 
-def bootstrap_intervals(labels: np.ndarray, probs: np.ndarray, resamples: int, seed: int) -> dict:
-    """95 % percentile intervals for AUC and log loss, resampling videos."""
-    rng = np.random.default_rng(seed)
-    aucs, losses = [], []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(labels), len(labels))
-        losses.append(metrics.log_loss(labels[idx], probs[idx]))
-        auc = metrics.roc_auc(labels[idx], probs[idx])
-        if np.isfinite(auc):
-            aucs.append(auc)
-    interval = lambda v: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)] if v else None
-    return {"auc_95ci": interval(aucs), "log_loss_95ci": interval(losses)}
-
-
 def group_folds(groups: list[str], folds: int, seed: int) -> np.ndarray:
     """Fold number per video; every video of a group in the same fold."""
     unique = sorted(set(groups))
@@ -291,7 +277,7 @@ def evaluate(config: EvaluateConfig) -> dict:
     report: dict = {"labels": str(config.labels), "split": config.split, "videos": len(scored),
                     "fake": int(labels.sum()), "fallbacks": sum(1 for s in scored if s.reason)}
     report["as_submitted"] = {**metrics.summarize(labels, submitted), **classification_metrics(labels, submitted),
-                              **bootstrap_intervals(labels, submitted, config.bootstrap, config.seed)}
+                              **metrics.bootstrap_intervals(labels, submitted, config.bootstrap, config.seed)}
     report["unclipped"] = metrics.summarize(labels, raw)
     members = sorted({m for s in scored for m in s.members})
     report["members"] = {m: metrics.summarize(labels, np.array([s.members.get(m, 0.5) for s in scored]))

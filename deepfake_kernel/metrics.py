@@ -42,3 +42,17 @@ def summarize(labels: np.ndarray, probs: np.ndarray, clip: tuple[float, float] |
     if clip is not None:
         out["log_loss_clipped"] = log_loss(labels, np.clip(probs, *clip))
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def bootstrap_intervals(labels: np.ndarray, probs: np.ndarray, resamples: int, seed: int) -> dict:
+    """95 % percentile intervals for AUC and log loss, resampling videos."""
+    rng = np.random.default_rng(seed)
+    aucs, losses = [], []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(labels), len(labels))
+        losses.append(log_loss(labels[idx], probs[idx]))
+        auc = roc_auc(labels[idx], probs[idx])
+        if np.isfinite(auc):
+            aucs.append(auc)
+    interval = lambda v: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)] if v else None
+    return {"auc_95ci": interval(aucs), "log_loss_95ci": interval(losses)}

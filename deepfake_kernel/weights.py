@@ -242,11 +242,14 @@ def load_member(entry: MemberEntry, weights_dir: str | Path, device: str | torch
 
 
 def select_members(manifest: Manifest, names: list[str] | None) -> list[MemberEntry]:
-    """The members named in ``names`` (all when ``None``), with a clear error for unknown names."""
+    """The members named in ``names``, with a clear error for unknown names; when ``None``, every member with a
+    positive ensemble weight (a zero-weight member adds nothing to the score, so it is not even loaded; name it
+    in ``names`` to run it anyway), or all of them if none has weight."""
     if not manifest.members:
         raise WeightsError(f"the manifest lists no members. {GET_WEIGHTS_HINT}")
     if not names:
-        return list(manifest.members)
+        weighted = [m for m in manifest.members if m.ensemble_weight > 0]
+        return weighted or list(manifest.members)
     known = {m.name: m for m in manifest.members}
     missing = [n for n in names if n not in known]
     if missing:

@@ -25,7 +25,8 @@ import numpy as np
 
 from . import ensemble, metrics
 from .data import CacheConfig, CropCache, read_video_csv, split_by_group
-from .evaluate import bootstrap_intervals, out_of_fold
+from .evaluate import out_of_fold
+from .metrics import bootstrap_intervals
 from .train import DEFAULT_MEMBERS
 
 CLIP = (0.01, 0.99)

@@ -220,3 +220,39 @@ def test_face_ellipse_covers_the_mtcnn_box(face):
     box_mask[y1:y2, x1:x2] = True
     overlap = (oval & box_mask).sum()
     assert overlap / oval.sum() > 0.9 and overlap / box_mask.sum() > 0.65
+
+
+@pytest.fixture(scope="module")
+def face68(face):
+    from deepfake_kernel.landmarks import LandmarkModel
+
+    image, box, landmarks = face
+    points = LandmarkModel().points(image, box)
+    return image, points, landmarks
+
+
+def test_68_point_landmarks_agree_with_mtcnn(face68):
+    image, points, mtcnn = face68
+    assert points.shape == (68, 2)
+    eyes = np.stack([points[36:42].mean(0), points[42:48].mean(0)])
+    assert np.linalg.norm(eyes - mtcnn[:2], axis=1).max() < 0.05 * SIZE
+    assert np.linalg.norm(points[30] - mtcnn[2]) < 0.08 * SIZE  # nose tip
+
+
+def test_sbi_pair_differs_only_where_the_blend_is(face68):
+    """Same post-processing on both: outside the (generously grown) face hull the two images agree."""
+    from deepfake_kernel.augment import self_blend_68
+
+    image, points, _ = face68
+    augmenter = FaceAugmenter(AugmentConfig(**{**NOTHING, "flip": 1.0, "color": 1.0, "crop_scale": (0.9, 0.9)}))
+    changed = 0
+    for seed in range(6):
+        real, fake = augmenter.sbi_pair(image, points, rng(seed))
+        assert real.shape == fake.shape == image.shape
+        # flipped and cropped the same way: the crop's frame, far from the face, is the same in both
+        outside = np.abs(real.astype(int) - fake.astype(int)).max(-1)[border(image.shape[:2], 12)]
+        assert outside.max() <= 3, seed
+        changed += mean_abs_diff(real, fake, ~border(image.shape[:2], 40)) > 0.5
+    assert changed >= 4  # the blend shows inside the face
+    with pytest.raises(ValueError, match="68"):
+        self_blend_68(image, points[:5], rng(0))

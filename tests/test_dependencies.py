@@ -55,16 +55,36 @@ def test_the_scanner_sees_imports_inside_functions(tmp_path):
     assert set(imported_modules(source)) == {"os", "matplotlib", "sklearn"}
 
 
+def distributions_of(module: str, known: dict[str, list[str]]) -> set[str]:
+    """The distributions that install top-level ``module``: ``top_level.txt`` first, else the RECORD files
+    (dlib-bin names only ``_dlib_pybind11`` in its top_level.txt, yet installs ``dlib/``)."""
+    if module in known:
+        return set(known[module])
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        return set()
+    site = Path(spec.origin).resolve().parent
+    site = site.parent if Path(spec.origin).name == "__init__.py" else site
+    owners = set()
+    for record in site.glob("*.dist-info/RECORD"):
+        text = record.read_text(encoding="utf-8", errors="replace")
+        if re.search(rf"^{re.escape(module)}(/|\.|,)", text, re.M):
+            owners.add(metadata.Distribution.at(record.parent).metadata["Name"])
+    return owners
+
+
 def test_every_third_party_import_of_the_package_is_declared_in_setup_py():
     required, optional = declared_requirements()
-    distributions = metadata.packages_distributions()
+    known = metadata.packages_distributions()
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     missing = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for module, line in imported_modules(path).items():
             if module in stdlib or module == PACKAGE.name:
                 continue
-            owners = {canonical(d) for d in distributions.get(module, [])}
+            owners = {canonical(d) for d in distributions_of(module, known)}
             where = f"{path.relative_to(ROOT)}:{line} imports {module}"
             if not owners:
                 missing.append(f"{where}, which no installed distribution provides")

@@ -44,3 +44,30 @@ def test_local_checkpoint_init(tmp_path):
     assert torch.equal(target.network.conv1.weight, source.network.conv1.weight)
     with pytest.raises(FileNotFoundError):
         load_local_checkpoint(target.network, tmp_path / "missing.pth")
+
+
+def test_hub_init_offline_fails_with_what_to_do(monkeypatch):
+    from deepfake_kernel.pretrained import PretrainedUnavailable, load_hub_pretrained
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = create_model("resnet50", input_size=32)
+    with pytest.raises(PretrainedUnavailable, match="--init NAME=resnet50.pth"):
+        load_hub_pretrained(model.network, "resnet50")
+
+
+def test_train_init_paths_local_and_hub(tmp_path, monkeypatch, capsys):
+    """--init NAME=PATH loads the checkpoint into the member; --init NAME=hub offline stops before any work."""
+    from deepfake_kernel import train
+
+    source = create_model("resnet50", input_size=32)
+    torch.save(source.network.state_dict(), tmp_path / "resnet50.pth")
+    config = train.TrainConfig(init=[f"resnet50={tmp_path / 'resnet50.pth'}"], imagenet=False)
+    member = train.build_member("resnet50", train.MemberRecipe(32, 1, 8, 4, 1e-3, 1.0), config)
+    assert torch.equal(member.network.conv1.weight, source.network.conv1.weight)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "weights"
+    code = train.main(["--videos", str(tmp_path / "none.csv"), "--init", "xception=hub", "--out", str(out),
+                       "--work-dir", str(tmp_path / "work")])
+    assert code == 2 and "HF_HUB_OFFLINE=1" in capsys.readouterr().err and not out.exists()
+    assert train.main(["--init", "xception", "--out", str(out)]) == 2

@@ -99,3 +99,47 @@ def test_cli_under_torchrun_with_two_cpu_processes(tmp_path, training_videos, ba
     assert entry.training["epochs_run"] == 2
     assert "--nproc_per_node" not in entry.training_command and "--preset tiny" in entry.training_command
     assert np.isfinite(entry.metrics["val_video"]["log_loss"])
+
+
+def _samples(labels, with68):
+    from deepfake_kernel.data import FaceSamples
+
+    n = len(labels)
+    rng = np.random.default_rng(0)
+    marks68 = np.full((n, 68, 2), np.nan, np.float32)
+    # a plausible 68-point layout in a 64 px crop: a ring of points around the centre
+    ring = np.stack([32 + 18 * np.cos(np.linspace(0, 2 * np.pi, 68)), 34 + 22 * np.sin(np.linspace(0, 2 * np.pi, 68))], 1)
+    for i in np.flatnonzero(with68):
+        marks68[i] = ring
+    return FaceSamples(rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8), np.full((n, 5, 2), np.nan, np.float32),
+                       np.array(labels), np.zeros(n, np.int64), np.zeros(n, np.int64), [], marks68)
+
+
+def test_sbi_epochs_draw_pairs_only_from_real_faces_with_landmarks():
+    samples = _samples([0, 0, 0, 1, 1, 0], [True, True, False, True, True, False])
+    singles, pairs = train.epoch_plan(samples, "sbi", 40, seed=0, epoch=0)
+    assert len(singles) == 0 and len(pairs) == 20 and set(pairs) <= {0, 1}
+    singles, pairs = train.epoch_plan(samples, "sbi+real", 40, seed=0, epoch=0)
+    assert len(pairs) == 10 and len(singles) == 20 and (samples.labels[singles] == 1).any()
+    images, labels = train.make_batch(samples, singles[:2], None, 0, 0, pairs[:3])
+    assert images.shape == (8, 64, 64, 3) and labels.tolist()[2:] == [0, 1, 0, 1, 0, 1]
+    # a pair is the same face, changed (only) by the blend
+    assert np.array_equal(images[2], samples.crops[pairs[0]]) and not np.array_equal(images[3], images[2])
+    with pytest.raises(ValueError, match="68-point"):
+        train.epoch_plan(_samples([0, 1], [False, True]), "sbi", 8, seed=0, epoch=0)
+
+
+def test_hold_out_family_leaves_its_videos_and_crops_out(tmp_path):
+    csv_path = tmp_path / "v.csv"
+    csv_path.write_text("path,label,group,family\na.mp4,REAL,g1,ffpp\nb.mp4,FAKE,g1,ffpp\nc.mp4,REAL,g2,talk\n")
+    config = train.TrainConfig(videos=[str(csv_path)], hold_out_family=["ffpp"], faces=["f.csv"], faces_family="ffpp")
+    assert [i.path.split("/")[-1] for i in train.gather_items(config)] == ["c.mp4"]
+    assert train.loose_crop_sources(config) == []
+    assert train.loose_crop_sources(train.TrainConfig(faces=["f.csv"], faces_family="ffpp",
+                                                      hold_out_family=["talk"])) == ["f.csv"]
+    with pytest.raises(ValueError, match="--faces-family"):
+        train.loose_crop_sources(train.TrainConfig(faces=["f.csv"], hold_out_family=["ffpp"]))
+    with pytest.raises(ValueError, match="no video of that family"):
+        train.gather_items(train.TrainConfig(videos=[str(csv_path)], hold_out_family=["dfdc"]))
+    with pytest.raises(ValueError, match="--fake-source"):
+        train.check_fake_source(train.TrainConfig(fake_source="sbi-ish"))

@@ -1,0 +1,335 @@
+"""``python -m deepfake_kernel.cross_family``: accuracy on sources a model never saw.
+
+Leave-one-family-out: for each fold (one family, or several joined by ``+``), train with those families held out
+entirely (their videos, and ``--faces`` crops of that family), then score the held-out videos with the fold's
+weights through the predict pipeline's own stages — the same :class:`~deepfake_kernel.detector.Detector`,
+members, aggregation and clipper — on face crops cut once by predict's reader and cropper with predict's
+settings (32 frames, the members' input size) and shared by every fold, so a fold costs training time only::
+
+    python -m deepfake_kernel.cross_family --videos ../shared/data/videos.csv ../shared/data/videos_extra.csv \\
+        --faces ../shared/data/faces_ffpp.csv --faces-family ffpp --fake-source sbi \\
+        --members efficientnet_lite0 --folds ffpp talking-head dfdc+deeperforensics --out runs/xfam/sbi
+
+Every ``train`` option applies to each fold. It writes ``predictions.csv`` (one row per held-out video),
+``table.md`` and ``report.json``: per held-out family AUC and log loss with bootstrap 95 % intervals, and their
+mean. ``--fit-calibration`` then fits the clipper on these out-of-family predictions so that no family's log loss
+passes the constant's 0.693 (minimax over families), reports each fold's log loss with the calibration fitted on
+the *other* folds, and with ``--calibrate-weights DIR`` stores it in that weights folder's manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import ensemble, metrics
+from .config import add_dataclass_args, from_args
+from .augment import AugmentConfig
+from .data import CacheConfig, CropCache, VideoItem, read_dfdc_folder, read_video_csv
+
+log = logging.getLogger("deepfake_kernel.cross_family")
+CONSTANT_LOG_LOSS = float(np.log(2.0))
+
+
+@dataclass
+class CrossFamilyConfig:
+    """Options of ``cross_family`` besides the ``train`` ones."""
+
+    folds: list[str] = field(default_factory=lambda: ["ffpp", "talking-head", "dfdc+deeperforensics"], metadata={
+        "help": "held-out families per fold; join families with + to hold them out together"})
+    out: str = field(default="runs/cross_family", metadata={"help": "folder of the folds, predictions and table"})
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95 %% intervals"})
+    score_only: bool = field(default=False, metadata={"help": "score existing fold weights, train nothing"})
+    fit_calibration: bool = field(default=False, metadata={
+        "help": "fit the clipper on the out-of-family predictions (minimax over families), judged leave-one-fold-out"})
+    calibrate_weights: str | None = field(default=None, metadata={
+        "help": "store that fit in this weights folder's manifest (the shipped model trained on every family)"})
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def cached_tracks(cache: CropCache, item: VideoItem):
+    """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list."""
+    from .faces import Face, Track
+
+    with np.load(cache.video_file(item)) as data:
+        crops, tracks, boxes, probs = data["crops"], data["tracks"], data["boxes"], data["probs"]
+        frames = data["frames"]
+    out: dict[int, Track] = {}
+    for i in range(len(crops)):
+        track = out.setdefault(int(tracks[i]), Track(int(tracks[i])))
+        track.faces.append(Face(int(frames[i]), boxes[i], float(probs[i]), None, crops[i]))
+    return [out[k] for k in sorted(out)]
+
+
+def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropCache, device: str = "cpu") -> list[dict]:
+    """One row per video: the fold's raw and submitted score as ``predict`` computes them from these crops.
+    A video without crops gets the fallback 0.5 with its reason, as in ``predict``."""
+    from .detector import Detector
+
+    detector = Detector.from_weights(weights_dir, device=device)
+    if detector.cropper.crop_size != cache.config.crop_size:
+        raise ValueError(f"predict cuts {detector.cropper.crop_size} px crops for these members, the cache holds "
+                         f"{cache.config.crop_size} px ones: pass --cache-size {detector.cropper.crop_size}")
+    models = detector.member_names
+    skipped = cache.skipped()
+    rows = []
+    for item in items:
+        row = {"path": item.path, "label": item.label, "family": item.family, "group": item.group,
+               "method": item.method, "dataset": item.dataset}
+        if cache.video_file(item).is_file():
+            raw, member_scores, _ = detector.score_tracks(cached_tracks(cache, item), models)
+            row.update(raw=raw, score=float(detector.clipper_for(models)(raw)), reason="",
+                       members=";".join(f"{k}={v:.6f}" for k, v in member_scores.items()))
+        else:
+            row.update(raw=0.5, score=detector.fallback_score, reason=skipped.get(item.key, "not_cached"),
+                       members="")
+        rows.append(row)
+    detector.close()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- the table
+def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, seed: int = 0) -> dict:
+    """Per-family video AUC and log loss (with bootstrap 95 % intervals) and the mean over families."""
+    table = {}
+    for family in sorted({r["family"] for r in rows}):
+        chosen = [r for r in rows if r["family"] == family]
+        labels = np.array([r["label"] for r in chosen], np.float64)
+        scores = np.array([r[key] for r in chosen], np.float64)
+        entry = {"videos": len(chosen), "fake": int(labels.sum()), "real": int(len(labels) - labels.sum()),
+                 "fold": chosen[0].get("fold", ""), "auc": metrics.roc_auc(labels, scores),
+                 "log_loss": metrics.log_loss(labels, scores),
+                 "fallbacks": sum(1 for r in chosen if r.get("reason"))}
+        entry.update(metrics.bootstrap_intervals(labels, scores, resamples, seed))
+        table[family] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
+    both = [v for v in table.values() if v["fake"] and v["real"]]
+    mean = {"auc": round(float(np.mean([v["auc"] for v in both])), 4) if both else None,
+            "log_loss": round(float(np.mean([v["log_loss"] for v in table.values()])), 4),
+            "auc_over": [f for f, v in table.items() if v["fake"] and v["real"]]}
+    return {"families": table, "mean": mean}
+
+
+def render_table(report: dict) -> str:
+    lines = ["| held-out family | fold | videos (fake/real) | video AUC (95 % CI) | log loss (95 % CI) |"
+             + (" calibrated log loss, fit on the other folds |" if "calibration" in report else ""),
+             "|---|---|---|---|---|" + ("---|" if "calibration" in report else "")]
+    calibrated = report.get("calibration", {}).get("leave_one_fold_out", {}).get("families", {})
+    for family, v in report["table"]["families"].items():
+        auc = "n/a (one class)" if not (v["fake"] and v["real"]) else f"{v['auc']:.3f} {v['auc_95ci']}"
+        line = (f"| {family} | {v['fold']} | {v['videos']} ({v['fake']}/{v['real']}) | {auc} | "
+                f"{v['log_loss']:.3f} {v['log_loss_95ci']} |")
+        if "calibration" in report:
+            line += f" {calibrated.get(family, {}).get('log_loss', 'n/a')} |"
+        lines.append(line)
+    mean = report["table"]["mean"]
+    lines.append(f"| **mean** | | | **{mean['auc']}** (over {', '.join(mean['auc_over'])}) | {mean['log_loss']} |"
+                 + (f" {report['calibration']['leave_one_fold_out']['mean_log_loss']} |"
+                    if "calibration" in report else ""))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+SLOPES = tuple(np.round(np.concatenate([[0.0, 0.02], np.arange(0.05, 2.01, 0.05)]), 3))
+FLAT_TEMPERATURE = 1e6  # slope 0: the clipper's temperature for "ignore the score" (its logit / 1e6 is ~0)
+BIASES = tuple(np.round(np.arange(-1.5, 1.51, 0.1), 2))
+CLIPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+
+
+def _family_losses(raw: np.ndarray, labels: np.ndarray, families: np.ndarray, slope: float, bias: float,
+                   clip: float) -> dict[str, float]:
+    probs = np.clip(ensemble.sigmoid(slope * ensemble.logit(raw) + bias), clip, 1 - clip)
+    return {f: metrics.log_loss(labels[families == f], probs[families == f]) for f in np.unique(families)}
+
+
+def fit_minimax_calibration(raw: np.ndarray, labels: np.ndarray, families: np.ndarray) -> dict:
+    """``sigmoid(slope · logit(raw) + bias)`` clipped to ``[c, 1 − c]``, chosen on a grid to minimise the *worst*
+    family's log loss (ties: the mean). A slope near 0 is the constant 0.5, so the worst family never does worse
+    than 0.693 on the videos it is fitted on: a model unsure on a new source is made to say ~0.5."""
+    best, best_key = None, (np.inf, np.inf)
+    for slope in SLOPES:
+        for bias in BIASES:
+            for clip in CLIPS:
+                losses = _family_losses(raw, labels, families, slope, bias, clip)
+                key = (round(max(losses.values()), 6), round(float(np.mean(list(losses.values()))), 6))
+                if key < best_key:
+                    best, best_key = (float(slope), float(bias), float(clip)), key
+    slope, bias, clip = best
+    return {"temperature": round(1.0 / slope, 4) if slope > 0 else FLAT_TEMPERATURE, "bias": bias, "clip": [clip, round(1 - clip, 6)],
+            "worst_family_log_loss": best_key[0], "mean_family_log_loss": best_key[1]}
+
+
+def apply_calibration(fit: dict, raw: np.ndarray) -> np.ndarray:
+    clipper = ensemble.ProbabilityClipper(fit["clip"][0], fit["clip"][1], fit["temperature"], fit["bias"])
+    return clipper(raw)
+
+
+def calibration_report(rows: list[dict]) -> dict:
+    """The fit on all out-of-family predictions, and each fold scored with the fit made on the other folds."""
+    raw = np.array([r["raw"] for r in rows], np.float64)
+    labels = np.array([r["label"] for r in rows], np.float64)
+    families = np.array([r["family"] for r in rows])
+    folds = np.array([r["fold"] for r in rows])
+    fit = fit_minimax_calibration(raw, labels, families)
+    held = {}
+    oof = np.full(len(rows), np.nan)
+    for fold in np.unique(folds):
+        inside = folds == fold
+        others = fit_minimax_calibration(raw[~inside], labels[~inside], families[~inside])
+        oof[inside] = apply_calibration(others, raw[inside])
+        held[fold] = others
+    per_family = {}
+    for family in np.unique(families):
+        chosen = families == family
+        per_family[family] = {"log_loss": round(metrics.log_loss(labels[chosen], oof[chosen]), 4),
+                              "in_sample_log_loss": round(metrics.log_loss(
+                                  labels[chosen], apply_calibration(fit, raw[chosen])), 4)}
+    return {"fit": fit, "fits_without_each_fold": held,
+            "leave_one_fold_out": {"families": per_family, "mean_log_loss": round(float(np.mean(
+                [v["log_loss"] for v in per_family.values()])), 4),
+                "worst_log_loss": round(max(v["log_loss"] for v in per_family.values()), 4)}}
+
+
+def store_calibration(weights: str | Path, report: dict, source: str, evaluated: list[str]) -> None:
+    """The out-of-family fit becomes the manifest's calibration and clip; members that the cross-family folds did
+    not score get ensemble weight 0 (no out-of-family evidence supports them), with that reason recorded."""
+    from .weights import read_manifest, write_manifest
+
+    manifest = read_manifest(weights)
+    reasons = {}
+    for entry in manifest.members:
+        if entry.name in evaluated:
+            reasons[entry.name] = {"weight": entry.ensemble_weight,
+                                   "reason": f"scored out of family in {source} (the table)"}
+        else:
+            entry.ensemble_weight = 0.0
+            reasons[entry.name] = {"weight": 0.0, "reason": f"not among the members scored out of family in "
+                                                             f"{source}: no held-out-family evidence supports it"}
+    manifest.notes["ensemble_weights"] = reasons
+    fit = report["fit"]
+    manifest.calibration = {"temperature": fit["temperature"], "bias": fit["bias"],
+                            "fitted_on": f"out-of-family predictions of {source}",
+                            "rule": "minimax over held-out families",
+                            "leave_one_fold_out_log_loss": report["leave_one_fold_out"]["families"]}
+    manifest.clip = {"lo": fit["clip"][0], "hi": fit["clip"][1]}
+    manifest.calibration_by_members = {}  # in-domain per-member fits would overclaim on new sources
+    write_manifest(manifest, weights)
+
+
+# ---------------------------------------------------------------------------------------------- whole run
+def gather(train_config) -> list[VideoItem]:
+    items = [i for path in train_config.videos for i in read_video_csv(path)]
+    return items + [i for folder in train_config.dfdc for i in read_dfdc_folder(folder)]
+
+
+def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
+        command: str | None = None) -> dict:
+    """Train (unless ``score_only``) and score every fold; write predictions, table and report under ``out``."""
+    from . import train
+    from .detector import resolve_device
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = gather(train_config)
+    known = {i.family for i in items}
+    folds = [fold.split("+") for fold in config.folds]
+    missing = sorted({f for fold in folds for f in fold} - known)
+    if missing:
+        raise ValueError(f"--folds: no video of family {', '.join(missing)}; the data has {', '.join(sorted(known))}")
+    device = resolve_device(train_config.device)
+    cache = CropCache(train_config.cache_dir, CacheConfig(frames=train_config.cache_frames,
+                                                          crop_size=train_config.cache_size), device=device)
+    cache.build(items, progress=train_config.progress)  # every fold's held-out videos too, once
+    rows = []
+    for fold, families in zip(config.folds, folds):
+        fold_dir = out / fold
+        weights = fold_dir / "weights"
+        if not config.score_only:
+            fold_config = dataclasses.replace(train_config, hold_out_family=families, out=str(weights),
+                                              work_dir=str(fold_dir / "work"))
+            train.run(fold_config, augment, command=(command or "") + f"  # fold {fold}")
+        held_out = [i for i in items if i.family in families]
+        scored = score_held_out(weights, held_out, cache, device=device)
+        for row in scored:
+            row["fold"] = fold
+        rows += scored
+        log.warning("fold %s: %s", fold, json.dumps(family_table(scored, resamples=0)["families"]))
+    columns = ["fold", "family", "path", "label", "raw", "score", "members", "reason", "group", "method", "dataset"]
+    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    report = {"command": command, "folds": config.folds, "table": family_table(rows, "score", config.bootstrap)}
+    if config.fit_calibration:
+        report["calibration"] = calibration_report(rows)
+        if config.calibrate_weights:
+            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows))
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "table.md").write_text(render_table(report))
+    return report
+
+
+def report_from_predictions(config: CrossFamilyConfig) -> dict:
+    """Rebuild the table (and fit) from an earlier run's ``predictions.csv``, training and scoring nothing."""
+    with open(Path(config.out) / "predictions.csv", newline="", encoding="utf-8") as handle:
+        rows = [dict(r, label=int(r["label"]), raw=float(r["raw"]), score=float(r["score"]))
+                for r in csv.DictReader(handle)]
+    report = {"folds": sorted({r["fold"] for r in rows}), "table": family_table(rows, "score", config.bootstrap)}
+    if config.fit_calibration:
+        report["calibration"] = calibration_report(rows)
+        if config.calibrate_weights:
+            store_calibration(config.calibrate_weights, report["calibration"], config.out, evaluated_members(rows))
+    (Path(config.out) / "table.md").write_text(render_table(report))
+    return report
+
+
+def evaluated_members(rows: list[dict]) -> list[str]:
+    """The members whose scores the predictions hold."""
+    return sorted({part.split("=")[0] for r in rows for part in str(r.get("members", "")).split(";") if "=" in part})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="python -m deepfake_kernel.cross_family", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(parser, CrossFamilyConfig)
+    add_dataclass_args(parser, TrainConfig, skip=("out", "hold_out_family", "work_dir"))
+    add_dataclass_args(parser, AugmentConfig, prefix="aug")
+    parser.add_argument("--from-predictions", action="store_true",
+                        help="rebuild the table (and --fit-calibration) from OUT/predictions.csv")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train import TrainConfig
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    config = from_args(CrossFamilyConfig, args)
+    train_config = from_args(TrainConfig, args)
+    augment = from_args(AugmentConfig, args, prefix="aug")
+    command = "python -m deepfake_kernel.cross_family " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+    try:
+        report = (report_from_predictions(config) if args.from_predictions
+                  else run(config, train_config, augment, command))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(render_table(report), end="")
+    if "calibration" in report:
+        print("calibration (fit on all out-of-family predictions):", json.dumps(report["calibration"]["fit"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+import csv
+
+import numpy as np
+import pytest
+
+from deepfake_kernel import cross_family, predict
+
+
+@pytest.fixture(scope="module")
+def family_csv(training_videos):
+    """The 8 training clips as two families of two groups each."""
+    csv_path, root = training_videos
+    rows = list(csv.DictReader(open(csv_path)))
+    out = root / "families.csv"
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["path", "label", "group", "family"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "family": "alpha" if row["group"] in ("g0", "g1") else "beta"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def crossed(family_csv, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("xfam")
+    argv = ["--videos", str(family_csv), "--folds", "alpha,beta", "--out", str(tmp / "out"), "--preset", "tiny",
+            "--members", "efficientnet_lite0", "--cache-dir", str(tmp / "cache"), "--cache-frames", "4",
+            "--cache-size", "48", "--val-fraction", "0.5", "--fake-source", "sbi+real", "--no-imagenet",
+            "--aug-face-feature-mask", "0", "--no-progress", "--bootstrap", "50", "--fit-calibration",
+            "--device", "cpu"]
+    assert cross_family.main(argv) == 0
+    return tmp
+
+
+def test_every_video_is_scored_by_the_fold_that_never_saw_its_family(crossed):
+    rows = list(csv.DictReader(open(crossed / "out" / "predictions.csv")))
+    assert len(rows) == 8
+    assert {(r["family"], r["fold"]) for r in rows} == {("alpha", "alpha"), ("beta", "beta")}
+    split = (crossed / "out" / "alpha" / "work" / "split.json").read_text()
+    assert '"held_out_families": [\n    "alpha"' in split and '"families": [\n    "beta"' in split
+    table = (crossed / "out" / "table.md").read_text()
+    assert "| alpha | alpha | 4 (2/2) |" in table and "**mean**" in table
+
+
+def test_cached_scoring_is_what_predict_gives(crossed, family_csv, tmp_path):
+    """The fold's scores from the shared crops equal a real predict run on those videos with that fold's weights."""
+    rows = {r["path"]: r for r in csv.DictReader(open(crossed / "out" / "predictions.csv")) if r["fold"] == "beta"}
+    folder = family_csv.parent
+    template = tmp_path / "template.csv"
+    names = [p.split("/")[-1] for p in rows]
+    template.write_text("filename,label\n" + "".join(f"{n},0.5\n" for n in names))
+    details = tmp_path / "details.csv"
+    predict.run(predict.PredictConfig(video_dir=str(folder), template=str(template), out=str(tmp_path / "s.csv"),
+                                      details=str(details), weights=str(crossed / "out" / "beta" / "weights"),
+                                      frames=4, device="cpu", progress=False, prefetch=False))
+    predicted = {r["filename"]: float(r["raw_score"]) for r in csv.DictReader(open(details))}
+    for path, row in rows.items():
+        assert float(row["raw"]) == pytest.approx(predicted[path.split("/")[-1]], abs=1e-4)
+
+
+def test_out_of_family_calibration_never_beats_the_constant_in_sample(crossed):
+    import json
+
+    report = json.loads((crossed / "out" / "report.json").read_text())
+    calibration = report["calibration"]
+    assert calibration["fit"]["worst_family_log_loss"] <= cross_family.CONSTANT_LOG_LOSS + 1e-9
+    assert set(calibration["leave_one_fold_out"]["families"]) == {"alpha", "beta"}
+
+
+def test_minimax_calibration_says_half_when_the_ranking_flips_between_families():
+    # family a: higher raw = fake; family b: the opposite. No slope helps both: the fit must say ~0.5.
+    raw = np.array([0.9, 0.8, 0.2, 0.1, 0.1, 0.2, 0.8, 0.9])
+    labels = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    families = np.array(["a"] * 4 + ["b"] * 4)
+    fit = cross_family.fit_minimax_calibration(raw, labels, families)
+    probs = cross_family.apply_calibration(fit, raw)
+    assert np.all(np.abs(probs - 0.5) < 0.1) and fit["worst_family_log_loss"] <= 0.7
+    # and a model that ranks well everywhere is allowed to be confident
+    good = cross_family.fit_minimax_calibration(np.array([0.9, 0.8, 0.2, 0.1] * 2), np.array([1, 1, 0, 0] * 2),
+                                                families)
+    assert good["worst_family_log_loss"] < 0.3
+
+
+def test_unknown_family_fails_early(family_csv, tmp_path, capsys):
+    code = cross_family.main(["--videos", str(family_csv), "--folds", "gamma", "--out", str(tmp_path / "o")])
+    assert code == 2 and "gamma" in capsys.readouterr().err
