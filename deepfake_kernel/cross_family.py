@@ -97,6 +97,9 @@ def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropC
 
 
 # ---------------------------------------------------------------------------------------------- the table
+MIN_PER_CLASS = 5  # videos of each class a family needs for its AUC to enter the mean
+
+
 def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, seed: int = 0) -> dict:
     """Per-family video AUC and log loss (with bootstrap 95 % intervals) and the mean over families."""
     table = {}
@@ -110,10 +113,12 @@ def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, se
                  "fallbacks": sum(1 for r in chosen if r.get("reason"))}
         entry.update(metrics.bootstrap_intervals(labels, scores, resamples, seed))
         table[family] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
-    both = [v for v in table.values() if v["fake"] and v["real"]]
-    mean = {"auc": round(float(np.mean([v["auc"] for v in both])), 4) if both else None,
+    # an AUC from one real video (dfdc here) or two videos says nothing: the mean is over families that hold
+    # MIN_PER_CLASS videos of each class
+    both = {f: v for f, v in table.items() if min(v["fake"], v["real"]) >= MIN_PER_CLASS}
+    mean = {"auc": round(float(np.mean([v["auc"] for v in both.values()])), 4) if both else None,
             "log_loss": round(float(np.mean([v["log_loss"] for v in table.values()])), 4),
-            "auc_over": [f for f, v in table.items() if v["fake"] and v["real"]]}
+            "auc_over": list(both)}
     return {"families": table, "mean": mean}
 
 
@@ -124,6 +129,8 @@ def render_table(report: dict) -> str:
     calibrated = report.get("calibration", {}).get("leave_one_fold_out", {}).get("families", {})
     for family, v in report["table"]["families"].items():
         auc = "n/a (one class)" if not (v["fake"] and v["real"]) else f"{v['auc']:.3f} {v['auc_95ci']}"
+        if v["fake"] and v["real"] and min(v["fake"], v["real"]) < MIN_PER_CLASS:
+            auc += f" (only {min(v['fake'], v['real'])} of one class: not in the mean)"
         line = (f"| {family} | {v['fold']} | {v['videos']} ({v['fake']}/{v['real']}) | {auc} | "
                 f"{v['log_loss']:.3f} {v['log_loss_95ci']} |")
         if "calibration" in report:

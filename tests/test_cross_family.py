@@ -75,7 +75,7 @@ def test_minimax_calibration_says_half_when_the_ranking_flips_between_families()
     families = np.array(["a"] * 4 + ["b"] * 4)
     fit = cross_family.fit_minimax_calibration(raw, labels, families)
     probs = cross_family.apply_calibration(fit, raw)
-    assert np.all(np.abs(probs - 0.5) < 0.1) and fit["worst_family_log_loss"] <= 0.7
+    assert np.all(np.abs(probs - 0.5) < 0.02) and fit["worst_family_log_loss"] <= 0.72  # flattest slope: 0.02
     # and a model that ranks well everywhere is allowed to be confident
     good = cross_family.fit_minimax_calibration(np.array([0.9, 0.8, 0.2, 0.1] * 2), np.array([1, 1, 0, 0] * 2),
                                                 families)
@@ -102,3 +102,14 @@ def test_resume_reuses_finished_folds_and_from_predictions_rebuilds_the_table(cr
     assert (crossed / "out" / "predictions.csv").read_text() == before
     assert cross_family.main(["--out", str(crossed / "out"), "--from-predictions", "--fit-calibration"]) == 0
     assert "calibration" in (crossed / "out" / "report.json").read_text()
+
+
+def test_a_family_with_one_real_video_does_not_enter_the_mean_auc():
+    rows = [{"family": "big", "label": i % 2, "score": 0.4 + 0.2 * (i % 2) * (i % 3 > 0), "fold": "big"}
+            for i in range(20)]
+    rows += [{"family": "tiny", "label": 1, "score": 0.9, "fold": "tiny"} for _ in range(5)]
+    rows += [{"family": "tiny", "label": 0, "score": 0.1, "fold": "tiny"}]
+    table = cross_family.family_table(rows, resamples=20)
+    assert table["families"]["tiny"]["auc"] == 1.0 and table["mean"]["auc_over"] == ["big"]
+    assert table["mean"]["auc"] == table["families"]["big"]["auc"]
+    assert "not in the mean" in cross_family.render_table({"table": table})

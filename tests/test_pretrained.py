@@ -8,13 +8,14 @@ from deepfake_kernel.pretrained import load_efficientnet_lite_imagenet, load_loc
 EGYPTIAN_CAT, TABBY, TIGER_CAT = 285, 281, 282
 
 
-def test_lite0_imagenet_mapping_classifies_a_cat():
+@pytest.mark.parametrize("variant", [0, 2])
+def test_lite_imagenet_mapping_classifies_a_cat(variant):
     import skimage.data
     import timm
 
-    network = timm.create_model("efficientnet_lite0", pretrained=False).eval()
-    load_efficientnet_lite_imagenet(network, 0, keep_classifier=True)
-    model = create_model("efficientnet_lite0")  # for its preprocessing (input size and Lite normalisation)
+    network = timm.create_model(f"efficientnet_lite{variant}", pretrained=False).eval()
+    load_efficientnet_lite_imagenet(network, variant, keep_classifier=True)
+    model = create_model(f"efficientnet_lite{variant}")  # for its preprocessing (input size, Lite normalisation)
     images = model.preprocess(skimage.data.chelsea()[None])
     with torch.inference_mode():
         top = network(images).softmax(1).topk(3).indices[0].tolist()
