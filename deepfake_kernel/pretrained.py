@@ -66,10 +66,15 @@ def load_local_checkpoint(network: nn.Module, path: str | Path) -> list[str]:
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
     state = {k.removeprefix("module.").removeprefix("network."): v for k, v in state.items()}
+    return load_fitting(network, state, ValueError(f"no tensor of {path} fits {type(network).__name__}"))
+
+
+def load_fitting(network: nn.Module, state: dict[str, torch.Tensor], none_fit: Exception) -> list[str]:
+    """Load the tensors of ``state`` whose name and shape fit ``network``; raise ``none_fit`` when none does."""
     target = network.state_dict()
     fitting = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
     if not fitting:
-        raise ValueError(f"no tensor of {path} fits {type(network).__name__}")
+        raise none_fit
     network.load_state_dict(fitting, strict=False)
     return sorted(fitting)
 
@@ -94,10 +99,5 @@ def load_hub_pretrained(network: nn.Module, arch: str) -> list[str]:
             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}. On a machine with internet "
             f"run `python -c \"import timm, torch; torch.save(timm.create_model('{arch}', pretrained=True)"
             f".state_dict(), '{arch}.pth')\"` and pass --init NAME={arch}.pth") from exc
-    state = source.state_dict()
-    target = network.state_dict()
-    fitting = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
-    if not fitting:
-        raise PretrainedUnavailable(f"--init hub: no tensor of timm's {arch} fits the detector")
-    network.load_state_dict(fitting, strict=False)
-    return sorted(fitting)
+    return load_fitting(network, source.state_dict(),
+                        PretrainedUnavailable(f"--init hub: no tensor of timm's {arch} fits the detector"))
