@@ -33,7 +33,7 @@ import numpy as np
 from . import ensemble, metrics
 from .config import add_dataclass_args, from_args
 from .augment import AugmentConfig
-from .data import CacheConfig, CropCache, VideoItem, read_dfdc_folder, read_video_csv
+from .data import CacheConfig, CropCache, VideoItem
 
 log = logging.getLogger("deepfake_kernel.cross_family")
 CONSTANT_LOG_LOSS = float(np.log(2.0))
@@ -236,11 +236,6 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
 
 
 # ---------------------------------------------------------------------------------------------- whole run
-def gather(train_config) -> list[VideoItem]:
-    items = [i for path in train_config.videos for i in read_video_csv(path)]
-    return items + [i for folder in train_config.dfdc for i in read_dfdc_folder(folder)]
-
-
 def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
         command: str | None = None) -> dict:
     """Train (unless ``score_only``) and score every fold; write predictions, table and report under ``out``."""
@@ -249,7 +244,7 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    items = gather(train_config)
+    items = train.gather_items(dataclasses.replace(train_config, hold_out_family=[]))  # every family
     known = {i.family for i in items}
     folds = [fold.split("+") for fold in config.folds]
     missing = sorted({f for fold in folds for f in fold} - known)
