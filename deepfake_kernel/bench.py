@@ -24,10 +24,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from .budget import Level, presets
+from .clips import write_face_clip
 from .config import add_dataclass_args, from_args
+from .pipeline.budget import Level, presets
 
 
 @dataclass
@@ -52,40 +51,10 @@ class BenchConfig:
 
 # ---------------------------------------------------------------------------------------------- clips
 def generated_clip(folder: Path, height: int, seconds: float, fps: int = 30, seed: int = 0) -> Path:
-    """A 16:9 H.264 clip with the astronaut's face (scikit-image, public domain) moving across a textured
-    background; made once and reused."""
+    """A 16:9 clip of ``seconds`` with one astronaut face moving across it (:func:`clips.write_face_clip`)."""
     width = int(round(height * 16 / 9 / 2)) * 2
-    path = folder / f"face_{height}p_{seconds:g}s_{fps}fps_{seed}.mp4"
-    if path.is_file():  # made earlier (or carried to a machine without PyAV)
-        return path
-    import av
-    import cv2
-    import skimage.data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    face_h = height // 3
-    head = skimage.data.astronaut()[0:260, 120:360]
-    head = cv2.resize(head, (int(face_h * head.shape[1] / head.shape[0]), face_h), interpolation=cv2.INTER_AREA)
-    texture = cv2.resize(rng.integers(40, 200, (height // 40 + 1, width // 40 + 1, 3), dtype=np.uint8),
-                         (width, height), interpolation=cv2.INTER_CUBIC)
-    frames = int(seconds * fps)
-    tmp = path.with_suffix(".part.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
-        for i in range(frames):
-            frame = texture.copy()
-            x = int((width - head.shape[1]) * (0.1 + 0.8 * i / max(1, frames - 1)))
-            y = (height - face_h) // 2 + int(height * 0.03 * np.sin(i / 9))
-            frame[y:y + face_h, x:x + head.shape[1]] = head
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    tmp.rename(path)
-    return path
+    return write_face_clip(folder / f"face_{height}p_{seconds:g}s_{fps}fps_{seed}.mp4", width, height,
+                           int(seconds * fps), fps=fps, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -201,7 +170,7 @@ def machine() -> dict:
 
 
 def run(config: BenchConfig) -> dict:
-    from .detector import Detector
+    from .pipeline.detector import Detector
 
     if config.quick:
         config.clips, config.clip_seconds, config.height, config.presets = 1, 2.0, 360, ["light"]
@@ -217,7 +186,7 @@ def run(config: BenchConfig) -> dict:
     for name in config.presets:
         results["presets"].append(bench_preset(detector, paths, available[name]))
     if config.videos:
-        from .submission import list_videos
+        from .pipeline.submission import list_videos
         user = [Path(config.videos) / n for n in list_videos(config.videos)]
         if user:
             results["user_videos"] = [bench_preset(detector, user, available[n]) for n in config.presets]

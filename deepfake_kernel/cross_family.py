@@ -2,7 +2,7 @@
 
 Leave-one-family-out: for each fold (one family, or several joined by ``+``), train with those families held out
 entirely (their videos, and ``--faces`` crops of that family), then score the held-out videos with the fold's
-weights through the predict pipeline's own stages — the same :class:`~deepfake_kernel.detector.Detector`,
+weights through the predict pipeline's own stages — the same :class:`~deepfake_kernel.pipeline.detector.Detector`,
 members, aggregation and clipper — on face crops cut once by predict's reader and cropper with predict's
 settings (32 frames, the members' input size) and shared by every fold, so a fold costs training time only::
 
@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ensemble, metrics
+from . import metrics
 from .config import add_dataclass_args, from_args
-from .augment import AugmentConfig
-from .data import CacheConfig, CropCache, VideoItem
+from .pipeline import ensemble
+from .training.augment import AugmentConfig
+from .training.data import CacheConfig, CropCache, VideoItem
 
 log = logging.getLogger("deepfake_kernel.cross_family")
 CONSTANT_LOG_LOSS = float(np.log(2.0))
@@ -57,7 +58,7 @@ class CrossFamilyConfig:
 # ---------------------------------------------------------------------------------------------- scoring
 def cached_tracks(cache: CropCache, item: VideoItem):
     """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list."""
-    from .faces import Face, Track
+    from .pipeline.faces import Face, Track
 
     with np.load(cache.video_file(item)) as data:
         crops, tracks, boxes, probs = data["crops"], data["tracks"], data["boxes"], data["probs"]
@@ -72,7 +73,7 @@ def cached_tracks(cache: CropCache, item: VideoItem):
 def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropCache, device: str = "cpu") -> list[dict]:
     """One row per video: the fold's raw and submitted score as ``predict`` computes them from these crops.
     A video without crops gets the fallback 0.5 with its reason, as in ``predict``."""
-    from .detector import Detector
+    from .pipeline.detector import Detector
 
     detector = Detector.from_weights(weights_dir, device=device)
     if detector.cropper.crop_size != cache.config.crop_size:
@@ -212,7 +213,7 @@ def calibration_report(rows: list[dict]) -> dict:
 def store_calibration(weights: str | Path, report: dict, source: str, evaluated: list[str]) -> None:
     """The out-of-family fit becomes the manifest's calibration and clip; members that the cross-family folds did
     not score get ensemble weight 0 (no out-of-family evidence supports them), with that reason recorded."""
-    from .weights import read_manifest, write_manifest
+    from .detectors.weights import read_manifest, write_manifest
 
     manifest = read_manifest(weights)
     reasons = {}
@@ -239,12 +240,12 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
 def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
         command: str | None = None) -> dict:
     """Train (unless ``score_only``) and score every fold; write predictions, table and report under ``out``."""
-    from . import train
-    from .detector import resolve_device
+    from .device import resolve_device
+    from .training import run as training
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    items = train.gather_items(dataclasses.replace(train_config, hold_out_family=[]))  # every family
+    items = training.gather_items(dataclasses.replace(train_config, hold_out_family=[]))  # every family
     known = {i.family for i in items}
     folds = [fold.split("+") for fold in config.folds]
     missing = sorted({f for fold in folds for f in fold} - known)
@@ -265,7 +266,7 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
             if not config.score_only:
                 fold_config = dataclasses.replace(train_config, hold_out_family=families, out=str(weights),
                                                   work_dir=str(fold_dir / "work"))
-                train.run(fold_config, augment, command=(command or "") + f"  # fold {fold}")
+                training.run(fold_config, augment, command=(command or "") + f"  # fold {fold}")
             held_out = [i for i in items if i.family in families]
             scored = score_held_out(weights, held_out, cache, device=device)
             for row in scored:
@@ -289,7 +290,7 @@ PREDICTION_COLUMNS = ("fold", "family", "path", "label", "raw", "score", "member
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
-    from .submission import atomic_write_text, render_csv
+    from .pipeline.submission import atomic_write_text, render_csv
 
     atomic_write_text(path, render_csv(PREDICTION_COLUMNS, [[r.get(c, "") for c in PREDICTION_COLUMNS]
                                                             for r in rows]))
@@ -320,7 +321,7 @@ def evaluated_members(rows: list[dict]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
+    from .training.run import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m deepfake_kernel.cross_family", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -334,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import TrainConfig
+    from .training.run import TrainConfig
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ensemble, metrics
+from . import metrics
 from .config import add_dataclass_args, from_args
-from .data import VideoItem, read_dfdc_folder, read_video_csv
-from .submission import read_submission, render_csv
-from .weights import read_manifest, write_manifest
+from .detectors.weights import read_manifest, write_manifest
+from .pipeline import ensemble
+from .pipeline.submission import read_submission, render_csv
+from .training.data import VideoItem, read_dfdc_folder, read_video_csv
 
 log = logging.getLogger("deepfake_kernel.evaluate")
 
@@ -50,6 +51,9 @@ class EvaluateConfig:
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95 %% intervals"})
     folds: int = field(default=5, metadata={"help": "group folds for out-of-fold calibration/stacking"})
     fit_calibration: bool = field(default=False, metadata={"help": "fit temperature and clip; store in manifest"})
+    replace_out_of_family_calibration: bool = field(default=False, metadata={
+        "help": "let --fit-calibration replace a calibration fitted out of family (cross_family --calibrate-weights) "
+                "with one fitted on these videos"})
     fit_stacking: bool = field(default=False, metadata={"help": "fit the stacker; store it if it beats the mean"})
     thumbnails: int = field(default=8, metadata={"help": "worst mistakes shown as face thumbnails"})
     strict: bool = field(default=False, metadata={"help": "predict stops at the first exception inside a stage, "
@@ -118,18 +122,34 @@ def score_videos(config: EvaluateConfig, items: list[VideoItem], root: Path, out
                 raise ValueError(f"{config.submission} has no row for {names[item.path]}")
             out.append(Scored(item, names[item.path], value, value, {}))
         return out
-    details_path = Path(config.details) if config.details else out_dir / "details.csv"
-    if not config.details:
-        from . import predict
+    if config.details:
+        return _scored_from_details(Path(config.details), items, names)
+    from .pipeline.runner import PredictConfig, run
 
-        template = out_dir / "videos_template.csv"
-        template.write_text(render_csv(("filename", "label"), [(names[i.path], 0.5) for i in items]))
-        summary = predict.run(predict.PredictConfig(video_dir=str(root), template=str(template),
-                                                    out=str(out_dir / "submission.csv"), details=str(details_path),
-                                                    weights=config.weights, frames=config.frames,
-                                                    device=config.device, batch_size=config.batch_size,
-                                                    preset=config.preset, strict=config.strict))
-        log.warning("predict: %s", predict.format_summary(summary))
+    template = out_dir / "videos_template.csv"
+    template.write_text(render_csv(("filename", "label"), [(names[i.path], 0.5) for i in items]))
+    predictions = {}
+    summary = run(PredictConfig(video_dir=str(root), template=str(template), out=str(out_dir / "submission.csv"),
+                                details=str(out_dir / "details.csv"), weights=config.weights, frames=config.frames,
+                                device=config.device, batch_size=config.batch_size, preset=config.preset,
+                                strict=config.strict), predictions=predictions)
+    log.warning("predict: %s", json.dumps({k: summary[k] for k in ("videos", "scored", "fallbacks", "seconds")}))
+    unscored = [i for i in items if names[i.path] not in predictions]  # the budget skipped them, or an error
+    by_name = {s.name: s for s in _scored_from_details(out_dir / "details.csv", unscored, names)}
+    out = []
+    for item in items:
+        name = names[item.path]
+        p = predictions.get(name)
+        if p is None:
+            out.append(by_name[name])
+            continue
+        out.append(Scored(item, name, p.score, 0.5 if p.raw_score is None else p.raw_score, dict(p.member_scores),
+                          p.faces, len(p.tracks), p.detection_prob, p.reason or ""))
+    return out
+
+
+def _scored_from_details(details_path: Path, items: list[VideoItem], names: dict[str, str]) -> list[Scored]:
+    """Scores from the per-video CSV of an earlier ``predict --details`` run."""
     with open(details_path, newline="", encoding="utf-8") as handle:
         rows = {r["filename"]: r for r in csv.DictReader(handle)}
     out = []
@@ -145,39 +165,6 @@ def score_videos(config: EvaluateConfig, items: list[VideoItem], root: Path, out
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    predicted = probs >= threshold
-    truth = labels.astype(bool)
-    tp, fp = int(np.sum(predicted & truth)), int(np.sum(predicted & ~truth))
-    fn, tn = int(np.sum(~predicted & truth)), int(np.sum(~predicted & ~truth))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}}
-
-
-def group_folds(groups: list[str], folds: int, seed: int) -> np.ndarray:
-    """Fold number per video; every video of a group in the same fold."""
-    unique = sorted(set(groups))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    fold_of = {unique[i]: k % folds for k, i in enumerate(order)}
-    return np.array([fold_of[g] for g in groups])
-
-
-def out_of_fold(fit, apply, n: int, folds: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Predictions for each fold from a model fitted on the other folds (folds with one class are skipped)."""
-    out = np.full(n, np.nan)
-    for fold in np.unique(folds):
-        train = folds != fold
-        if len(np.unique(labels[train])) < 2:
-            continue
-        model = fit(train)
-        out[~train] = apply(model, ~train)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- plots
 def make_plots(labels: np.ndarray, probs: np.ndarray, out_dir: Path, title: str) -> dict[str, str]:
     import matplotlib
 
@@ -238,8 +225,8 @@ def mistake_strip(worst: list[Scored], out_dir: Path, size: int = 128) -> str | 
         return None
     import cv2
 
-    from .faces import FaceCropper
-    from .video import FrameReader, VideoReadError
+    from .pipeline.faces import FaceCropper
+    from .pipeline.video import FrameReader, VideoReadError
 
     reader, cropper = FrameReader(), FaceCropper(crop_size=size, max_faces=1)
     tiles = []
@@ -260,10 +247,23 @@ def mistake_strip(worst: list[Scored], out_dir: Path, size: int = 128) -> str | 
 
 
 # ---------------------------------------------------------------------------------------------- run
+def check_calibration_replaceable(calibration: dict, allowed: bool) -> None:
+    """An out-of-family calibration is what keeps scores honest on new sources; an in-domain fit over it would
+    overclaim (the previous weights' in-domain temperature of 0.29 turned chance ranking into log loss 1.33)."""
+    if "out-of-family" in str(calibration.get("fitted_on", "")) and not allowed:
+        raise ValueError(f"the weights carry a calibration fitted on {calibration['fitted_on']}; --fit-calibration "
+                         f"would replace it with a fit on these videos, which overclaims on sources they do not "
+                         f"cover. Pass --replace-out-of-family-calibration if that is what you want, or refit with "
+                         f"python -m deepfake_kernel.cross_family --from-predictions --fit-calibration")
+
+
 def evaluate(config: EvaluateConfig) -> dict:
     if config.preset != "full" and (config.fit_calibration or config.fit_stacking):
         raise ValueError("--fit-calibration and --fit-stacking fit the full run's scores: use them with --preset "
                          "full (the light preset's member gets its own calibration from that run)")
+    if config.fit_calibration and not config.submission:
+        check_calibration_replaceable(read_manifest(config.weights).calibration,
+                                      config.replace_out_of_family_calibration)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items, root = load_labels(config.labels)
@@ -273,10 +273,9 @@ def evaluate(config: EvaluateConfig) -> dict:
     submitted = np.array([s.label for s in scored])
     raw = np.array([s.raw for s in scored])
     manifest = read_manifest(config.weights) if not config.submission else None
-    clip = (manifest.clip["lo"], manifest.clip["hi"]) if manifest else (0.0, 1.0)
     report: dict = {"labels": str(config.labels), "split": config.split, "videos": len(scored),
                     "fake": int(labels.sum()), "fallbacks": sum(1 for s in scored if s.reason)}
-    report["as_submitted"] = {**metrics.summarize(labels, submitted), **classification_metrics(labels, submitted),
+    report["as_submitted"] = {**metrics.summarize(labels, submitted), **metrics.classification_metrics(labels, submitted),
                               **metrics.bootstrap_intervals(labels, submitted, config.bootstrap, config.seed)}
     report["unclipped"] = metrics.summarize(labels, raw)
     members = sorted({m for s in scored for m in s.members})
@@ -293,7 +292,7 @@ def evaluate(config: EvaluateConfig) -> dict:
                 "auc": round(metrics.roc_auc(labels[mask], submitted[mask]), 4),
                 "accuracy": round(metrics.accuracy(labels[mask], submitted[mask]), 4)}
     report["breakdown"] = breakdown
-    folds = group_folds([s.item.group for s in scored], config.folds, config.seed)
+    folds = metrics.group_folds([s.item.group for s in scored], config.folds, config.seed)
     if config.fit_stacking and manifest is not None and members:
         report["stacking"], raw_next = fit_stacking(scored, labels, raw, folds, members, manifest, config.weights)
     else:
@@ -357,7 +356,7 @@ def _calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tupl
         t, b, (lo, hi) = model
         return np.clip(ensemble.ProbabilityClipper(0, 1, t, b).calibrate(raw[test]), lo, hi)
 
-    oof = out_of_fold(fit, apply, len(raw), folds, labels)
+    oof = metrics.out_of_fold(fit, apply, len(raw), folds, labels)
     covered = np.isfinite(oof)
     default = np.clip(raw, 0.01, 0.99)
     t, b, (lo, hi) = fit(np.ones(len(raw), bool))
@@ -380,10 +379,10 @@ def fit_stacking(scored: list[Scored], labels: np.ndarray, raw: np.ndarray, fold
     features = np.stack([ensemble.stacking_features(s.members, members, s.faces, s.tracks, s.detection_prob)
                          for s in scored])
     X, y, r = features[ok], labels[ok], raw[ok]
-    oof = out_of_fold(lambda train: ensemble.Stacker.fit(X[train], y[train], members),
+    oof = metrics.out_of_fold(lambda train: ensemble.Stacker.fit(X[train], y[train], members),
                       lambda model, test: np.array([model(x) for x in X[test]]), len(y), folds[ok], y)
     covered = np.isfinite(oof)
-    calibrated_mean = out_of_fold(lambda train: ensemble.fit_temperature(r[train], y[train]),
+    calibrated_mean = metrics.out_of_fold(lambda train: ensemble.fit_temperature(r[train], y[train]),
                                   lambda tb, test: ensemble.ProbabilityClipper(0, 1, *tb).calibrate(r[test]),
                                   len(y), folds[ok], y)
     covered &= np.isfinite(calibrated_mean)

@@ -56,3 +56,38 @@ def bootstrap_intervals(labels: np.ndarray, probs: np.ndarray, resamples: int, s
             aucs.append(auc)
     interval = lambda v: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)] if v else None
     return {"auc_95ci": interval(aucs), "log_loss_95ci": interval(losses)}
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
+    predicted = probs >= threshold
+    truth = labels.astype(bool)
+    tp, fp = int(np.sum(predicted & truth)), int(np.sum(predicted & ~truth))
+    fn, tn = int(np.sum(~predicted & truth)), int(np.sum(~predicted & ~truth))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}}
+
+
+def group_folds(groups: list[str], folds: int, seed: int) -> np.ndarray:
+    """Fold number per video; every video of a group in the same fold."""
+    unique = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of = {unique[i]: k % folds for k, i in enumerate(order)}
+    return np.array([fold_of[g] for g in groups])
+
+
+def out_of_fold(fit, apply, n: int, folds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Predictions for each fold from a model fitted on the other folds (folds with one class are skipped)."""
+    out = np.full(n, np.nan)
+    for fold in np.unique(folds):
+        train = folds != fold
+        if len(np.unique(labels[train])) < 2:
+            continue
+        model = fit(train)
+        out[~train] = apply(model, ~train)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- plots

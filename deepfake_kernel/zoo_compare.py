@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ensemble, metrics
-from .data import CacheConfig, CropCache, read_video_csv, split_by_group
-from .evaluate import out_of_fold
-from .metrics import bootstrap_intervals
-from .train import DEFAULT_MEMBERS
+from . import metrics
+from .metrics import bootstrap_intervals, out_of_fold
+from .pipeline import ensemble
+from .training.data import CacheConfig, CropCache, read_video_csv, split_by_group
+from .training.recipes import DEFAULT_MEMBERS
 
 CLIP = (0.01, 0.99)
 
@@ -110,13 +110,13 @@ def collect_runs(run_dirs: list[Path]) -> dict[str, dict]:
 
 
 def count_parameters(name: str, recipe: dict) -> int:
-    from .models import create_model
+    from .detectors import create_model
 
     return int(sum(p.numel() for p in create_model(name, input_size=recipe["input_size"]).network.parameters()))
 
 
 def command_of(weights_dir: str | None, name: str) -> str:
-    from .weights import read_manifest
+    from .detectors.weights import read_manifest
 
     try:
         return read_manifest(weights_dir).member(name).training_command
@@ -146,7 +146,7 @@ def compare(args) -> dict:
     if base_video:
         weights = {m: 1.0 for m in base}
         if args.ensemble_weights and (Path(args.ensemble_weights) / "manifest.json").is_file():
-            from .weights import read_manifest
+            from .detectors.weights import read_manifest
             weights.update({e.name: e.ensemble_weight for e in read_manifest(args.ensemble_weights).members
                             if e.name in base})
         result["ensemble_weights"] = weights

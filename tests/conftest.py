@@ -35,8 +35,8 @@ def tiny_weights(tmp_path_factory) -> Path:
     """A weights folder of freshly initialised members, exported by the trainer's export function."""
     import torch
 
-    from deepfake_kernel.models import create_model
-    from deepfake_kernel.weights import export_member
+    from deepfake_kernel.detectors import create_model
+    from deepfake_kernel.detectors.weights import export_member
 
     root = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)

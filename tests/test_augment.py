@@ -2,10 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_kernel.augment import (FAKE, FLIP_ORDER, REAL, AugmentConfig, FaceAugmenter, estimated_landmarks,
-                                     face_ellipse_points, face_feature_mask, feature_mask, fwa_pseudo_fake,
-                                     horizontal_flip, hull_mask, jpeg_recompress, self_blend_pseudo_fake)
-from deepfake_kernel.faces import square_crop
+from deepfake_kernel.pipeline.faces import square_crop
+from deepfake_kernel.training.augment import (FAKE, FLIP_ORDER, REAL, AugmentConfig, FaceAugmenter, estimated_landmarks,
+                                              face_ellipse_points, face_feature_mask, feature_mask, fwa_pseudo_fake,
+                                              horizontal_flip, hull_mask, jpeg_recompress, self_blend_pseudo_fake)
 from tests import synthetic
 
 SIZE = 160
@@ -224,7 +224,7 @@ def test_face_ellipse_covers_the_mtcnn_box(face):
 
 @pytest.fixture(scope="module")
 def face68(face):
-    from deepfake_kernel.landmarks import LandmarkModel
+    from deepfake_kernel.training.landmarks import LandmarkModel
 
     image, box, landmarks = face
     points = LandmarkModel().points(image, box)
@@ -241,7 +241,7 @@ def test_68_point_landmarks_agree_with_mtcnn(face68):
 
 def test_sbi_pair_differs_only_where_the_blend_is(face68):
     """Same post-processing on both: outside the (generously grown) face hull the two images agree."""
-    from deepfake_kernel.augment import self_blend_68
+    from deepfake_kernel.training.augment import self_blend_68
 
     image, points, _ = face68
     augmenter = FaceAugmenter(AugmentConfig(**{**NOTHING, "flip": 1.0, "color": 1.0, "crop_scale": (0.9, 0.9)}))

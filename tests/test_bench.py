@@ -22,7 +22,7 @@ def test_fast_path_gives_the_plain_answer(video_dir, shipped_weights, tmp_path, 
     """The fast path (next video decoded in a thread, torchcodec first where it works, the member compiled with
     torch.compile) must give the plain path's scores (decord, one video at a time, eager) within 1e-3; the
     trained member scores videos differently, so a mix-up of frames would show."""
-    from deepfake_kernel.video import torchcodec_status
+    from deepfake_kernel.pipeline.video import torchcodec_status
 
     paths = {"fast": dict(prefetch=True, reader="torchcodec" if torchcodec_status() is None else "auto",
                           compile="default"),

@@ -1,6 +1,6 @@
 import pytest
 
-from deepfake_kernel.budget import Level, TimeBudget, default_ladder, parse_duration, presets
+from deepfake_kernel.pipeline.budget import Level, TimeBudget, default_ladder, parse_duration, presets
 
 
 def test_parse_duration():

@@ -88,12 +88,12 @@ def test_unknown_family_fails_early(family_csv, tmp_path, capsys):
 
 
 def test_resume_reuses_finished_folds_and_from_predictions_rebuilds_the_table(crossed, family_csv, monkeypatch):
-    from deepfake_kernel import train
+    from deepfake_kernel.training import run as training
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished fold was trained again")
 
-    monkeypatch.setattr(train, "run", no_training)
+    monkeypatch.setattr(training, "run", no_training)
     before = (crossed / "out" / "predictions.csv").read_text()
     argv = ["--videos", str(family_csv), "--folds", "alpha,beta", "--out", str(crossed / "out"), "--preset", "tiny",
             "--members", "efficientnet_lite0", "--cache-dir", str(crossed / "cache"), "--cache-frames", "4",

@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from deepfake_kernel.data import (CacheConfig, CropCache, VideoItem, fingerprint, read_dfdc_folder, read_video_csv,
-                                  split_by_group)
+from deepfake_kernel.pipeline.runner import PredictConfig
+from deepfake_kernel.pipeline.stage_config import CropperConfig
+from deepfake_kernel.training.data import (CacheConfig, CropCache, VideoItem, fingerprint, read_dfdc_folder,
+                                           read_video_csv, split_by_group)
 
 
 def test_split_is_by_group_deterministic_and_stratified():
@@ -45,7 +47,7 @@ def test_cache_builds_resumes_and_skips(tmp_path, training_videos):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"nope" * 100)
     items.append(VideoItem(bad.as_posix(), 0, "bad"))
-    cache = CropCache(tmp_path / "cache", CacheConfig(frames=4, crop_size=64, detect_long_side=480))
+    cache = CropCache(tmp_path / "cache", CacheConfig(frames=4, crop_size=64, cropper=CropperConfig(detect_long_side=480)))
     counts = cache.build(items, progress=False)
     assert counts == {"cached": 0, "new": 3, "skipped": 1, "skipped_before": 0}
     assert cache.skipped() == {items[-1].key: "decode_failed"}
@@ -56,3 +58,16 @@ def test_cache_builds_resumes_and_skips(tmp_path, training_videos):
     cache.video_file(items[1]).unlink()
     (cache.video_file(items[1]).parent / ".junk.npz").write_bytes(b"half")
     assert cache.build(items, progress=False) == {"cached": 2, "new": 1, "skipped": 0, "skipped_before": 1}
+
+
+def test_training_crops_are_cut_with_predicts_cropper_settings():
+    predict_defaults = PredictConfig()
+    cache = CacheConfig(frames=predict_defaults.frames, crop_size=224)
+    assert cache.cropper == CropperConfig(detect_long_side=predict_defaults.detect_long_side,
+                                          min_prob=predict_defaults.min_face_prob, margin=predict_defaults.margin,
+                                          max_faces=predict_defaults.max_faces,
+                                          min_face_size=predict_defaults.min_face_size,
+                                          detect_every=predict_defaults.detect_every,
+                                          batch_size=predict_defaults.batch_size)
+    assert cache.tag() == "f32_s224_d1000_m0.3_k2"  # the folder earlier caches were written to
+    assert CacheConfig(cropper=CropperConfig(detect_every=4)).tag().endswith("_detect_every4")

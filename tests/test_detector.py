@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_kernel.detector import Detector
-from deepfake_kernel.video import sample_indices
+from deepfake_kernel.pipeline.detector import Detector
+from deepfake_kernel.pipeline.video import sample_indices
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deepfake_kernel.ensemble import ProbabilityClipper, track_score, video_score, weighted_mean
+from deepfake_kernel.pipeline.ensemble import ProbabilityClipper, track_score, video_score, weighted_mean
 
 
 def test_weighted_mean_of_members():
@@ -30,7 +30,7 @@ def test_clipper_bounds_and_calibration():
 
 
 def test_fit_temperature_recovers_an_overconfident_model():
-    from deepfake_kernel.ensemble import fit_temperature, sigmoid
+    from deepfake_kernel.pipeline.ensemble import fit_temperature, sigmoid
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 2000)
@@ -41,7 +41,7 @@ def test_fit_temperature_recovers_an_overconfident_model():
 
 
 def test_choose_clip_prefers_wide_bounds_for_confident_mistakes():
-    from deepfake_kernel.ensemble import choose_clip
+    from deepfake_kernel.pipeline.ensemble import choose_clip
 
     labels = np.array([1] * 50 + [0] * 50)
     probs = np.where(labels == 1, 0.999, 0.001)
@@ -51,7 +51,7 @@ def test_choose_clip_prefers_wide_bounds_for_confident_mistakes():
 
 
 def test_stacker_learns_which_member_to_trust():
-    from deepfake_kernel.ensemble import Stacker, stacking_features, sigmoid
+    from deepfake_kernel.pipeline.ensemble import Stacker, sigmoid, stacking_features
 
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 400)

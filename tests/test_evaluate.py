@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from deepfake_kernel import evaluate
-from deepfake_kernel.weights import read_manifest
+from deepfake_kernel.detectors.weights import read_manifest
+from deepfake_kernel.pipeline import runner
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_calibration_and_stacking_land_in_the_manifest(evaluated):
 
 
 def test_a_single_member_run_uses_its_own_calibration(evaluated):
-    from deepfake_kernel.detector import Detector
+    from deepfake_kernel.pipeline.detector import Detector
 
     tmp_path, _ = evaluated
     detector = Detector.from_weights(tmp_path / "weights", device="cpu")
@@ -91,8 +92,7 @@ def test_light_preset_is_measured_but_never_fitted(evaluated, training_videos, t
 
 
 def test_strict_evaluate_stops_at_a_stage_exception(training_videos, tiny_weights, tmp_path, monkeypatch):
-    from deepfake_kernel import predict
-    from deepfake_kernel.models import FaceClassifier
+    from deepfake_kernel.detectors import FaceClassifier
 
     def broken(self, crops, batch_size=64):
         raise RuntimeError("bug in a member under development")
@@ -100,6 +100,23 @@ def test_strict_evaluate_stops_at_a_stage_exception(training_videos, tiny_weight
     monkeypatch.setattr(FaceClassifier, "predict_proba", broken)
     argv = [str(training_videos[0]), "--weights", str(tiny_weights), "--out-dir", str(tmp_path / "r"),
             "--frames", "3", "--device", "cpu", "--strict"]
-    with pytest.raises(predict.StrictStop) as stopped:
+    with pytest.raises(runner.StrictStop) as stopped:
         evaluate.main(argv)
     assert "bug in a member under development" in str(stopped.value.__cause__)
+
+
+def test_fit_calibration_keeps_an_out_of_family_calibration_unless_told(training_videos, tiny_weights, tmp_path):
+    from deepfake_kernel.detectors.weights import write_manifest
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    manifest = read_manifest(weights)
+    manifest.calibration = {"temperature": 50.0, "bias": 0.0, "fitted_on": "out-of-family predictions of runs/x"}
+    write_manifest(manifest, weights)
+    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights), out_dir=str(tmp_path / "r"),
+                                     fit_calibration=True, device="cpu")
+    with pytest.raises(ValueError, match="--replace-out-of-family-calibration"):
+        evaluate.evaluate(config)
+    assert not (tmp_path / "r").exists()  # refused before any video was scored
+    evaluate.check_calibration_replaceable(manifest.calibration, allowed=True)
+    evaluate.check_calibration_replaceable({"temperature": 0.3, "fitted_on": "val split"}, allowed=False)

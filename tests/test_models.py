@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_kernel.models import DetectorSpec, create_model, get_spec, list_detectors, register_detector
+from deepfake_kernel.detectors import DetectorSpec, create_model, get_spec, list_detectors, register_detector
 from tests import synthetic
 
 

@@ -4,6 +4,7 @@ import time
 import pytest
 
 from deepfake_kernel import predict
+from deepfake_kernel.pipeline import runner
 
 
 def rows(path):
@@ -84,7 +85,7 @@ def test_shards_merge_into_the_single_process_submission(video_dir, shipped_weig
     assert predict.main([str(video_dir), "--out", str(out), "--merge", ",".join(parts)]) == 0
     assert rows(out) == rows(tmp_path / "single.csv")
     with pytest.raises(predict.ConfigError):
-        predict.parse_shard("2/2")
+        runner.parse_shard("2/2")
 
 
 def test_torchrun_shards_and_merges(video_dir, shipped_weights, tmp_path):
@@ -109,8 +110,8 @@ def test_the_budget_falls_to_the_light_preset_with_its_detection_settings(video_
     MTCNN on every 4th frame at 640 px (the budget switches detection settings, not only frames and models)."""
     import collections
 
-    from deepfake_kernel.budget import TimeBudget, default_ladder
-    from deepfake_kernel.detector import Detector
+    from deepfake_kernel.pipeline.budget import TimeBudget, default_ladder
+    from deepfake_kernel.pipeline.detector import Detector
 
     detector = Detector.from_weights(tiny_weights, device="cpu")
     calls = []
@@ -119,16 +120,16 @@ def test_the_budget_falls_to_the_light_preset_with_its_detection_settings(video_
                         lambda frames, long_side=None: calls.append((len(frames), long_side)) or
                         real_detect(frames, long_side))
     config = predict.PredictConfig(video_dir=str(video_dir), weights=str(tiny_weights), progress=False)
-    top, light = predict.top_and_light(config, detector)
+    top, light = runner.top_and_light(config, detector)
     assert top.frames == 32 and len(top.models) == 3 and top.detect_every == 1
     now = [0.0]
     budget = TimeBudget(1000.0, 100, default_ladder(top, light), clock=lambda: now[0])
     budget.record(top, 20.0)  # 20 s a video at the top level: the 99 videos left cannot all run at it
     now[0] = 20.0
     scores, details, reasons, levels = {}, {}, collections.Counter(), collections.Counter()
-    predict._predict_one("one_face.mp4", video_dir, config, detector, budget, scores, details, reasons, levels)
+    runner._predict_one("one_face.mp4", video_dir, config, detector, budget, scores, details, reasons, levels)
     assert list(levels) == [light.describe()] and "detection every 4 at 640px" in light.describe()
-    row = dict(zip(predict.DETAIL_COLUMNS, details["one_face.mp4"]))
+    row = dict(zip(runner.DETAIL_COLUMNS, details["one_face.mp4"]))
     assert row["reason"] == "" and row["models"] == detector.lightest_member() == "efficientnet_lite0"
     assert row["frames_requested"] == 16 and row["frames_read"] == 16
     assert calls == [(5, 640)]  # keyframes 0, 4, 8, 12 and the last of the 16 frames
@@ -161,7 +162,7 @@ def test_min_face_size_reaches_mtcnn(video_dir, tiny_weights, tmp_path):
 
 
 def _break_members(monkeypatch):
-    from deepfake_kernel.models import FaceClassifier
+    from deepfake_kernel.detectors import FaceClassifier
 
     def broken(self, crops, batch_size=64):
         raise RuntimeError("bug in a member under development")
@@ -186,7 +187,7 @@ def test_strict_stops_at_the_first_stage_exception_with_its_cause(video_dir, tin
     out = tmp_path / "sub.csv"
     argv = [str(video_dir), "--weights", str(tiny_weights), "--out", str(out), "--frames", "3",
             "--detect-long-side", "480", "--no-progress", "--models", "efficientnet_lite0", "--strict"]
-    with pytest.raises(predict.StrictStop, match="one_face.mp4") as stopped:
+    with pytest.raises(runner.StrictStop, match="one_face.mp4") as stopped:
         predict.main(argv)
     assert isinstance(stopped.value.__cause__, RuntimeError)
     assert "bug in a member under development" in str(stopped.value.__cause__)

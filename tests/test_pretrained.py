@@ -2,8 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deepfake_kernel.models import create_model
-from deepfake_kernel.pretrained import load_efficientnet_lite_imagenet, load_local_checkpoint, map_by_position
+from deepfake_kernel.detectors import create_model
+from deepfake_kernel.detectors.pretrained import load_efficientnet_lite_imagenet, load_local_checkpoint, map_by_position
+from deepfake_kernel.training import recipes, trainers
 
 EGYPTIAN_CAT, TABBY, TIGER_CAT = 285, 281, 282
 
@@ -48,7 +49,7 @@ def test_local_checkpoint_init(tmp_path):
 
 
 def test_hub_init_offline_fails_with_what_to_do(monkeypatch):
-    from deepfake_kernel.pretrained import PretrainedUnavailable, load_hub_pretrained
+    from deepfake_kernel.detectors.pretrained import PretrainedUnavailable, load_hub_pretrained
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = create_model("resnet50", input_size=32)
@@ -63,7 +64,7 @@ def test_train_init_paths_local_and_hub(tmp_path, monkeypatch, capsys):
     source = create_model("resnet50", input_size=32)
     torch.save(source.network.state_dict(), tmp_path / "resnet50.pth")
     config = train.TrainConfig(init=[f"resnet50={tmp_path / 'resnet50.pth'}"], imagenet=False)
-    member = train.build_member("resnet50", train.MemberRecipe(32, 1, 8, 4, 1e-3, 1.0), config)
+    member = trainers.build_member("resnet50", recipes.MemberRecipe(32, 1, 8, 4, 1e-3, 1.0), config)
     assert torch.equal(member.network.conv1.weight, source.network.conv1.weight)
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

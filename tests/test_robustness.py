@@ -26,8 +26,9 @@ import pytest
 import torch
 
 from deepfake_kernel import predict
-from deepfake_kernel.detector import Detector
-from deepfake_kernel.video import FrameReader, PyAVReader
+from deepfake_kernel.pipeline import runner
+from deepfake_kernel.pipeline.detector import Detector
+from deepfake_kernel.pipeline.video import FrameReader, PyAVReader
 from tests import corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def test_corpus_every_row_written_with_its_reason(bad_corpus, tiny_weights, tmp_
 
 
 def test_every_reader_applies_rotation(bad_corpus):
-    from deepfake_kernel.video import TorchCodecReader, torchcodec_status
+    from deepfake_kernel.pipeline.video import TorchCodecReader, torchcodec_status
 
     videos, _, _ = bad_corpus
     readers = [FrameReader().primary, PyAVReader()] + ([TorchCodecReader()] if torchcodec_status() is None else [])
@@ -203,7 +204,7 @@ def test_unreadable_file_reason(tmp_path):
     prefix = drop_read_override()
     if prefix is None:
         pytest.skip("running as root without a way to drop CAP_DAC_OVERRIDE: a mode-000 file is readable")
-    code = ("import sys; from deepfake_kernel.video import FrameReader, VideoReadError\n"
+    code = ("import sys; from deepfake_kernel.pipeline.video import FrameReader, VideoReadError\n"
             "try:\n    FrameReader.check_file(__import__('pathlib').Path(sys.argv[1]))\n"
             "except VideoReadError as e:\n    print(e.reason)\n")
     done = subprocess.run([*prefix, sys.executable, "-c", code, str(path)], capture_output=True, text=True,
@@ -241,7 +242,7 @@ def test_watchdog_abandons_a_hung_stage(detector, bad_corpus, monkeypatch, relea
 
 def test_time_budget_is_a_hard_limit(tiny_weights, bad_corpus, tmp_path, monkeypatch, release):
     """Detection hangs on every video; the run still ends within the budget plus a small margin."""
-    from deepfake_kernel.faces import FaceCropper
+    from deepfake_kernel.pipeline.faces import FaceCropper
 
     videos, _, _ = bad_corpus
     folder = tmp_path / "hanging"
@@ -262,7 +263,7 @@ def test_time_budget_is_a_hard_limit(tiny_weights, bad_corpus, tmp_path, monkeyp
 
 
 def test_out_of_memory_retries_with_smaller_batches_then_falls_back(detector, bad_corpus, monkeypatch):
-    from deepfake_kernel.faces import FaceCropper
+    from deepfake_kernel.pipeline.faces import FaceCropper
 
     videos, _, _ = bad_corpus
     member = detector.members["efficientnet_lite0"]
@@ -351,7 +352,7 @@ def test_ctrl_c_in_a_stage_leaves_checkpointed_complete_submission(tiny_weights,
                                                                   monkeypatch, capsys):
     """Ctrl-C raised inside the third video's detection (in the worker thread) stops the run: exit 130, every
     row written; with checkpoints on every video, the file already held the first two scores before that."""
-    from deepfake_kernel.faces import FaceCropper
+    from deepfake_kernel.pipeline.faces import FaceCropper
 
     videos, _, _ = bad_corpus
     folder = tmp_path / "five"
@@ -369,7 +370,7 @@ def test_ctrl_c_in_a_stage_leaves_checkpointed_complete_submission(tiny_weights,
         return real_crop(self, frames, **kw)
 
     monkeypatch.setattr(FaceCropper, "__call__", crop)
-    monkeypatch.setattr(predict, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(runner, "CHECKPOINT_SECONDS", 0.0)
     assert predict.main([str(folder), "--weights", str(tiny_weights), "--out", str(out), *FAST]) == 130
     assert [float(r["label"]) != 0.5 for r in seen_on_disk] == [True, True, False, False, False]
     labels = [float(r["label"]) for r in rows(out)]
@@ -476,7 +477,7 @@ def test_cuda_asked_without_gpu(tiny_weights, bad_corpus, tmp_path, capsys, no_v
 
 def test_torchcodec_chain_answers_the_corpus_like_the_default_chain(bad_corpus):
     """With torchcodec first, every bad file still gets the same reason, and every good one the same frames."""
-    from deepfake_kernel.video import VideoReadError, torchcodec_status
+    from deepfake_kernel.pipeline.video import VideoReadError, torchcodec_status
 
     if torchcodec_status() is not None:
         pytest.skip(f"torchcodec unusable here: {torchcodec_status()}")

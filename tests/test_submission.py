@@ -1,7 +1,7 @@
 import pytest
 
-from deepfake_kernel.submission import (filenames_for, list_videos, read_submission, read_template,
-                                        write_submission)
+from deepfake_kernel.pipeline.submission import (filenames_for, list_videos, read_submission, read_template,
+                                                 write_submission)
 
 
 def test_list_videos_sorted_recursive(tmp_path):

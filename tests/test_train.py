@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from deepfake_kernel import train
-from deepfake_kernel.augment import AugmentConfig
-from deepfake_kernel.weights import read_manifest
+from deepfake_kernel.detectors.weights import read_manifest
+from deepfake_kernel.training import batches, engine
+from deepfake_kernel.training import run as training
+from deepfake_kernel.training.augment import AugmentConfig
 
 
 def tiny_config(tmp_path, csv_path, name, **overrides):
@@ -31,7 +33,7 @@ def baseline(tmp_path_factory, training_videos):
 
 
 def test_run_exports_a_member_predict_can_load(baseline, training_videos):
-    from deepfake_kernel.detector import Detector
+    from deepfake_kernel.pipeline.detector import Detector
 
     tmp_path, config, report = baseline
     manifest = read_manifest(config.out)
@@ -64,7 +66,7 @@ def test_resume_after_a_kill_gives_the_same_checkpoint(baseline, training_videos
     tmp_path, config, _ = baseline
     resumed = tiny_config(tmp_path, training_videos[0], "c")
     calls = {"n": 0}
-    real_metrics = train.video_metrics
+    real_metrics = engine.video_metrics
 
     def killed_in_epoch_two(*args, **kwargs):
         calls["n"] += 1
@@ -72,10 +74,10 @@ def test_resume_after_a_kill_gives_the_same_checkpoint(baseline, training_videos
             raise KeyboardInterrupt("simulated kill during epoch 2")
         return real_metrics(*args, **kwargs)
 
-    monkeypatch.setattr(train, "video_metrics", killed_in_epoch_two)
+    monkeypatch.setattr(engine, "video_metrics", killed_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train.run(resumed, AUGMENT, command="python -m deepfake_kernel.train (test)")
-    monkeypatch.setattr(train, "video_metrics", real_metrics)
+    monkeypatch.setattr(engine, "video_metrics", real_metrics)
     resumed.resume = True
     report = train.run(resumed, AUGMENT, command="python -m deepfake_kernel.train (test)")
     assert len(report["members"]["efficientnet_lite0"]["history"]) == 2
@@ -102,7 +104,7 @@ def test_cli_under_torchrun_with_two_cpu_processes(tmp_path, training_videos, ba
 
 
 def _samples(labels, with68):
-    from deepfake_kernel.data import FaceSamples
+    from deepfake_kernel.training.data import FaceSamples
 
     n = len(labels)
     rng = np.random.default_rng(0)
@@ -117,29 +119,29 @@ def _samples(labels, with68):
 
 def test_sbi_epochs_draw_pairs_only_from_real_faces_with_landmarks():
     samples = _samples([0, 0, 0, 1, 1, 0], [True, True, False, True, True, False])
-    singles, pairs = train.epoch_plan(samples, "sbi", 40, seed=0, epoch=0)
+    singles, pairs = batches.epoch_plan(samples, "sbi", 40, seed=0, epoch=0)
     assert len(singles) == 0 and len(pairs) == 20 and set(pairs) <= {0, 1}
-    singles, pairs = train.epoch_plan(samples, "sbi+real", 40, seed=0, epoch=0)
+    singles, pairs = batches.epoch_plan(samples, "sbi+real", 40, seed=0, epoch=0)
     assert len(pairs) == 10 and len(singles) == 20 and (samples.labels[singles] == 1).any()
-    images, labels = train.make_batch(samples, singles[:2], None, 0, 0, pairs[:3])
+    images, labels = batches.make_batch(samples, singles[:2], None, 0, 0, pairs[:3])
     assert images.shape == (8, 64, 64, 3) and labels.tolist()[2:] == [0, 1, 0, 1, 0, 1]
     # a pair is the same face, changed (only) by the blend
     assert np.array_equal(images[2], samples.crops[pairs[0]]) and not np.array_equal(images[3], images[2])
     with pytest.raises(ValueError, match="68-point"):
-        train.epoch_plan(_samples([0, 1], [False, True]), "sbi", 8, seed=0, epoch=0)
+        batches.epoch_plan(_samples([0, 1], [False, True]), "sbi", 8, seed=0, epoch=0)
 
 
 def test_hold_out_family_leaves_its_videos_and_crops_out(tmp_path):
     csv_path = tmp_path / "v.csv"
     csv_path.write_text("path,label,group,family\na.mp4,REAL,g1,ffpp\nb.mp4,FAKE,g1,ffpp\nc.mp4,REAL,g2,talk\n")
     config = train.TrainConfig(videos=[str(csv_path)], hold_out_family=["ffpp"], faces=["f.csv"], faces_family="ffpp")
-    assert [i.path.split("/")[-1] for i in train.gather_items(config)] == ["c.mp4"]
-    assert train.loose_crop_sources(config) == []
-    assert train.loose_crop_sources(train.TrainConfig(faces=["f.csv"], faces_family="ffpp",
+    assert [i.path.split("/")[-1] for i in training.gather_items(config)] == ["c.mp4"]
+    assert training.loose_crop_sources(config) == []
+    assert training.loose_crop_sources(train.TrainConfig(faces=["f.csv"], faces_family="ffpp",
                                                       hold_out_family=["talk"])) == ["f.csv"]
     with pytest.raises(ValueError, match="--faces-family"):
-        train.loose_crop_sources(train.TrainConfig(faces=["f.csv"], hold_out_family=["ffpp"]))
+        training.loose_crop_sources(train.TrainConfig(faces=["f.csv"], hold_out_family=["ffpp"]))
     with pytest.raises(ValueError, match="no video of that family"):
-        train.gather_items(train.TrainConfig(videos=[str(csv_path)], hold_out_family=["dfdc"]))
+        training.gather_items(train.TrainConfig(videos=[str(csv_path)], hold_out_family=["dfdc"]))
     with pytest.raises(ValueError, match="--fake-source"):
-        train.check_fake_source(train.TrainConfig(fake_source="sbi-ish"))
+        training.check_fake_source(train.TrainConfig(fake_source="sbi-ish"))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from deepfake_kernel.video import (DecordReader, FrameReader, PyAVReader, TorchCodecReader, VideoReadError,
-                                   sample_indices, torchcodec_status)
+from deepfake_kernel.pipeline.video import (DecordReader, FrameReader, PyAVReader, TorchCodecReader, VideoReadError,
+                                            sample_indices, torchcodec_status)
 from tests import synthetic
 
 needs_torchcodec = pytest.mark.skipif(torchcodec_status() is not None,
@@ -130,7 +130,7 @@ def test_torchcodec_chain_falls_back_and_drops_a_failing_torchcodec(numbered_vid
 
 
 def test_asking_for_an_unusable_torchcodec_fails_early(monkeypatch):
-    import deepfake_kernel.video as video
+    import deepfake_kernel.pipeline.video as video
 
     monkeypatch.setattr(video, "torchcodec_status", lambda device="cpu": "torchcodec is not installed")
     with pytest.raises(ValueError, match="torchcodec is not installed"):
@@ -196,7 +196,7 @@ def _probe_in_fresh_process(env: dict) -> str:
     import subprocess
     import sys
 
-    code = "from deepfake_kernel.video import torchcodec_status; print(repr(torchcodec_status()))"
+    code = "from deepfake_kernel.pipeline.video import torchcodec_status; print(repr(torchcodec_status()))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]

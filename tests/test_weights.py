@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_kernel.models import create_model
-from deepfake_kernel.weights import (WeightsError, decode_state_dict, encode_state_dict, export_member,
-                                     load_member, read_manifest, select_members)
+from deepfake_kernel.detectors import create_model
+from deepfake_kernel.detectors.weights import (WeightsError, decode_state_dict, encode_state_dict, export_member,
+                                               load_member, read_manifest, select_members)
 from tests import synthetic
 
 
@@ -71,7 +71,7 @@ def test_unknown_architecture_is_rejected(tmp_path):
 
 
 def test_a_changed_checkpoint_drops_the_fits_made_on_the_old_one(tmp_path):
-    from deepfake_kernel.weights import write_manifest
+    from deepfake_kernel.detectors.weights import write_manifest
 
     torch.manual_seed(0)
     first = create_model("efficientnet_lite0", input_size=32)

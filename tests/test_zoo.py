@@ -1,13 +1,15 @@
-"""The reference studies' detectors (deepfake_kernel.zoo): each builds, has its stated size, runs, trains one step
+"""The reference studies' detectors (deepfake_kernel.detectors.zoo): each builds, has its stated size, runs, trains one step
 and survives export/load; sequence members keep the per-crop contract; train picks their trainers and recipes."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from deepfake_kernel import train, zoo
-from deepfake_kernel.models import create_model, get_spec, list_detectors
-from deepfake_kernel.weights import export_member, load_member
+from deepfake_kernel import train
+from deepfake_kernel.detectors import SequenceClassifier, create_model, get_spec, list_detectors, zoo
+from deepfake_kernel.detectors.classifier import sequence_windows
+from deepfake_kernel.detectors.weights import export_member, load_member
+from deepfake_kernel.training import recipes, sequence, trainers
 
 SIZE = 32  # tiny inputs keep the whole file fast on two loaded cores
 PER_FACE = ["meso4", "mesoinception4", "compact_cnn", "efficientnet_mlp"]
@@ -29,13 +31,14 @@ def n_params(model) -> int:
 def test_all_seven_entries_are_registered():
     assert set(ALL + ["efficientnet_b5_mlp"]) == set(zoo.ZOO_DETECTORS) <= set(list_detectors())
     for name in SEQUENCE:
-        assert get_spec(name).sequence_length == 16 and get_spec(name).trainer.endswith("train_sequence_member")
+        assert get_spec(name).sequence_length == 16 and trainers.trainer_for(name) is sequence.train_sequence_member
     for name in LINEAR:
-        assert get_spec(name).trainer.endswith("train_sklearn_member")
-    assert train.member_trainer("meso4") is train.train_member
-    assert train.member_trainer("resnet3d").__name__ == "train_sequence_member"
+        assert trainers.trainer_for(name) is trainers.train_sklearn_member
+    assert trainers.trainer_for("meso4") is trainers.train_frame_member
     assert train.TrainConfig(preset="cpu").recipe("compact_cnn").input_size == 252
-    assert train.TrainConfig(preset="cpu").recipe("xception") == train.PRESETS["cpu"]["xception"]
+    assert train.TrainConfig(preset="cpu").recipe("xception") == recipes.PRESETS["cpu"]["xception"]
+    with pytest.raises(ValueError, match="no 'cpu' recipe for detector 'efficientnet_b0'"):
+        train.TrainConfig(preset="cpu").recipe("efficientnet_b0")  # no silent default recipe
 
 
 @pytest.mark.parametrize("name, expected", [("meso4", 27_977), ("mesoinception4", 28_615), ("compact_cnn", 562_901)])
@@ -60,7 +63,7 @@ def test_stated_layer_shapes():
 
 
 def _inputs(model, seed=0):
-    if isinstance(model, zoo.SequenceClassifier):  # windows of 16 crops of a track: 16 frames fill a 2D batch
+    if isinstance(model, SequenceClassifier):  # windows of 16 crops of a track: 16 frames fill a 2D batch
         windows = 1 if isinstance(model.network, zoo.TemporalNet) else 2
         t = model.sequence_length
         return model.preprocess(crops(windows * t, seed).reshape(windows, t, 40, 40, 3))
@@ -141,8 +144,8 @@ def test_linear_baselines_fit_with_sklearn_and_match_it(name, tmp_path):
 def test_sequence_members_keep_the_per_crop_contract():
     torch.manual_seed(0)
     model = create_model("resnet3d", input_size=SIZE).eval()
-    assert zoo.sequence_windows(5, 16)[0].tolist() == [0, 1, 2, 3, 4] * 3 + [0]
-    assert [w[0] for w in zoo.sequence_windows(40, 16)] == [0, 16, 24]
+    assert sequence_windows(5, 16)[0].tolist() == [0, 1, 2, 3, 4] * 3 + [0]
+    assert [w[0] for w in sequence_windows(40, 16)] == [0, 16, 24]
     faces = crops(20 + 7, 5)
     ids = np.array([0] * 20 + [1] * 7)
     probs = model.predict_proba(faces, batch_size=32, track_ids=ids)
@@ -155,9 +158,9 @@ def test_sequence_members_keep_the_per_crop_contract():
 
 def test_detector_gives_sequence_members_the_track_of_every_crop(tmp_path, video_dir):
     """Two faces: a sequence member must see which crops belong to which track (windows never mix faces)."""
-    from deepfake_kernel.detector import Detector
-    from deepfake_kernel.models import create_model
-    from deepfake_kernel.weights import export_member
+    from deepfake_kernel.detectors import create_model
+    from deepfake_kernel.detectors.weights import export_member
+    from deepfake_kernel.pipeline.detector import Detector
 
     export_member(create_model("resnet3d", input_size=32), tmp_path, storage_dtype="float16")
     detector = Detector.from_weights(tmp_path, device="cpu", frames=4, detect_long_side=480)
@@ -179,7 +182,7 @@ def test_sequence_trainers_run_end_to_end_and_repeat_exactly(tmp_path, training_
     """train --members temporal_mlp,resnet3d (tiny preset): the embedder stage, the temporal head and the
     end-to-end 3D CNN train on track windows, export, and a second run gives the same checkpoints."""
     from deepfake_kernel import train
-    from deepfake_kernel.weights import read_manifest
+    from deepfake_kernel.detectors.weights import read_manifest
 
     def run(name):
         config = train.TrainConfig(videos=[str(training_videos[0])], members=["temporal_mlp", "resnet3d"],

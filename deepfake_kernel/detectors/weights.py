@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .models import FaceClassifier, create_model, get_spec
+from ..files import atomic_write_bytes
+from .classifier import FaceClassifier
+from .factory import create_model
+from .registry import get_spec
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -88,18 +89,6 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def encode_state_dict(state: dict[str, torch.Tensor], storage_dtype: str) -> dict[str, torch.Tensor]:
     """Convert float tensors to the storage dtype; int8 quantises weights with ≥ 2 dims per output channel."""
     if storage_dtype not in STORAGE_DTYPES:
@@ -160,7 +149,7 @@ def read_manifest(weights_dir: str | Path) -> Manifest:
 def write_manifest(manifest: Manifest, weights_dir: str | Path) -> None:
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(weights_dir / MANIFEST_NAME, manifest.to_json().encode())
+    atomic_write_bytes(weights_dir / MANIFEST_NAME, manifest.to_json().encode())
 
 
 def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | None = None,
@@ -179,7 +168,7 @@ def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | No
                    metadata={"deepfake_kernel": json.dumps({"detector": spec.name, "arch": spec.arch,
                                                             "storage_dtype": storage_dtype}, sort_keys=True)})
     file_name = f"{name}.safetensors"
-    _atomic_write_bytes(weights_dir / file_name, payload)
+    atomic_write_bytes(weights_dir / file_name, payload)
     entry = MemberEntry(name=name, detector=spec.name, arch=spec.arch, input_size=spec.input_size,
                         mean=list(spec.mean), std=list(spec.std), file=file_name,
                         sha256=hashlib.sha256(payload).hexdigest(), storage_dtype=storage_dtype,

@@ -32,7 +32,7 @@ def predictor_path() -> Path:
 
 def box_in_crop(box: np.ndarray, margin: float, size: int) -> np.ndarray:
     """A frame-coordinate face box mapped into the ``size`` square crop that :func:`faces.square_crop` cuts."""
-    from .faces import crop_geometry
+    from ..pipeline.faces import crop_geometry
 
     left, top, side = crop_geometry(box, margin)
     box = np.asarray(box, dtype=np.float64).reshape(2, 2)

@@ -23,28 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..detectors import FaceClassifier
+from ..detectors.weights import Manifest, load_member, read_manifest, select_members
+from ..device import resolve_device
 from . import ensemble
 from .faces import FaceCropper, Track
-from .models import FaceClassifier
+from .stage_config import CropperConfig, ReaderConfig
 from .video import FrameReader, VideoReadError
 from .watchdog import StageTimeout, run_with_timeout
-from .weights import Manifest, load_member, read_manifest, select_members
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must never wait on a model hub
 
 FALLBACK_SCORE = 0.5
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; an unavailable ``cuda`` is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no GPU; use --device cpu or auto")
-    return device
 
 
 @dataclass
@@ -148,11 +139,11 @@ class Detector:
                     # compile now, on the padded batch shape every later call uses: not inside a video's watchdog
                     member.predict_proba(np.zeros((1, member.input_size, member.input_size, 3), np.uint8), batch_size)
                     log.info("%s compiled (%s) in %.1fs", name, compile_mode, time.perf_counter() - clock)
-        reader = FrameReader(batch_size=batch_size, max_side=max_side, device=device, timeout=decode_timeout,
-                             reader=reader)
-        cropper = FaceCropper(device=device, detect_long_side=detect_long_side, min_prob=min_prob,
-                              margin=margin, max_faces=max_faces, crop_size=crop_size, batch_size=batch_size,
-                              detect_every=detect_every, min_face_size=min_face_size)
+        reader = ReaderConfig(batch_size=batch_size, max_side=max_side, timeout=decode_timeout,
+                              reader=reader).build(device)
+        cropper = CropperConfig(detect_long_side=detect_long_side, min_prob=min_prob, margin=margin,
+                                max_faces=max_faces, min_face_size=min_face_size, detect_every=detect_every,
+                                batch_size=batch_size).build(crop_size, device)
         return cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
                    fallback_score=fallback_score, device=device, manifest=manifest, video_timeout=video_timeout,
                    strict=strict)

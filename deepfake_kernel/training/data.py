@@ -8,7 +8,7 @@ Sources (combinable):
 * a CSV of face crops with ``path,label`` (e.g. ``../shared/data/faces_ffpp.csv``): training material only,
   since crops carry no video identity to split by.
 
-Videos go through the same :class:`~deepfake_kernel.video.FrameReader` and
+Videos go through the same :class:`~deepfake_kernel.pipeline.video.FrameReader` and
 :class:`~deepfake_kernel.faces.FaceCropper` as ``predict``. The cache holds one ``.npz`` per video (crops,
 landmarks in crop coordinates, frames, tracks, boxes), written atomically, so an interrupted run resumes where it
 stopped and a half-written file is never mistaken for a finished one. ``status.jsonl`` logs every video
@@ -20,13 +20,14 @@ import csv
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..files import atomic_path
+from ..pipeline.stage_config import CropperConfig, ReaderConfig
 
 log = logging.getLogger(__name__)
 
@@ -110,30 +111,31 @@ def fingerprint(items: list[VideoItem], crops: list[tuple[str, int]] = ()) -> st
     return digest.hexdigest()
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    os.close(fd)
-    try:
+def atomic_savez(path: Path, **arrays) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
 class CacheConfig:
-    """How crops are cut for training: the same stages and settings as ``predict`` by default."""
+    """How crops are cut for training: predict's reader and cropper with predict's settings by default
+    (:mod:`deepfake_kernel.pipeline.stage_config`), ``frames`` per video at ``crop_size`` pixels."""
 
     frames: int = 16
     crop_size: int = 160
-    detect_long_side: int = 1000
-    max_faces: int = 2
-    margin: float = 0.3
-    min_prob: float = 0.9
+    cropper: CropperConfig = CropperConfig()
+    reader: ReaderConfig = ReaderConfig()
+
+    @property
+    def margin(self) -> float:
+        return self.cropper.margin
 
     def tag(self) -> str:
-        return f"f{self.frames}_s{self.crop_size}_d{self.detect_long_side}_m{self.margin}_k{self.max_faces}"
+        """The cache folder's name: every setting that changes the crops (the others only when not the default)."""
+        c, default = self.cropper, CropperConfig()
+        extra = "".join(f"_{k}{getattr(c, k)}" for k in ("min_prob", "min_face_size", "detect_every")
+                        if getattr(c, k) != getattr(default, k))
+        return f"f{self.frames}_s{self.crop_size}_d{c.detect_long_side}_m{c.margin}_k{c.max_faces}{extra}"
 
 
 @dataclass
@@ -183,14 +185,8 @@ class CropCache:
 
     def _stages(self):
         if self._cropper is None:
-            from .faces import FaceCropper
-            from .video import FrameReader
-
-            c = self.config
-            self._reader = FrameReader(device=self.device)
-            self._cropper = FaceCropper(device=self.device, detect_long_side=c.detect_long_side,
-                                        min_prob=c.min_prob, margin=c.margin, max_faces=c.max_faces,
-                                        crop_size=c.crop_size)
+            self._reader = self.config.reader.build(self.device)
+            self._cropper = self.config.cropper.build(self.config.crop_size, self.device)
         return self._reader, self._cropper
 
     def video_file(self, item: VideoItem) -> Path:
@@ -218,8 +214,8 @@ class CropCache:
 
     def build(self, items: list[VideoItem], progress: bool = True) -> dict[str, int]:
         """Crop every video not cached yet; unreadable or faceless videos are skipped with a logged reason."""
-        from .faces import landmarks_in_crop
-        from .video import VideoReadError
+        from ..pipeline.faces import landmarks_in_crop
+        from ..pipeline.video import VideoReadError
 
         (self.root / "videos").mkdir(parents=True, exist_ok=True)
         skipped = self.skipped()
@@ -250,7 +246,7 @@ class CropCache:
                 marks = np.stack([landmarks_in_crop(f.landmarks, f.box, self.config.margin, self.config.crop_size)
                                   if f.landmarks is not None else np.full((5, 2), np.nan, np.float32)
                                   for _, f in faces])
-                _atomic_savez(self.video_file(item), crops=np.stack([f.crop for _, f in faces]),
+                atomic_savez(self.video_file(item), crops=np.stack([f.crop for _, f in faces]),
                               landmarks=marks.astype(np.float32),
                               frames=np.array([batch.indices[f.frame] for _, f in faces]),
                               tracks=np.array([t for t, _ in faces]),
@@ -280,9 +276,8 @@ class CropCache:
                 crops, boxes = data["crops"], data["boxes"]
             in_crop = np.stack([box_in_crop(b, self.config.margin, self.config.crop_size) for b in boxes])
             marks = self._landmark_model().for_crops(crops, in_crop)
-            tmp = path.with_name(f".{path.name}.tmp.npy")
-            np.save(tmp, marks)
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=".npy") as tmp:
+                np.save(tmp, marks)
         return np.load(path)
 
     def load_videos(self, items: list[VideoItem], landmarks68: bool = False) -> FaceSamples:
@@ -351,7 +346,7 @@ class CropCache:
                     if found and found[0].landmarks is not None:
                         marks[i] = found[0].landmarks
             labels = np.array([l for _, l in rows])
-            _atomic_savez(out, crops=crops[readable], landmarks=marks[readable], labels=labels[readable])
+            atomic_savez(out, crops=crops[readable], landmarks=marks[readable], labels=labels[readable])
         with np.load(out) as data:
             crops, labels = data["crops"], data["labels"].astype(np.int64)
             n = len(labels)
@@ -374,7 +369,6 @@ class CropCache:
                 iterator = tqdm(real, desc="68-point landmarks", unit="crop")
             for i in iterator:
                 marks[i] = model.for_crops(samples.crops[i:i + 1], margin=self.config.margin)[0]
-            tmp = path.with_name(f".{path.name}.tmp.npy")
-            np.save(tmp, marks)
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=".npy") as tmp:
+                np.save(tmp, marks)
         return np.load(path)

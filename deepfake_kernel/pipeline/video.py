@@ -380,9 +380,9 @@ class FrameReader:
     abandoned.
 
     ``reader``: ``auto`` (torchcodec's NVDEC on a GPU when torchcodec and FFmpeg are installed, else decord),
-    ``torchcodec``, ``decord`` or ``pyav``; the chain always ends in decord, then PyAV. When torchcodec fails on
-    ``demote_after`` videos in a row that decord then reads, it is dropped for the rest of the run (a broken
-    install must not cost every video a failed try). Before any decoder sees a file it must exist, be a
+    ``torchcodec``, ``decord`` or ``pyav`` (PyAV alone); otherwise the chain ends in decord, then PyAV. When
+    torchcodec fails on ``demote_after`` videos in a row that decord then reads, it is dropped for the rest of
+    the run (a broken install must not cost every video a failed try). Before any decoder sees a file it must exist, be a
     regular file, be readable and not be empty; each failure has its own reason (``missing_file``,
     ``not_a_file``, ``unreadable_file``, ``empty_file``).
     """
@@ -485,6 +485,3 @@ class FrameReader:
                            f"{self.primary.name} read; using {self.primary.name} from now on")
                 self.notes.append(message)
                 log.warning(message)
-
-    def close(self) -> None:
-        """Kept for API compatibility: the reader holds no pool any more (each call gets a daemon thread)."""

@@ -1,7 +1,7 @@
-"""The reference studies' detectors as registry entries (registered when :mod:`deepfake_kernel.models` first
-looks up its registry).
+"""The reference studies' detectors, registered on import (``deepfake_kernel.detectors`` imports this module).
 
-Per face (plain :class:`~deepfake_kernel.models.FaceClassifier` members, trained by ``train``'s SGD loop):
+Per face (plain :class:`~.classifier.FaceClassifier` members, trained by the frame trainer of
+:mod:`deepfake_kernel.training.trainers`):
 
 * ``meso4``, ``mesoinception4``: MesoNet (Afchar et al. 2018), 256 × 256 faces, ~28 k parameters;
 * ``compact_cnn``: the from-scratch CNN of the Boston University study (conv 75 → 50 → 25, dense 200 → 100 → 1,
@@ -9,11 +9,11 @@ Per face (plain :class:`~deepfake_kernel.models.FaceClassifier` members, trained
 * ``efficientnet_mlp`` (EfficientNet-Lite0) and ``efficientnet_b5_mlp``: an EfficientNet whose classifier is
   replaced by features → 1024 (ReLU) → 2, read as one FAKE logit ``z_fake - z_real``;
 * ``logreg``, ``linear_svm``: logistic regression and a linear SVM (scikit-learn) on flattened 32 × 32 faces,
-  copied into an ``nn.Linear`` so that they export and load like any member (``train`` fits them with
+  copied into an ``nn.Linear`` so that they export and load like any member (training fits them with
   :meth:`LinearBaseline.fit_sklearn`).
 
-Per track (:class:`SequenceClassifier` members; ``spec.sequence_length`` consecutive crops of one face track per
-sample, trained by :func:`deepfake_kernel.zoo_train.train_sequence_member`):
+Per track (:class:`~.classifier.SequenceClassifier` members; ``spec.sequence_length`` consecutive crops of one face
+track per sample, trained by :mod:`deepfake_kernel.training.sequence`):
 
 * ``temporal_lstm``, ``temporal_mlp``: per-frame EfficientNet-Lite0 embeddings (512-d) trained with a cosine
   hinge loss on adjacent frames, then a 4-layer LSTM (512 hidden, dropout 0.3) or a 4-layer per-frame MLP
@@ -30,11 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, LITE_MEAN, LITE_STD, DetectorSpec,
-                     FaceClassifier, register_detector)
-
-SEQUENCE_TRAINER = "deepfake_kernel.zoo_train:train_sequence_member"
-SKLEARN_TRAINER = "deepfake_kernel.zoo_train:train_sklearn_member"
+from .registry import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, LITE_MEAN, LITE_STD, DetectorSpec,
+                       register_detector)
 
 
 def _flat_size(features: nn.Module, channels: int, size: int) -> int:
@@ -249,80 +246,6 @@ class LinearBaseline(nn.Module):
                 "platt": [slope, offset] if self.kind == "svm" else None}
 
 
-# ---------------------------------------------------------------------------------------------- sequences
-def sequence_windows(length: int, size: int) -> list[np.ndarray]:
-    """Positions of consecutive ``size``-crop windows covering a track of ``length`` crops: back to back, the last
-    one ending at the track's end (overlapping its neighbour); a shorter track is repeated to fill one window."""
-    if length <= 0:
-        return []
-    if length <= size:
-        return [np.arange(size) % length]
-    starts = list(range(0, length - size + 1, size))
-    if starts[-1] + size < length:
-        starts.append(length - size)
-    return [np.arange(s, s + size) for s in starts]
-
-
-def window_plan(track_ids: np.ndarray, size: int) -> list[np.ndarray]:
-    """Crop indices of every window, track by track (a track's crops in their given order)."""
-    track_ids = np.asarray(track_ids)
-    _, first = np.unique(track_ids, return_index=True)
-    plan = []
-    for track in track_ids[np.sort(first)]:
-        rows = np.flatnonzero(track_ids == track)
-        plan += [rows[w] for w in sequence_windows(len(rows), size)]
-    return plan
-
-
-def spread_window_probs(count: int, windows: list[np.ndarray], probs: np.ndarray) -> np.ndarray:
-    """Per-crop probability: the mean over the windows that hold the crop (each window counted once per crop)."""
-    total, hits = np.zeros(count), np.zeros(count)
-    for rows, p in zip(windows, probs):
-        rows = np.unique(rows)
-        total[rows] += p
-        hits[rows] += 1
-    return (total / np.maximum(hits, 1)).astype(np.float32)
-
-
-class SequenceClassifier(FaceClassifier):
-    """A detector reading ``spec.sequence_length`` consecutive crops of one face track at once.
-
-    ``forward`` takes normalised ``(N, T, 3, S, S)`` windows and returns one logit per window.
-    :meth:`predict_proba` keeps the registry's per-crop contract: crops are cut into windows (per track when
-    ``track_ids`` is given, else all crops are taken as one track), and each crop gets the probability of the
-    window(s) holding it, so that the usual face → track → video rule applies unchanged.
-    """
-
-    @property
-    def sequence_length(self) -> int:
-        return self.spec.sequence_length
-
-    def preprocess(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, H, W, 3)`` crops → ``(N, 3, S, S)``, or ``(N, T, H, W, 3)`` windows → ``(N, T, 3, S, S)``."""
-        crops = torch.as_tensor(crops)
-        if crops.ndim == 5:
-            n, t = crops.shape[:2]
-            images = super().preprocess(crops.reshape(n * t, *crops.shape[2:]))
-            return images.contiguous().reshape(n, t, *images.shape[1:])
-        return super().preprocess(crops).contiguous()
-
-    @torch.inference_mode()
-    def predict_proba(self, crops: np.ndarray, batch_size: int = 16, track_ids: np.ndarray | None = None) -> np.ndarray:
-        """P(FAKE) for each crop, from the windows of its track (``track_ids``: one id per crop, crops of a track
-        in frame order; ``None``: all crops are one track)."""
-        self.eval()
-        if len(crops) == 0:
-            return np.zeros(0, dtype=np.float32)
-        track_ids = np.zeros(len(crops), np.int64) if track_ids is None else np.asarray(track_ids)
-        windows = window_plan(track_ids, self.sequence_length)
-        per_batch = max(1, batch_size // self.sequence_length)
-        probs = []
-        for start in range(0, len(windows), per_batch):
-            chunk = np.stack([crops[w] for w in windows[start:start + per_batch]])
-            probs.append(torch.sigmoid(self(self.preprocess(chunk))).float().cpu())
-        return spread_window_probs(len(crops), windows, torch.cat(probs).numpy())
-
-
 class FrameEmbedder(nn.Module):
     """A timm backbone's pooled features → ``dim``-d embedding per frame."""
 
@@ -481,26 +404,26 @@ _ENTRIES = [
                   "EfficientNet-B5 features → 1024 (ReLU) → 2, the study's own backbone (no local ImageNet start)"),
      lambda spec: efficientnet_mlp(spec.arch)),
     (DetectorSpec("logreg", "linear_logreg", 32, IMAGENET_MEAN, IMAGENET_STD,
-                  "logistic regression on the flattened 32 × 32 face (scikit-learn)", trainer=SKLEARN_TRAINER),
+                  "logistic regression on the flattened 32 × 32 face (scikit-learn)"),
      lambda spec: LinearBaseline(spec.input_size, "logreg")),
     (DetectorSpec("linear_svm", "linear_svm", 32, IMAGENET_MEAN, IMAGENET_STD,
-                  "linear SVM on the flattened 32 × 32 face (scikit-learn), Platt-scaled", trainer=SKLEARN_TRAINER),
+                  "linear SVM on the flattened 32 × 32 face (scikit-learn), Platt-scaled"),
      lambda spec: LinearBaseline(spec.input_size, "svm")),
     (DetectorSpec("temporal_lstm", "efficientnet_lite0+lstm4x512", 112, LITE_MEAN, LITE_STD,
                   "EfficientNet-Lite0 512-d frame embeddings (cosine hinge loss) → 4-layer LSTM, 16-frame windows",
-                  sequence_length=SEQUENCE_LENGTH, trainer=SEQUENCE_TRAINER),
+                  sequence_length=SEQUENCE_LENGTH),
      lambda spec: TemporalNet(spec.arch.split("+")[0], "lstm")),
     (DetectorSpec("temporal_mlp", "efficientnet_lite0+mlp4x512", 112, LITE_MEAN, LITE_STD,
                   "the same embeddings → 4-layer per-frame MLP averaged over frames (temporal_lstm's control)",
-                  sequence_length=SEQUENCE_LENGTH, trainer=SEQUENCE_TRAINER),
+                  sequence_length=SEQUENCE_LENGTH),
      lambda spec: TemporalNet(spec.arch.split("+")[0], "mlp")),
     (DetectorSpec("resnet3d", "r3d10_w32", 112, IMAGENET_MEAN, IMAGENET_STD,
                   "3D ResNet-10 (3×3×3 kernels, width 32) over 16-frame face clips",
-                  sequence_length=SEQUENCE_LENGTH, trainer=SEQUENCE_TRAINER),
+                  sequence_length=SEQUENCE_LENGTH),
      lambda spec: ResNet3D((1, 1, 1, 1), 32)),
     (DetectorSpec("stacked_xception", "legacy_xception_stack16", 128, INCEPTION_MEAN, INCEPTION_STD,
                   "Xception reading 16 frames stacked on the channel axis (48 channels)",
-                  sequence_length=SEQUENCE_LENGTH, trainer=SEQUENCE_TRAINER),
+                  sequence_length=SEQUENCE_LENGTH),
      lambda spec: StackedFrames("legacy_xception", spec.sequence_length)),
 ]
 
@@ -508,45 +431,3 @@ for _spec, _builder in _ENTRIES:
     register_detector(_spec)(_builder)
 
 ZOO_DETECTORS = [spec.name for spec, _ in _ENTRIES]
-
-# Training recipes for ``train --preset cpu|gpu`` (fields of train.MemberRecipe). For sequence members,
-# samples_per_epoch and batch_size count windows; epochs is the embedder's for temporal_* (the head then trains
-# for zoo_train.HEAD_EPOCHS). The linear baselines ignore everything but input_size.
-RECIPES: dict[str, dict[str, dict]] = {
-    "cpu": {  # sized for a 2-core CPU: all rows in ~15 min when the machine is otherwise idle (see docs/)
-        "meso4": dict(input_size=160, epochs=8, samples_per_epoch=1600, batch_size=32, lr=1e-3, body_lr_mult=1.0),
-        "mesoinception4": dict(input_size=160, epochs=8, samples_per_epoch=1600, batch_size=32, lr=1e-3,
-                               body_lr_mult=1.0),
-        "compact_cnn": dict(input_size=252, epochs=8, samples_per_epoch=1600, batch_size=32, lr=1e-3,
-                            body_lr_mult=1.0),
-        "efficientnet_mlp": dict(input_size=128, epochs=5, samples_per_epoch=2000, batch_size=32, lr=1e-3,
-                                 body_lr_mult=0.1),
-        "efficientnet_b5_mlp": dict(input_size=128, epochs=3, samples_per_epoch=1000, batch_size=16, lr=1e-3,
-                                    body_lr_mult=0.1),
-        "logreg": dict(input_size=32, epochs=1, samples_per_epoch=0, batch_size=256, lr=0.0, body_lr_mult=1.0),
-        "linear_svm": dict(input_size=32, epochs=1, samples_per_epoch=0, batch_size=256, lr=0.0, body_lr_mult=1.0),
-        "temporal_lstm": dict(input_size=96, epochs=3, samples_per_epoch=0, batch_size=6, lr=1e-3, body_lr_mult=0.25),
-        "temporal_mlp": dict(input_size=96, epochs=3, samples_per_epoch=0, batch_size=6, lr=1e-3, body_lr_mult=0.25),
-        "resnet3d": dict(input_size=96, epochs=10, samples_per_epoch=0, batch_size=8, lr=1e-3, body_lr_mult=1.0),
-        "stacked_xception": dict(input_size=112, epochs=8, samples_per_epoch=0, batch_size=8, lr=1e-3,
-                                 body_lr_mult=1.0),
-    },
-    "gpu": {
-        "meso4": dict(input_size=256, epochs=40, samples_per_epoch=0, batch_size=64, lr=1e-3, body_lr_mult=1.0),
-        "mesoinception4": dict(input_size=256, epochs=40, samples_per_epoch=0, batch_size=64, lr=1e-3,
-                               body_lr_mult=1.0),
-        "compact_cnn": dict(input_size=252, epochs=40, samples_per_epoch=0, batch_size=64, lr=5e-4, body_lr_mult=1.0),
-        "efficientnet_mlp": dict(input_size=224, epochs=20, samples_per_epoch=0, batch_size=64, lr=1e-3,
-                                 body_lr_mult=0.1),
-        "efficientnet_b5_mlp": dict(input_size=456, epochs=20, samples_per_epoch=0, batch_size=16, lr=1e-3,
-                                    body_lr_mult=0.1),
-        "logreg": dict(input_size=32, epochs=1, samples_per_epoch=0, batch_size=256, lr=0.0, body_lr_mult=1.0),
-        "linear_svm": dict(input_size=32, epochs=1, samples_per_epoch=0, batch_size=256, lr=0.0, body_lr_mult=1.0),
-        "temporal_lstm": dict(input_size=224, epochs=20, samples_per_epoch=0, batch_size=8, lr=1e-3,
-                              body_lr_mult=0.25),
-        "temporal_mlp": dict(input_size=224, epochs=20, samples_per_epoch=0, batch_size=8, lr=1e-3, body_lr_mult=0.25),
-        "resnet3d": dict(input_size=112, epochs=40, samples_per_epoch=0, batch_size=16, lr=1e-3, body_lr_mult=1.0),
-        "stacked_xception": dict(input_size=224, epochs=30, samples_per_epoch=0, batch_size=16, lr=1e-3,
-                                 body_lr_mult=1.0),
-    },
-}

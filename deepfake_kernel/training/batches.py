@@ -1,0 +1,68 @@
+"""What one epoch sees: class-balanced draws, self-blended pairs, augmented batches (each sample's randomness fixed
+by the seed, the epoch and its position, so a resumed or distributed run makes the same batches)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .augment import AugmentConfig, FaceAugmenter
+from .data import FaceSamples
+
+FAKE_SOURCES = ("real", "sbi", "sbi+real")
+
+
+def epoch_indices(labels: np.ndarray, count: int, seed: int, epoch: int) -> np.ndarray:
+    """A class-balanced draw for one epoch: REAL and FAKE crops equally likely (oversampling the rarer)."""
+    rng = np.random.default_rng([seed, epoch, 7])
+    count = count or len(labels)
+    weights = np.where(labels == 1, 0.5 / max(1, (labels == 1).sum()), 0.5 / max(1, (labels == 0).sum()))
+    return rng.choice(len(labels), size=count, replace=True, p=weights / weights.sum())
+
+
+def sbi_sources(samples: FaceSamples) -> np.ndarray:
+    """Indices of the REAL crops with 68-point landmarks: what self-blended pairs are made from."""
+    marks = samples.with_landmarks68()
+    return np.flatnonzero((samples.labels == 0) & ~np.isnan(marks).any(axis=(1, 2)))
+
+
+def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, epoch: int,
+               sources: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(single crops, SBI pair sources) for one epoch of about ``count`` images: ``real`` draws class-balanced
+    singles; ``sbi`` only pairs (each gives 2 images); ``sbi+real`` half the images from each."""
+    count = count or len(samples)
+    if fake_source == "real":
+        return epoch_indices(samples.labels, count, seed, epoch), np.zeros(0, np.int64)
+    sources = sbi_sources(samples) if sources is None else sources
+    if not len(sources):
+        raise ValueError("--fake-source sbi needs REAL face crops with 68-point landmarks; none were found")
+    rng = np.random.default_rng([seed, epoch, 11])
+    pair_images = count if fake_source == "sbi" else count // 2
+    pairs = rng.choice(sources, size=max(1, pair_images // 2), replace=True)
+    singles = (epoch_indices(samples.labels, count - pair_images, seed, epoch) if fake_source == "sbi+real"
+               else np.zeros(0, np.int64))
+    return singles, pairs
+
+
+def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugmenter | None, seed: int,
+               epoch: int, pairs: np.ndarray = np.zeros(0, np.int64)) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented uint8 crops and (possibly pseudo-fake) labels, then a real/self-blended pair for every index of
+    ``pairs``; each sample's randomness is fixed by its position."""
+    images, labels = [], []
+    for position, index in enumerate(indices):
+        image, label = samples.crops[index], int(samples.labels[index])
+        if augmenter is not None:
+            marks = samples.landmarks[index]
+            marks = None if np.isnan(marks).any() else marks
+            rng = np.random.default_rng([seed, epoch, int(position), int(index)])
+            image, label = augmenter(image, marks, label, rng)
+        images.append(image)
+        labels.append(label)
+    if len(pairs):
+        augmenter = augmenter or FaceAugmenter(AugmentConfig(flip=0, color=0, blur=0, jpeg=0, crop_scale=(1.0, 1.0),
+                                                             face_feature_mask=0))
+        marks68 = samples.with_landmarks68()
+        for position, index in enumerate(pairs):
+            rng = np.random.default_rng([seed, epoch, int(position), int(index), 68])
+            real, fake = augmenter.sbi_pair(samples.crops[index], marks68[index], rng)
+            images += [real, fake]
+            labels += [0, 1]
+    return np.stack(images), np.array(labels, dtype=np.float32)

