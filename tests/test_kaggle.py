@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_kernel import kaggle, predict
+from deepfake_kernel import predict
 from deepfake_kernel.shipping import common, offline_venv, verify
 from tests import synthetic
 

@@ -1,10 +1,11 @@
+import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from deepfake_kernel.detectors import create_model
 from deepfake_kernel.detectors.pretrained import load_efficientnet_lite_imagenet, load_local_checkpoint, map_by_position
 from deepfake_kernel.training import recipes, trainers
+from tests import synthetic
 
 EGYPTIAN_CAT, TABBY, TIGER_CAT = 285, 281, 282
 
@@ -66,6 +67,7 @@ def test_train_init_paths_local_and_hub(tmp_path, monkeypatch, capsys):
     config = train.TrainConfig(init=[f"resnet50={tmp_path / 'resnet50.pth'}"], imagenet=False)
     member = trainers.build_member("resnet50", recipes.MemberRecipe(32, 1, 8, 4, 1e-3, 1.0), config)
     assert torch.equal(member.network.conv1.weight, source.network.conv1.weight)
+    assert torch.equal(member.network.fc.weight, source.network.fc.weight)  # a head that fits is kept
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "weights"
@@ -73,3 +75,22 @@ def test_train_init_paths_local_and_hub(tmp_path, monkeypatch, capsys):
                        "--work-dir", str(tmp_path / "work")])
     assert code == 2 and "HF_HUB_OFFLINE=1" in capsys.readouterr().err and not out.exists()
     assert train.main(["--init", "xception", "--out", str(out)]) == 2
+
+
+def test_a_pretrained_start_gets_a_fresh_head_at_one_half():
+    """timm's one-output head starts at logits of several units; on ImageNet features it must start near 0."""
+    from deepfake_kernel import train
+
+    config = train.TrainConfig(imagenet=True)
+    face = synthetic.face_crop(224)
+    torch.manual_seed(0)
+    member = trainers.build_member("efficientnet_lite0", recipes.MemberRecipe(224, 1, 8, 4, 1e-3, 1.0), config)
+    member.eval()
+    crops = np.stack([face, face[:, ::-1]]).copy()
+    with torch.no_grad():
+        logits = member(member.preprocess(crops))
+    assert logits.abs().max() < 0.5, logits
+    assert float(member.network.get_classifier().weight.detach().std()) < 0.02
+    torch.manual_seed(0)
+    raw = create_model("efficientnet_lite0", input_size=224)  # what timm alone gives: far from 0.5
+    assert float(raw.network.get_classifier().weight.detach().std()) > 0.3
