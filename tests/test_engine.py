@@ -7,10 +7,12 @@ import torch
 
 from deepfake_kernel.training import engine
 from deepfake_kernel.training.augment import AugmentConfig
+from deepfake_kernel.training.recipes import MemberRecipe
 
 
 def job(tmp_path, resume=False, patience=2):
-    config = SimpleNamespace(work_dir=str(tmp_path), patience=patience, resume=resume)
+    config = SimpleNamespace(work_dir=str(tmp_path), patience=patience, resume=resume,
+                             recipe=lambda name: MemberRecipe(8, 4, 0, 4, 0.1, 1.0))
     return engine.Job(config, AugmentConfig(), engine.Dist(), "test", "data")
 
 

@@ -139,9 +139,10 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
     ``validate()`` returns video-level metrics whose ``log_loss`` picks the best epoch and stops the run after
     ``patience`` epochs without improvement (``None``: no validation, the last epoch is the best). Every epoch ends
     with a checkpoint (``last.pt``: module, optimiser, schedule, history, RNG); with ``--resume`` a run killed
-    mid-way continues from it, provided ``resume_key`` (the recipe) is unchanged.
+    mid-way continues from it, provided ``resume_key`` (default: the member's recipe) is unchanged.
     """
     env, config = job.env, job.config
+    resume_key = dataclasses.asdict(job.recipe(name)) if resume_key is None else resume_key
     patience = config.patience if patience is None else patience
     folder = job.member_dir(name, stage)
     label = f"{name} {stage}".strip()
@@ -212,9 +213,9 @@ def face_probabilities(model, samples: FaceSamples) -> np.ndarray:
     return model.predict_proba(samples.crops, batch_size=64)
 
 
-def validator(model, val: FaceSamples, metrics_fn: Callable | None = None) -> Callable[[], dict]:
+def validator(model, val: FaceSamples) -> Callable[[], dict]:
     """``validate`` for :func:`fit`: the video metrics of ``model`` on the val crops."""
-    return lambda: (metrics_fn or video_metrics)(face_probabilities(model, val), val)[0]
+    return lambda: video_metrics(face_probabilities(model, val), val)[0]
 
 
 # ---------------------------------------------------------------------------------------------- export

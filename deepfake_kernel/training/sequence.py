@@ -140,7 +140,7 @@ def _train_end_to_end(name, model, recipe, job: Job, train, val, tracks) -> engi
 
     return engine.fit(name, model.network, optimizer, scheduler, recipe.epochs,
                       lambda epoch: _epoch_of(step, windows.batches(epoch)), engine.validator(model, val), job,
-                      patience=max(job.config.patience, MIN_PATIENCE), resume_key=dataclasses.asdict(recipe))
+                      patience=max(job.config.patience, MIN_PATIENCE))
 
 
 def _embedder_key(model, recipe, job: Job) -> str:
@@ -169,8 +169,7 @@ def _train_embedder(name, model, recipe, job: Job, train, tracks) -> list[dict]:
         return engine.optimizer_step(loss, optimizer, scheduler)
 
     fitted = engine.fit(name, embedder, optimizer, scheduler, recipe.epochs,
-                        lambda epoch: _epoch_of(step, windows.batches(epoch)), None, job, stage="embedder",
-                        resume_key=dataclasses.asdict(recipe))
+                        lambda epoch: _epoch_of(step, windows.batches(epoch)), None, job, stage="embedder")
     return fitted.history
 
 

@@ -5,7 +5,6 @@ the zoo), the scikit-learn fit of the linear baselines, and — in :mod:`.sequen
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Callable
@@ -105,7 +104,7 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         return {"train_loss": round(float(np.mean(losses)), 5)}
 
     fitted = engine.fit(name, model.network, optimizer, scheduler, recipe.epochs, run_epoch,
-                        engine.validator(model, val), job, resume_key=_recipe_key(recipe))
+                        engine.validator(model, val), job)
     return engine.finish_member(model, name, job, val, fitted)
 
 
@@ -125,10 +124,6 @@ def train_sklearn_member(name: str, job: Job, train: FaceSamples, val: FaceSampl
     record = {"epoch": 1, "seconds": round(time.perf_counter() - started, 1), **fitted}
     log.warning("%s: %s", name, record)
     return engine.finish_member(model, name, job, val, engine.FitResult([record], 1, 1), {"sklearn": fitted})
-
-
-def _recipe_key(recipe) -> dict:
-    return dataclasses.asdict(recipe)
 
 
 def trainer_for(name: str) -> Callable[[str, Job, FaceSamples, FaceSamples], dict]:
