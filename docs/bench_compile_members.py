@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from deepfake_kernel.weights import read_manifest, load_member
+from deepfake_kernel.detectors.weights import load_member, read_manifest
 manifest = read_manifest("weights")
 crops = np.random.default_rng(0).integers(0, 255, (32, 128, 128, 3), dtype=np.uint8)
 eager = {e.name: load_member(e, "weights", "cpu") for e in manifest.members}

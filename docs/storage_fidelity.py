@@ -9,13 +9,13 @@ import tempfile
 
 import numpy as np
 
-from deepfake_kernel.data import CacheConfig, CropCache, read_video_csv, split_by_group
-from deepfake_kernel.train import video_metrics
-from deepfake_kernel.weights import export_member, load_member, read_manifest
+from deepfake_kernel.detectors.weights import export_member, load_member, read_manifest
+from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv, split_by_group
+from deepfake_kernel.training.engine import video_metrics
 
 items = read_video_csv("../shared/data/videos.csv")
 _, val_items = split_by_group(items, 0.3, 0)
-val = CropCache("cache", CacheConfig()).load_videos(val_items)
+val = CropCache("cache", CacheConfig(frames=32, crop_size=224)).load_videos(val_items)
 shipped = load_member(read_manifest("weights").member("efficientnet_lite0"), "weights")
 with tempfile.TemporaryDirectory() as folder:
     entry = export_member(shipped, folder, storage_dtype="int8")

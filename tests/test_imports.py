@@ -120,3 +120,48 @@ def test_no_module_imports_a_command_line_module():
             "deepfake_kernel.kaggle"} <= clis
     offenders = {name: sorted(deps & clis) for name, deps in import_graph().items() if deps & clis}
     assert offenders == {}
+
+
+DOCS = PACKAGE.parent / "docs"
+
+
+def top_level_names(path: Path) -> set[str]:
+    """Names a module defines or imports at its top level (what ``from module import name`` can take)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def broken_package_imports(script: Path) -> list[str]:
+    """``from deepfake_kernel.x import y`` lines of ``script`` whose module or name the package does not have."""
+    known = modules()
+    broken = []
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == NAME:
+            path = known.get(node.module)
+            missing = ([a.name for a in node.names] if path is None else
+                       [a.name for a in node.names if a.name not in top_level_names(path)
+                        and f"{node.module}.{a.name}" not in known])
+            broken += [f"{script.name}:{node.lineno} {node.module}.{name}" for name in missing]
+    return broken
+
+
+def test_the_import_checker_catches_a_moved_name(tmp_path):
+    script = tmp_path / "old.py"
+    script.write_text("from deepfake_kernel.weights import read_manifest\n"
+                      "from deepfake_kernel.training.engine import video_metrics, no_such_thing\n")
+    assert broken_package_imports(script) == ["old.py:1 deepfake_kernel.weights.read_manifest",
+                                              "old.py:2 deepfake_kernel.training.engine.no_such_thing"]
+
+
+def test_the_scripts_in_docs_import_what_the_package_has():
+    scripts = sorted(DOCS.rglob("*.py"))
+    assert scripts, "docs/ holds the scripts behind recorded numbers"
+    assert [line for s in scripts for line in broken_package_imports(s)] == []
