@@ -10,8 +10,8 @@ from deepfake_kernel.training.augment import AugmentConfig
 from deepfake_kernel.training.recipes import MemberRecipe
 
 
-def job(tmp_path, resume=False, patience=2):
-    config = SimpleNamespace(work_dir=str(tmp_path), patience=patience, resume=resume,
+def job(tmp_path, resume=False, patience=2, keep_epochs=False):
+    config = SimpleNamespace(work_dir=str(tmp_path), patience=patience, resume=resume, keep_epochs=keep_epochs,
                              recipe=lambda name: MemberRecipe(8, 4, 0, 4, 0.1, 1.0))
     return engine.Job(config, AugmentConfig(), engine.Dist(), "test", "data")
 
@@ -74,3 +74,19 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     again = engine.fit("m", module, optimizer, None, 4, run_epoch, validate, job(tmp_path, resume=True),
                        resume_key={"lr": 0.2})  # another recipe: the checkpoint is not reused
     assert len(seen) == 4 and again.epochs_run == 4
+
+
+def test_keep_epochs_keeps_each_epochs_weights_and_changes_nothing(tmp_path):
+    losses = [0.6, 0.5, 0.55, 0.58, 0.4]
+    module, optimizer, run_epoch, validate, seen = trainer(losses)
+    kept = engine.fit("m", module, optimizer, None, 5, run_epoch, validate, job(tmp_path / "kept", keep_epochs=True))
+    files = sorted((tmp_path / "kept" / "m").glob("epoch_*.pt"))
+    assert [f.name for f in files] == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "epoch_004.pt"]
+    for weights, file in zip(seen, files):  # each file holds that epoch's weights, not the best ones
+        assert torch.equal(torch.load(file, weights_only=True)["weight"], weights)
+    module2, optimizer2, run_epoch2, validate2, _ = trainer(losses)
+    plain = engine.fit("m", module2, optimizer2, None, 5, run_epoch2, validate2, job(tmp_path / "plain"))
+    assert not list((tmp_path / "plain" / "m").glob("epoch_*.pt"))
+    untimed = [[{k: v for k, v in r.items() if k != "seconds"} for r in f.history] for f in (plain, kept)]
+    assert untimed[0] == untimed[1] and plain.best_epoch == kept.best_epoch == 2
+    assert torch.equal(module.weight, module2.weight)

@@ -139,7 +139,8 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
     ``validate()`` returns video-level metrics whose ``log_loss`` picks the best epoch and stops the run after
     ``patience`` epochs without improvement (``None``: no validation, the last epoch is the best). Every epoch ends
     with a checkpoint (``last.pt``: module, optimiser, schedule, history, RNG); with ``--resume`` a run killed
-    mid-way continues from it, provided ``resume_key`` (default: the member's recipe) is unchanged.
+    mid-way continues from it, provided ``resume_key`` (default: the member's recipe) is unchanged. With
+    ``config.keep_epochs`` each epoch's weights also stay (``epoch_NNN.pt``), for out-of-family learning curves.
     """
     env, config = job.env, job.config
     resume_key = dataclasses.asdict(job.recipe(name)) if resume_key is None else resume_key
@@ -180,6 +181,8 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
             state["bad_epochs"] += 1
             stopped = state["bad_epochs"] >= patience
         state["epoch"] = epoch + 1
+        if env.main and getattr(config, "keep_epochs", False):
+            _save(module.state_dict(), folder / f"epoch_{epoch + 1:03d}.pt")
         if env.main:
             _save({"model": module.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict() if scheduler is not None else None,

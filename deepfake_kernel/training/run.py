@@ -73,6 +73,9 @@ class TrainConfig:
     storage_dtype: str = field(default="auto", metadata={"help": "export dtype: float32, float16, int8 or auto "
                                                                  "(int8; float16 for EfficientNet-Lite)"})
     resume: bool = field(default=False, metadata={"help": "continue from work_dir checkpoints"})
+    keep_epochs: bool = field(default=False, metadata={
+        "help": "also keep every epoch's weights (epoch_NNN.pt beside last.pt), e.g. to score each epoch out of "
+                "family (docs/xfam_learning_curve.py); the shipped weights are the same either way"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: default)"})
     progress: bool = True
@@ -149,9 +152,10 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    # --resume does not change the result (tests/test_train.py checks it), so the recorded command omits it
+    # --resume and --keep-epochs do not change the result (tests/test_train.py, tests/test_engine.py check it), so
+    # the recorded command omits them
     command = command or "python -m deepfake_kernel.train " + " ".join(
-        shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+        shlex.quote(a) for a in sys.argv[1:] if a not in ("--resume", "--keep-epochs", "--no-keep-epochs"))
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     items = gather_items(config)
