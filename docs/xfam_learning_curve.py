@@ -40,7 +40,9 @@ def main():
     model = create_model(args.member).eval()
     for path in args.checkpoints:
         saved = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"] if "model" in saved else saved)
+        state = saved["model"] if "model" in saved else saved
+        # the engine trains (and saves) the classifier's network; a whole FaceClassifier's keys start "network."
+        (model if next(iter(state)).startswith("network.") else model.network).load_state_dict(state)
         with torch.inference_mode():
             scores = [ensemble.video_score([ensemble.track_score(p[tracks == t]) for t in np.unique(tracks)])
                       for p, tracks in ((model.predict_proba(crops), tracks) for _, crops, tracks in videos)]
