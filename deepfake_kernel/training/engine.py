@@ -181,7 +181,7 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
             state["bad_epochs"] += 1
             stopped = state["bad_epochs"] >= patience
         state["epoch"] = epoch + 1
-        if env.main and getattr(config, "keep_epochs", False):
+        if env.main and config.keep_epochs:
             _save(module.state_dict(), folder / f"epoch_{epoch + 1:03d}.pt")
         if env.main:
             _save({"model": module.state_dict(), "optimizer": optimizer.state_dict(),
