@@ -256,3 +256,32 @@ def test_sbi_pair_differs_only_where_the_blend_is(face68):
     assert changed >= 4  # the blend shows inside the face
     with pytest.raises(ValueError, match="68"):
         self_blend_68(image, points[:5], rng(0))
+
+
+def test_blend_boundary_is_where_the_images_mix():
+    from deepfake_kernel.training.augment import blend_boundary
+
+    mask = np.array([[0.0, 0.25, 0.5, 0.75, 1.0]], np.float32)
+    np.testing.assert_allclose(blend_boundary(mask), [[0.0, 0.75, 1.0, 0.75, 0.0]])
+
+
+def test_sbi_pair_boundary_moves_with_the_faces(face68):
+    """The map of a pair follows its crop and flip, peaks at 1 on the blend's edge and is 0 far from the face."""
+    image, points, _ = face68
+    plain = FaceAugmenter(AugmentConfig(**NOTHING))
+    flipped = FaceAugmenter(AugmentConfig(**{**NOTHING, "flip": 1.0}))
+    for seed in range(4):
+        real, fake, boundary = plain.sbi_pair(image, points, rng(seed), with_boundary=True)
+        real_f, fake_f, boundary_f = flipped.sbi_pair(image, points, rng(seed), with_boundary=True)
+        np.testing.assert_array_equal(fake_f, fake[:, ::-1])
+        np.testing.assert_allclose(boundary_f, boundary[:, ::-1], atol=1e-6)
+        assert boundary.shape == image.shape[:2] and boundary.dtype == np.float32
+        assert boundary.max() > 0.9 and boundary[border(image.shape[:2], 12)].max() == 0.0
+        # the boundary is a band, not the whole face: inside the face, past the band, pixels come from one image
+        assert (boundary > 0.5).mean() < 0.5
+        # the same pair as without the map: asking for it changes no image
+        np.testing.assert_array_equal(plain.sbi_pair(image, points, rng(seed))[1], fake)
+    cropped = FaceAugmenter(AugmentConfig(**{**NOTHING, "crop_scale": (0.7, 0.7)}))
+    _, _, boundary_c = cropped.sbi_pair(image, points, rng(0), with_boundary=True)
+    _, _, boundary = plain.sbi_pair(image, points, rng(0), with_boundary=True)
+    assert not np.allclose(boundary_c, boundary)  # the crop moved (and scaled) the map

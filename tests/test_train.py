@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,6 +132,17 @@ def test_sbi_epochs_draw_pairs_only_from_real_faces_with_landmarks():
         batches.epoch_plan(_samples([0, 1], [False, True]), "sbi", 8, seed=0, epoch=0)
 
 
+def test_batches_carry_boundary_maps_where_they_are_known():
+    samples = _samples([0, 0, 0, 1, 1, 0], [True, True, False, True, True, False])
+    plain = batches.make_batch(samples, np.array([2, 3]), None, 0, 0, np.array([0, 1]))
+    images, labels, maps, known = batches.make_batch(samples, np.array([2, 3]), None, 0, 0, np.array([0, 1]),
+                                                     boundaries=True)
+    np.testing.assert_array_equal(images, plain[0])  # the maps change no image
+    assert labels.tolist() == [0, 1, 0, 1, 0, 1] and maps.shape == (6, 64, 64)
+    assert known.tolist() == [1, 0, 1, 1, 1, 1]  # a labelled fake's boundary is not known
+    assert maps[[0, 1, 2, 4]].max() == 0 and maps[3].max() > 0.9 and maps[5].max() > 0.9
+
+
 def test_hold_out_family_leaves_its_videos_and_crops_out(tmp_path):
     csv_path = tmp_path / "v.csv"
     csv_path.write_text("path,label,group,family\na.mp4,REAL,g1,ffpp\nb.mp4,FAKE,g1,ffpp\nc.mp4,REAL,g2,talk\n")
@@ -145,3 +157,30 @@ def test_hold_out_family_leaves_its_videos_and_crops_out(tmp_path):
         training.gather_items(train.TrainConfig(videos=[str(csv_path)], hold_out_family=["dfdc"]))
     with pytest.raises(ValueError, match="--fake-source"):
         training.check_fake_source(train.TrainConfig(fake_source="sbi-ish"))
+
+
+def test_boundary_loss_trains_a_map_head_and_exports_the_plain_classifier(baseline, training_videos):
+    """--boundary-loss: the map loss is logged and falls, the member exported is the plain classifier that predict
+    loads, and the checkpoint a resume reads holds the map head and the loss weight."""
+    import torch
+    from safetensors.torch import load_file
+
+    from deepfake_kernel.detectors import create_model
+    from deepfake_kernel.pipeline.detector import Detector
+
+    tmp_path = baseline[0]
+    config = tiny_config(tmp_path, training_videos[0], "boundary", fake_source="sbi+real", boundary_loss=1.0,
+                         imagenet=False, epochs=3)
+    report = train.run(config, AugmentConfig(), command="python -m deepfake_kernel.train (test)")
+    history = report["members"]["efficientnet_lite0"]["history"]
+    assert all("train_boundary_loss" in h for h in history)
+    assert history[-1]["train_boundary_loss"] < history[0]["train_boundary_loss"]
+    entry = read_manifest(config.out).member("efficientnet_lite0")
+    stored = load_file(str(Path(config.out) / entry.file))
+    assert set(stored) == set(create_model("efficientnet_lite0", input_size=48).network.state_dict())
+    detector = Detector.from_weights(config.out, device="cpu", frames=4, detect_long_side=480)
+    assert detector.predict_video(training_videos[1] / "fake_0.mp4").reason is None
+    checkpoint = torch.load(Path(config.work_dir) / "efficientnet_lite0" / "last.pt", weights_only=False)
+    assert any(k.startswith("head.") for k in checkpoint["model"]) and checkpoint["key"]["boundary_loss"] == 1.0
+    with pytest.raises(ValueError, match="--fake-source sbi"):
+        training.check_config(train.TrainConfig(boundary_loss=1.0, members=["efficientnet_lite0"]))

@@ -328,9 +328,9 @@ def sbi_region_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.
     return hull_mask(shape_hw, chosen, 0).astype(np.float32)
 
 
-def sbi_alpha_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """SBI blend mask from 68 landmarks: a random face region (:func:`sbi_region_68`), elastically deformed,
-    eroded or dilated, softened by two random blurs, times a blend ratio from {0.25, 0.5, 0.75, 1, 1, 1}."""
+def sbi_mask_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The soft blend mask (float32, peak 1) from 68 landmarks: a random face region (:func:`sbi_region_68`),
+    elastically deformed, eroded or dilated, softened by two random blurs."""
     points = np.asarray(points, dtype=np.float64)
     face = max(float(np.ptp(points[:, 0])), float(np.ptp(points[:, 1])), 0.1 * min(shape_hw))
     region = sbi_region_68(shape_hw, points, rng)
@@ -348,19 +348,36 @@ def sbi_alpha_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.G
     if inner.sum() > 0.25 * region.sum():
         alpha = inner
     alpha = cv2.GaussianBlur(alpha, (second, second), 0)
-    alpha /= max(float(alpha.max()), 1e-6)
-    return alpha * float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+    return alpha / max(float(alpha.max()), 1e-6)
 
 
-def self_blend_68(image: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sbi_alpha_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """SBI blend weights from 68 landmarks: :func:`sbi_mask_68` times a blend ratio from
+    {0.25, 0.5, 0.75, 1, 1, 1}."""
+    return sbi_mask_68(shape_hw, points, rng) * float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+
+
+def blend_boundary(mask: np.ndarray) -> np.ndarray:
+    """The blending boundary of a soft mask, ``4 · m · (1 − m)`` (Face X-ray, Li et al. 2020): 1 where the two
+    images mix half and half, 0 wherever a pixel is all one image (a real face's boundary is 0 everywhere)."""
+    mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
+    return 4.0 * mask * (1.0 - mask)
+
+
+def self_blend_68(image: np.ndarray, points: np.ndarray, rng: np.random.Generator,
+                  with_boundary: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Self-blended pseudo-fake from 68 landmarks: the face, colour- and frequency-jittered and slightly moved
-    (:func:`_sbi_source`), blended back into itself through :func:`sbi_alpha_68`."""
+    (:func:`_sbi_source`), blended back into itself through :func:`sbi_alpha_68`. ``with_boundary`` also returns
+    the blend's boundary map (:func:`blend_boundary` of the mask before the blend ratio), float32 ``(H, W)``."""
     image = _check_image(image)
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (68, 2):
         raise ValueError(f"expected 68 landmarks, got {points.shape}")
     source = _sbi_source(image, points[27:36].mean(axis=0), rng)
-    return np.ascontiguousarray(_blend(source, image, sbi_alpha_68(image.shape[:2], points, rng)))
+    mask = sbi_mask_68(image.shape[:2], points, rng)
+    ratio = float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))  # the draw order of sbi_alpha_68
+    fake = np.ascontiguousarray(_blend(source, image, mask * ratio))
+    return (fake, blend_boundary(mask)) if with_boundary else fake
 
 
 # ----------------------------------------------------------------------------------- standard augmentations
@@ -468,26 +485,30 @@ class FaceAugmenter:
         image, points = self.post_process(image, points, rng)
         return image, points, label
 
-    def sbi_pair(self, image: np.ndarray, landmarks68: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sbi_pair(self, image: np.ndarray, landmarks68: np.ndarray, rng: np.random.Generator,
+                 with_boundary: bool = False) -> tuple[np.ndarray, ...]:
         """A real face and its self-blended version (:func:`self_blend_68`), both post-processed with the same
-        random parameters (crop, flip, colour, blur, JPEG ...), so only the blend tells them apart."""
-        fake = self_blend_68(image, landmarks68, rng)
+        random parameters (crop, flip, colour, blur, JPEG ...), so only the blend tells them apart.
+        ``with_boundary`` adds the fake's blend-boundary map (float32 ``(H, W)`` in 0..1), moved by the same
+        crop, flip and rotation as the images."""
+        fake, boundary = self_blend_68(image, landmarks68, rng, with_boundary=True)
         seed = int(rng.integers(2 ** 63))
         real, _ = self.post_process(_check_image(image), None, np.random.default_rng(seed))
         fake, _ = self.post_process(fake, None, np.random.default_rng(seed))
-        return real, fake
+        if not with_boundary:
+            return real, fake
+        # the geometric steps draw first and the same numbers whatever the image, so the same seed moves the map
+        # exactly as it moved the faces
+        plane = np.repeat(np.rint(boundary * 255).astype(np.uint8)[..., None], 3, axis=2)
+        plane, _ = self.geometry(plane, None, np.random.default_rng(seed))
+        return real, fake, plane[..., 0].astype(np.float32) / 255.0
 
     def post_process(self, image: np.ndarray, points: np.ndarray | None,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        """The label-preserving steps: crop/scale, flip, rotation, Face Feature Mask, colour, blur, JPEG."""
+        """The label-preserving steps: :meth:`geometry` (crop/scale, flip, rotation), then Face Feature Mask,
+        colour, blur, JPEG."""
         cfg = self.config
-        if tuple(cfg.crop_scale) != (1.0, 1.0):
-            image, points = random_crop_scale(image, points, rng, tuple(cfg.crop_scale))
-        if rng.random() < cfg.flip:
-            image, points = horizontal_flip(image, points)
-        if rng.random() < cfg.rotate:
-            image, points = random_rotate(image, points, rng)
+        image, points = self.geometry(image, points, rng)
         if rng.random() < cfg.face_feature_mask:
             image = face_feature_mask(image, points, rng)
         if rng.random() < cfg.color:
@@ -497,3 +518,16 @@ class FaceAugmenter:
         if rng.random() < cfg.jpeg:
             image = jpeg_recompress(image, rng)
         return np.ascontiguousarray(image, dtype=np.uint8), points
+
+    def geometry(self, image: np.ndarray, points: np.ndarray | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """Crop/scale, flip, rotation: the steps that move pixels. Their draws do not depend on the image, so one
+        seed moves a face and a map of it alike."""
+        cfg = self.config
+        if tuple(cfg.crop_scale) != (1.0, 1.0):
+            image, points = random_crop_scale(image, points, rng, tuple(cfg.crop_scale))
+        if rng.random() < cfg.flip:
+            image, points = horizontal_flip(image, points)
+        if rng.random() < cfg.rotate:
+            image, points = random_rotate(image, points, rng)
+        return image, points

@@ -43,10 +43,15 @@ def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, ep
 
 
 def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugmenter | None, seed: int,
-               epoch: int, pairs: np.ndarray = np.zeros(0, np.int64)) -> tuple[np.ndarray, np.ndarray]:
+               epoch: int, pairs: np.ndarray = np.zeros(0, np.int64), boundaries: bool = False) -> tuple[np.ndarray, ...]:
     """Augmented uint8 crops and (possibly pseudo-fake) labels, then a real/self-blended pair for every index of
-    ``pairs``; each sample's randomness is fixed by its position."""
+    ``pairs``; each sample's randomness is fixed by its position.
+
+    ``boundaries`` adds each image's blend-boundary map (float32 ``(N, H, W)``) and whether it is known
+    (float32 ``(N,)``): zero and known for a REAL face, the blend's boundary for a self-blended one, unknown for a
+    labelled fake (where its forgery's boundary lies is not recorded)."""
     images, labels = [], []
+    maps = []
     for position, index in enumerate(indices):
         image, label = samples.crops[index], int(samples.labels[index])
         if augmenter is not None:
@@ -56,13 +61,20 @@ def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugment
             image, label = augmenter(image, marks, label, rng)
         images.append(image)
         labels.append(label)
+        maps.append(None)
     if len(pairs):
         augmenter = augmenter or FaceAugmenter(AugmentConfig(flip=0, color=0, blur=0, jpeg=0, crop_scale=(1.0, 1.0),
                                                              face_feature_mask=0))
         marks68 = samples.with_landmarks68()
         for position, index in enumerate(pairs):
             rng = np.random.default_rng([seed, epoch, int(position), int(index), 68])
-            real, fake = augmenter.sbi_pair(samples.crops[index], marks68[index], rng)
+            real, fake, boundary = augmenter.sbi_pair(samples.crops[index], marks68[index], rng, with_boundary=True)
             images += [real, fake]
             labels += [0, 1]
-    return np.stack(images), np.array(labels, dtype=np.float32)
+            maps += [np.zeros_like(boundary), boundary]
+    images, labels = np.stack(images), np.array(labels, dtype=np.float32)
+    if not boundaries:
+        return images, labels
+    known = np.array([m is not None or label == 0 for m, label in zip(maps, labels)], dtype=np.float32)
+    blank = np.zeros(images.shape[1:3], np.float32)
+    return images, labels, np.stack([blank if m is None else m for m in maps]), known

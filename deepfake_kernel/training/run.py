@@ -46,6 +46,10 @@ class TrainConfig:
     fake_source: str = field(default="real", metadata={
         "help": "what the FAKE class is: real (the labelled fakes), sbi (only self-blended pairs made from the REAL "
                 "faces, 68-point landmark masks; labelled fakes unused) or sbi+real (half the batch each)"})
+    boundary_loss: float = field(default=0.0, metadata={
+        "help": "weight of a blend-boundary map loss beside the FAKE logit (Face X-ray style, training only: a head on "
+                "the stride-16 features learns where each self-blended face was blended); needs --fake-source sbi "
+                "or sbi+real; 0: off"})
     members: list[str] = field(default_factory=lambda: list(DEFAULT_MEMBERS), metadata={"help": "detectors to train"})
     preset: str = field(default="cpu", metadata={"help": "recipe: cpu, gpu or tiny"})
     out: str = field(default="weights", metadata={"help": "weights folder to export into"})
@@ -137,6 +141,10 @@ def check_config(config: TrainConfig) -> None:
     """Bad options fail here, before any crop is cut: fake source, ``--init`` targets, every member's recipe."""
     check_fake_source(config)
     check_inits(config)
+    if config.boundary_loss < 0:
+        raise ValueError(f"--boundary-loss must be 0 (off) or positive, not {config.boundary_loss}")
+    if config.boundary_loss > 0 and config.fake_source == "real":
+        raise ValueError("--boundary-loss learns from self-blended faces: use it with --fake-source sbi or sbi+real")
     if config.head_init not in HEAD_INITS:
         raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:

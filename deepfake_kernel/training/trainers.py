@@ -5,6 +5,7 @@ the zoo), the scikit-learn fit of the linear baselines, and — in :mod:`.sequen
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from ..detectors import FaceClassifier, create_model, get_spec
 from . import engine
 from .augment import FaceAugmenter
+from .boundary import BoundaryModel, boundary_loss
 from .batches import epoch_plan, make_batch, sbi_sources
 from .data import FaceSamples
 from .engine import Job
@@ -72,10 +74,16 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
     torch.manual_seed(config.seed)
     model = build_member(name, recipe, config).to(env.device)
     body, head = engine.split_body_head(model.network, model.network.get_classifier())
+    trained, resume_key = model.network, None  # what the checkpoints hold, and what a resume must match
+    if config.boundary_loss > 0:  # a map head beside the classifier, for training only (training/boundary.py)
+        model = BoundaryModel(model).to(env.device)
+        head += list(model.head.parameters())
+        trained, resume_key = model, {**dataclasses.asdict(recipe), "boundary_loss": config.boundary_loss}
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
     optimizer, scheduler = engine.one_cycle(body, head, recipe, config.weight_decay, recipe.epochs * steps)
     sources = sbi_sources(train) if config.fake_source != "real" else None
+    classifier = model.classifier if config.boundary_loss > 0 else model
     network = model
     if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -88,24 +96,36 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         model.train()
         singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources)
         per_step = (len(singles) // steps, len(pairs) // steps)
-        losses = []
+        losses, map_losses = [], []
         for step in range(steps):
             batch_idx = singles[step * per_step[0]:(step + 1) * per_step[0]]
             batch_pairs = pairs[step * per_step[1]:(step + 1) * per_step[1]]
             # each rank takes its share of the global batch
             batch_idx, batch_pairs = batch_idx[env.rank::env.world], batch_pairs[env.rank::env.world]
-            images, labels = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs)
-            inputs = model.preprocess(images)
-            target = torch.as_tensor(labels, device=inputs.device)
+            batch = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs,
+                               boundaries=config.boundary_loss > 0)
+            inputs = classifier.preprocess(batch[0])
+            target = torch.as_tensor(batch[1], device=inputs.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                logits = network(inputs)
+                output = network(inputs)
+            logits = output[0] if config.boundary_loss > 0 else output
             loss = F.binary_cross_entropy_with_logits(logits.float(), target)
-            losses.append(engine.optimizer_step(loss, optimizer, scheduler))
-        return {"train_loss": round(float(np.mean(losses)), 5)}
+            if config.boundary_loss > 0:
+                maps, known = (torch.as_tensor(a, device=inputs.device) for a in batch[2:])
+                map_loss = boundary_loss(output[1], maps, known)
+                map_losses.append(float(map_loss.detach()))
+                losses.append(float(loss.detach()))
+                engine.optimizer_step(loss + config.boundary_loss * map_loss, optimizer, scheduler)
+            else:
+                losses.append(engine.optimizer_step(loss, optimizer, scheduler))
+        record = {"train_loss": round(float(np.mean(losses)), 5)}
+        if map_losses:
+            record["train_boundary_loss"] = round(float(np.mean(map_losses)), 5)
+        return record
 
-    fitted = engine.fit(name, model.network, optimizer, scheduler, recipe.epochs, run_epoch,
-                        engine.validator(model, val), job)
-    return engine.finish_member(model, name, job, val, fitted)
+    fitted = engine.fit(name, trained, optimizer, scheduler, recipe.epochs, run_epoch,
+                        engine.validator(classifier, val), job, resume_key=resume_key)
+    return engine.finish_member(classifier, name, job, val, fitted)
 
 
 def train_sklearn_member(name: str, job: Job, train: FaceSamples, val: FaceSamples) -> dict:
