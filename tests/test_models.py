@@ -78,3 +78,24 @@ def test_crops_as_a_tensor_give_the_numpy_answer():
     model = create_model("resnet50", input_size=48).eval()
     crops = np.random.default_rng(2).integers(0, 255, (5, 60, 60, 3), dtype=np.uint8)
     assert np.allclose(model.predict_proba(torch.from_numpy(crops), 2), model.predict_proba(crops, 2), atol=1e-6)
+
+
+def test_patch_detector_decides_from_local_evidence():
+    """efficientnet_lite0_patch: ImageNet start for its stages, one logit per patch, and a patch's logit does not
+    see pixels far from it (receptive field of three stages, about 67 px)."""
+    from deepfake_kernel.detectors.pretrained import load_efficientnet_lite_imagenet
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0_patch", input_size=224).eval()
+    full = load_efficientnet_lite_imagenet(create_model("efficientnet_lite0").network, 0)
+    load_efficientnet_lite_imagenet(model.network, 0)
+    torch.testing.assert_close(model.network.blocks[2][1].conv_dw.weight, full.blocks[2][1].conv_dw.weight)
+    crop = synthetic.face_crop(224)[None]
+    changed = crop.copy()
+    changed[:, :48, :48] = 255 - changed[:, :48, :48]  # the top-left corner only
+    with torch.inference_mode():
+        before, after = (model.network.patch_logits(model.preprocess(c))[0, 0] for c in (crop, changed))
+        assert before.shape == (28, 28) and model(model.preprocess(crop)).shape == (1,)
+        torch.testing.assert_close(model(model.preprocess(crop)), before.mean().reshape(1))
+    moved = (after - before).abs() > 1e-5
+    assert moved[:4, :4].all() and not moved[16:, 16:].any()

@@ -24,12 +24,14 @@ _ENSEMBLE: dict[str, dict[str, MemberRecipe]] = {
     "cpu": {
         "efficientnet_lite0": MemberRecipe(224, 3, 2048, 32, 1e-3, 0.5),
         "efficientnet_lite2": MemberRecipe(224, 3, 1024, 32, 1e-3, 0.5),
+        "efficientnet_lite0_patch": MemberRecipe(224, 3, 2048, 32, 1e-3, 0.5),
         "resnet50": MemberRecipe(96, 2, 800, 32, 1e-3, 1.0),
         "xception": MemberRecipe(96, 2, 640, 32, 1e-3, 1.0),
     },
     "gpu": {
         "efficientnet_lite0": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
         "efficientnet_lite2": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
+        "efficientnet_lite0_patch": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
         "resnet50": MemberRecipe(224, 30, 0, 64, 1e-3, 1.0),
         "xception": MemberRecipe(299, 30, 0, 48, 1e-3, 1.0),
     },
