@@ -41,7 +41,7 @@ def main():
     for path in args.checkpoints:
         saved = torch.load(path, map_location="cpu", weights_only=False)
         state = saved["model"] if "model" in saved else saved
-        if any(k.startswith("classifier.") for k in state):  # trained with --boundary-loss: drop the map head
+        if any(k.startswith("classifier.network.") for k in state):  # trained with --boundary-loss: no map head
             state = {k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")}
         # the engine trains (and saves) the classifier's network; a whole FaceClassifier's keys start "network."
         (model if next(iter(state)).startswith("network.") else model.network).load_state_dict(state)
