@@ -72,18 +72,18 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
     """One face per sample, binary cross-entropy, early stopping on video-level val log loss; resumable and DDP."""
     config, env, recipe = job.config, job.env, job.recipe(name)
     torch.manual_seed(config.seed)
-    model = build_member(name, recipe, config).to(env.device)
-    body, head = engine.split_body_head(model.network, model.network.get_classifier())
-    trained, resume_key = model.network, None  # what the checkpoints hold, and what a resume must match
-    if config.boundary_loss > 0:  # a map head beside the classifier, for training only (training/boundary.py)
-        model = BoundaryModel(model).to(env.device)
+    classifier = build_member(name, recipe, config).to(env.device)
+    body, head = engine.split_body_head(classifier.network, classifier.network.get_classifier())
+    use_maps = config.boundary_loss > 0
+    model, trained, resume_key = classifier, classifier.network, None  # trained: what the checkpoints hold
+    if use_maps:  # a map head beside the classifier, for training only (training/boundary.py)
+        model = BoundaryModel(classifier).to(env.device)
         head += list(model.head.parameters())
         trained, resume_key = model, {**dataclasses.asdict(recipe), "boundary_loss": config.boundary_loss}
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
     optimizer, scheduler = engine.one_cycle(body, head, recipe, config.weight_decay, recipe.epochs * steps)
     sources = sbi_sources(train) if config.fake_source != "real" else None
-    classifier = model.classifier if config.boundary_loss > 0 else model
     network = model
     if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -102,22 +102,19 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
             batch_pairs = pairs[step * per_step[1]:(step + 1) * per_step[1]]
             # each rank takes its share of the global batch
             batch_idx, batch_pairs = batch_idx[env.rank::env.world], batch_pairs[env.rank::env.world]
-            batch = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs,
-                               boundaries=config.boundary_loss > 0)
+            batch = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs, boundaries=use_maps)
             inputs = classifier.preprocess(batch[0])
             target = torch.as_tensor(batch[1], device=inputs.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 output = network(inputs)
-            logits = output[0] if config.boundary_loss > 0 else output
+            logits, map_logits = output if use_maps else (output, None)
             loss = F.binary_cross_entropy_with_logits(logits.float(), target)
-            if config.boundary_loss > 0:
-                maps, known = (torch.as_tensor(a, device=inputs.device) for a in batch[2:])
-                map_loss = boundary_loss(output[1], maps, known)
+            losses.append(float(loss.detach()))
+            if use_maps:
+                map_loss = boundary_loss(map_logits, *(torch.as_tensor(a, device=inputs.device) for a in batch[2:]))
                 map_losses.append(float(map_loss.detach()))
-                losses.append(float(loss.detach()))
-                engine.optimizer_step(loss + config.boundary_loss * map_loss, optimizer, scheduler)
-            else:
-                losses.append(engine.optimizer_step(loss, optimizer, scheduler))
+                loss = loss + config.boundary_loss * map_loss
+            engine.optimizer_step(loss, optimizer, scheduler)
         record = {"train_loss": round(float(np.mean(losses)), 5)}
         if map_losses:
             record["train_boundary_loss"] = round(float(np.mean(map_losses)), 5)
