@@ -280,7 +280,7 @@ def _sbi_alpha(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Gen
         alpha = eroded
     alpha = cv2.GaussianBlur(alpha, (second, second), 0)
     alpha /= max(float(alpha.max()), 1e-6)
-    return alpha * float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+    return alpha * _blend_ratio(rng)
 
 
 def self_blend_pseudo_fake(image: np.ndarray, landmarks: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -351,10 +351,9 @@ def sbi_mask_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Ge
     return alpha / max(float(alpha.max()), 1e-6)
 
 
-def sbi_alpha_68(shape_hw: tuple[int, int], points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """SBI blend weights from 68 landmarks: :func:`sbi_mask_68` times a blend ratio from
-    {0.25, 0.5, 0.75, 1, 1, 1}."""
-    return sbi_mask_68(shape_hw, points, rng) * float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+def _blend_ratio(rng: np.random.Generator) -> float:
+    """SBI's blend ratio (how much of the source replaces the target inside the mask): 0.25, 0.5, 0.75, 1, 1 or 1."""
+    return float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
 
 
 def blend_boundary(mask: np.ndarray) -> np.ndarray:
@@ -367,16 +366,16 @@ def blend_boundary(mask: np.ndarray) -> np.ndarray:
 def self_blend_68(image: np.ndarray, points: np.ndarray, rng: np.random.Generator,
                   with_boundary: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Self-blended pseudo-fake from 68 landmarks: the face, colour- and frequency-jittered and slightly moved
-    (:func:`_sbi_source`), blended back into itself through :func:`sbi_alpha_68`. ``with_boundary`` also returns
-    the blend's boundary map (:func:`blend_boundary` of the mask before the blend ratio), float32 ``(H, W)``."""
+    (:func:`_sbi_source`), blended back into itself through :func:`sbi_mask_68` times a blend ratio.
+    ``with_boundary`` also returns the blend's boundary map (:func:`blend_boundary` of the mask before the blend
+    ratio), float32 ``(H, W)``."""
     image = _check_image(image)
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (68, 2):
         raise ValueError(f"expected 68 landmarks, got {points.shape}")
     source = _sbi_source(image, points[27:36].mean(axis=0), rng)
     mask = sbi_mask_68(image.shape[:2], points, rng)
-    ratio = float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))  # the draw order of sbi_alpha_68
-    fake = np.ascontiguousarray(_blend(source, image, mask * ratio))
+    fake = np.ascontiguousarray(_blend(source, image, mask * _blend_ratio(rng)))
     return (fake, blend_boundary(mask)) if with_boundary else fake
 
 
@@ -491,7 +490,9 @@ class FaceAugmenter:
         random parameters (crop, flip, colour, blur, JPEG ...), so only the blend tells them apart.
         ``with_boundary`` adds the fake's blend-boundary map (float32 ``(H, W)`` in 0..1), moved by the same
         crop, flip and rotation as the images."""
-        fake, boundary = self_blend_68(image, landmarks68, rng, with_boundary=True)
+        fake = self_blend_68(image, landmarks68, rng, with_boundary=with_boundary)
+        if with_boundary:
+            fake, boundary = fake
         seed = int(rng.integers(2 ** 63))
         real, _ = self.post_process(_check_image(image), None, np.random.default_rng(seed))
         fake, _ = self.post_process(fake, None, np.random.default_rng(seed))

@@ -43,7 +43,8 @@ def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, ep
 
 
 def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugmenter | None, seed: int,
-               epoch: int, pairs: np.ndarray = np.zeros(0, np.int64), boundaries: bool = False) -> tuple[np.ndarray, ...]:
+               epoch: int, pairs: np.ndarray = np.zeros(0, np.int64),
+               boundaries: bool = False) -> tuple[np.ndarray, ...]:
     """Augmented uint8 crops and (possibly pseudo-fake) labels, then a real/self-blended pair for every index of
     ``pairs``; each sample's randomness is fixed by its position.
 
@@ -68,10 +69,11 @@ def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugment
         marks68 = samples.with_landmarks68()
         for position, index in enumerate(pairs):
             rng = np.random.default_rng([seed, epoch, int(position), int(index), 68])
-            real, fake, boundary = augmenter.sbi_pair(samples.crops[index], marks68[index], rng, with_boundary=True)
+            real, fake, *boundary = augmenter.sbi_pair(samples.crops[index], marks68[index], rng,
+                                                       with_boundary=boundaries)
             images += [real, fake]
             labels += [0, 1]
-            maps += [np.zeros_like(boundary), boundary]
+            maps += [np.zeros_like(boundary[0]), boundary[0]] if boundaries else [None, None]
     images, labels = np.stack(images), np.array(labels, dtype=np.float32)
     if not boundaries:
         return images, labels
