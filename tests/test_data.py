@@ -71,3 +71,22 @@ def test_training_crops_are_cut_with_predicts_cropper_settings():
                                           batch_size=predict_defaults.batch_size)
     assert cache.tag() == "f32_s224_d1000_m0.3_k2"  # the folder earlier caches were written to
     assert CacheConfig(cropper=CropperConfig(detect_every=4)).tag().endswith("_detect_every4")
+
+
+def test_loose_crops_only_real_drops_the_fake_rows(tmp_path):
+    import cv2
+    from skimage import data as skdata
+
+    face = cv2.cvtColor(skdata.astronaut()[:220, 140:330], cv2.COLOR_RGB2BGR)
+    rows = ["path,label"]
+    for k, label in enumerate(["REAL", "FAKE", "FAKE", "REAL", "FAKE"]):
+        cv2.imwrite(str(tmp_path / f"c{k}.jpg"), np.roll(face, 7 * k, axis=1))
+        rows.append(f"c{k}.jpg,{label}")
+    (tmp_path / "crops.csv").write_text("\n".join(rows) + "\n")
+    cache = CropCache(tmp_path / "cache", CacheConfig(frames=4, crop_size=64))
+    everything = cache.load_crop_csv(tmp_path / "crops.csv", progress=False)
+    real = cache.load_crop_csv(tmp_path / "crops.csv", progress=False, only_real=True)
+    assert everything.labels.tolist() == [0, 1, 1, 0, 1]
+    assert real.labels.tolist() == [0, 0]
+    assert np.array_equal(real.crops, everything.crops[[0, 3]])
+    assert cache.load_crop_csv(tmp_path / "crops.csv", limit=1, progress=False, only_real=True).labels.tolist() == [0]

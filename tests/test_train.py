@@ -157,6 +157,8 @@ def test_hold_out_family_leaves_its_videos_and_crops_out(tmp_path):
         training.gather_items(train.TrainConfig(videos=[str(csv_path)], hold_out_family=["dfdc"]))
     with pytest.raises(ValueError, match="--fake-source"):
         training.check_fake_source(train.TrainConfig(fake_source="sbi-ish"))
+    with pytest.raises(ValueError, match="--faces-labels"):
+        training.check_config(train.TrainConfig(faces_labels="fake", members=["efficientnet_lite0"]))
 
 
 def test_boundary_loss_trains_a_map_head_and_exports_the_plain_classifier(baseline, training_videos):

@@ -308,16 +308,19 @@ class CropCache:
                            np.concatenate(marks68) if landmarks68 else None)
 
     def load_crop_csv(self, csv_path: str | Path, limit: int | None = None, progress: bool = True,
-                      landmarks: bool = False, landmarks68: bool = False) -> FaceSamples:
+                      landmarks: bool = False, landmarks68: bool = False, only_real: bool = False) -> FaceSamples:
         """Loose face crops (``path,label`` CSV), resized to the cache size and cached as one ``.npz``.
 
         With ``landmarks`` MTCNN locates the 5 landmarks of every crop (about a second a crop on a busy 2-core
         machine); without, they are left unknown (NaN) and the landmark-based augmentations fall back to the
-        usual landmark positions of a face crop (:func:`deepfake_kernel.augment.estimated_landmarks`).
+        usual landmark positions of a face crop (:func:`deepfake_kernel.augment.estimated_landmarks`). With
+        ``only_real`` the FAKE rows are dropped before ``limit`` applies.
         """
         csv_path = Path(csv_path)
         with open(csv_path, newline="", encoding="utf-8") as handle:
             rows = [(r["path"], parse_label(r["label"])) for r in csv.DictReader(handle)]
+        if only_real:
+            rows = [row for row in rows if row[1] == 0]
         if limit:
             rows = rows[:limit]
         digest = hashlib.sha1("\n".join(f"{p}\t{l}" for p, l in rows).encode()).hexdigest()[:12]

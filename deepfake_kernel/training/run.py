@@ -38,6 +38,9 @@ class TrainConfig:
     dfdc: list[str] = field(default_factory=list, metadata={"help": "DFDC part folder(s) with metadata.json"})
     faces: list[str] = field(default_factory=list, metadata={"help": "CSV(s) of face crops: path,label"})
     faces_limit: int = field(default=0, metadata={"help": "use at most this many loose crops (0: all)"})
+    faces_labels: str = field(default="all", metadata={
+        "help": "which --faces crops to use: all, or real (only the REAL ones: more identities to self-blend "
+                "without the crops' own fakes)"})
     faces_family: str = field(default="", metadata={"help": "family of the --faces crops (e.g. ffpp), so that "
                                                              "--hold-out-family can leave them out"})
     hold_out_family: list[str] = field(default_factory=list, metadata={
@@ -145,6 +148,8 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"--boundary-loss must be 0 (off) or positive, not {config.boundary_loss}")
     if config.boundary_loss > 0 and config.fake_source == "real":
         raise ValueError("--boundary-loss learns from self-blended faces: use it with --fake-source sbi or sbi+real")
+    if config.faces_labels not in ("all", "real"):
+        raise ValueError(f"--faces-labels must be all or real, not {config.faces_labels!r}")
     if config.head_init not in HEAD_INITS:
         raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:
@@ -182,6 +187,7 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
     crop_rows = []
     for csv_path in faces_sources:
         loose = cache.load_crop_csv(csv_path, config.faces_limit or None, progress=config.progress and env.main,
+                                    only_real=config.faces_labels == "real",
                                     landmarks68=use_sbi)
         train_parts.append(loose)
         crop_rows.append((Path(csv_path).as_posix(), len(loose)))
