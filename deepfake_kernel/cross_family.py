@@ -53,6 +53,9 @@ class CrossFamilyConfig:
         "help": "fit the clipper on the out-of-family predictions (minimax over families), judged leave-one-fold-out"})
     calibrate_weights: str | None = field(default=None, metadata={
         "help": "store that fit in this weights folder's manifest (the shipped model trained on every family)"})
+    video_norm_blocks: int | None = field(default=None, metadata={
+        "help": "score the folds with per-video normalisation of the stem and this many blocks (test-time AdaBN; "
+                "-1: off; unset: as each fold's manifest says); --calibrate-weights stores it with the fit"})
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -70,12 +73,18 @@ def cached_tracks(cache: CropCache, item: VideoItem):
     return [out[k] for k in sorted(out)]
 
 
-def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropCache, device: str = "cpu") -> list[dict]:
+def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropCache, device: str = "cpu",
+                   video_norm_blocks: int | None = None) -> list[dict]:
     """One row per video: the fold's raw and submitted score as ``predict`` computes them from these crops.
-    A video without crops gets the fallback 0.5 with its reason, as in ``predict``."""
+    A video without crops gets the fallback 0.5 with its reason, as in ``predict``. ``video_norm_blocks``
+    overrides the members' per-video normalisation (-1: off; ``None``: as the manifest says)."""
     from .pipeline.detector import Detector
 
     detector = Detector.from_weights(weights_dir, device=device)
+    if video_norm_blocks is not None:
+        for member in detector.members.values():
+            member.set_video_norm(video_norm_blocks)
+    norm = {name: member.video_norm_blocks for name, member in detector.members.items()}
     if detector.cropper.crop_size != cache.config.crop_size:
         raise ValueError(f"predict cuts {detector.cropper.crop_size} px crops for these members, the cache holds "
                          f"{cache.config.crop_size} px ones: pass --cache-size {detector.cropper.crop_size}")
@@ -88,7 +97,8 @@ def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropC
         if cache.video_file(item).is_file():
             raw, member_scores, _ = detector.score_tracks(cached_tracks(cache, item), models)
             row.update(raw=raw, score=float(detector.clipper_for(models)(raw)), reason="",
-                       members=";".join(f"{k}={v:.6f}" for k, v in member_scores.items()))
+                       members=";".join(f"{k}={v:.6f}" for k, v in member_scores.items()),
+                       video_norm=";".join(f"{k}={v}" for k, v in norm.items() if v is not None))
         else:
             row.update(raw=0.5, score=detector.fallback_score, reason=skipped.get(item.key, "not_cached"),
                        members="")
@@ -210,14 +220,17 @@ def calibration_report(rows: list[dict]) -> dict:
                 "worst_log_loss": round(max(v["log_loss"] for v in per_family.values()), 4)}}
 
 
-def store_calibration(weights: str | Path, report: dict, source: str, evaluated: list[str]) -> None:
+def store_calibration(weights: str | Path, report: dict, source: str, evaluated: list[str],
+                      video_norm: dict[str, int | None] | None = None) -> None:
     """The out-of-family fit becomes the manifest's calibration and clip; members that the cross-family folds did
-    not score get ensemble weight 0 (no out-of-family evidence supports them), with that reason recorded."""
+    not score get ensemble weight 0 (no out-of-family evidence supports them), with that reason recorded. The
+    members' per-video normalisation (``video_norm``, as the folds were scored) is stored with the fit it made."""
     from .detectors.weights import read_manifest, write_manifest
 
     manifest = read_manifest(weights)
     reasons = {}
     for entry in manifest.members:
+        entry.video_norm_blocks = (video_norm or {}).get(entry.name)
         if entry.name in evaluated:
             reasons[entry.name] = {"weight": entry.ensemble_weight,
                                    "reason": f"scored out of family in {source} (the table)"}
@@ -262,13 +275,19 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
         if train_config.resume and (fold_dir / "predictions.csv").is_file():  # a finished fold: nothing to redo
             scored = read_predictions(fold_dir / "predictions.csv")
             log.warning("fold %s: finished earlier, %d predictions reused", fold, len(scored))
+            wanted = None if config.video_norm_blocks is None or config.video_norm_blocks < 0 else config.video_norm_blocks
+            if config.video_norm_blocks is not None and any(v != wanted for v in video_norm_of(scored).values()):
+                raise ValueError(f"fold {fold} was scored with other per-video normalisation than --video-norm-blocks "
+                                 f"{config.video_norm_blocks}: rerun without --resume (with --score-only to keep its "
+                                 f"weights)")
         else:
             if not config.score_only:
                 fold_config = dataclasses.replace(train_config, hold_out_family=families, out=str(weights),
                                                   work_dir=str(fold_dir / "work"))
                 training.run(fold_config, augment, command=(command or "") + f"  # fold {fold}")
             held_out = [i for i in items if i.family in families]
-            scored = score_held_out(weights, held_out, cache, device=device)
+            scored = score_held_out(weights, held_out, cache, device=device,
+                                    video_norm_blocks=config.video_norm_blocks)
             for row in scored:
                 row["fold"] = fold
             write_predictions(fold_dir / "predictions.csv", scored)
@@ -279,14 +298,15 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
     if config.fit_calibration:
         report["calibration"] = calibration_report(rows)
         if config.calibrate_weights:
-            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows))
+            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
+                              video_norm_of(rows))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "table.md").write_text(render_table(report))
     return report
 
 
 PREDICTION_COLUMNS = ("fold", "family", "path", "label", "raw", "score", "members", "reason", "group", "method",
-                      "dataset")
+                      "dataset", "video_norm")
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
@@ -309,7 +329,8 @@ def report_from_predictions(config: CrossFamilyConfig) -> dict:
     if config.fit_calibration:
         report["calibration"] = calibration_report(rows)
         if config.calibrate_weights:
-            store_calibration(config.calibrate_weights, report["calibration"], config.out, evaluated_members(rows))
+            store_calibration(config.calibrate_weights, report["calibration"], config.out, evaluated_members(rows),
+                              video_norm_of(rows))
     (Path(config.out) / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (Path(config.out) / "table.md").write_text(render_table(report))
     return report
@@ -318,6 +339,21 @@ def report_from_predictions(config: CrossFamilyConfig) -> dict:
 def evaluated_members(rows: list[dict]) -> list[str]:
     """The members whose scores the predictions hold."""
     return sorted({part.split("=")[0] for r in rows for part in str(r.get("members", "")).split(";") if "=" in part})
+
+
+def video_norm_of(rows: list[dict]) -> dict[str, int | None]:
+    """Each member's per-video normalisation in the scored rows; the folds must agree (the fit holds for one)."""
+    settings = {}
+    for r in rows:
+        if not r.get("members"):
+            continue  # a fallback row: no member ran
+        norm = {p.split("=")[0]: int(p.split("=")[1]) for p in str(r.get("video_norm") or "").split(";") if "=" in p}
+        setting = {m: norm.get(m) for m in evaluated_members([r])}
+        for member, blocks in setting.items():
+            if settings.setdefault(member, blocks) != blocks:
+                raise ValueError(f"the folds scored {member} with different per-video normalisation "
+                                 f"({settings[member]} and {blocks}): rescore them alike before fitting")
+    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:

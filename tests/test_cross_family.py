@@ -104,6 +104,42 @@ def test_resume_reuses_finished_folds_and_from_predictions_rebuilds_the_table(cr
     assert "calibration" in (crossed / "out" / "report.json").read_text()
 
 
+def test_per_video_normalisation_is_scored_fitted_and_shipped_together(crossed, family_csv, tmp_path):
+    """Fold weights rescored with --video-norm-blocks; the fit stored with that setting; predict then gives the
+    fold's scores again from the shipped manifest alone."""
+    import json
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(crossed / "out", out)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(crossed / "out" / "beta" / "weights", shipped)  # stands in for the all-family model
+    base = ["--videos", str(family_csv), "--folds", "alpha,beta", "--out", str(out), "--preset", "tiny",
+            "--members", "efficientnet_lite0", "--cache-dir", str(crossed / "cache"), "--cache-frames", "4",
+            "--cache-size", "48", "--no-progress", "--bootstrap", "50", "--device", "cpu"]
+    assert cross_family.main(base + ["--resume", "--video-norm-blocks", "1"]) == 2  # reused folds scored without
+    assert cross_family.main(base + ["--score-only", "--video-norm-blocks", "1", "--fit-calibration",
+                                     "--calibrate-weights", str(shipped)]) == 0
+    before = {r["path"]: float(r["raw"]) for r in csv.DictReader(open(crossed / "out" / "predictions.csv"))}
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert {r["video_norm"] for r in rows} == {"efficientnet_lite0=1"}
+    assert max(abs(float(r["raw"]) - before[r["path"]]) for r in rows) > 1e-4
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert manifest["members"][0]["video_norm_blocks"] == 1
+    beta = {r["path"].split("/")[-1]: float(r["raw"]) for r in rows if r["fold"] == "beta"}
+    template = tmp_path / "template.csv"
+    template.write_text("filename,label\n" + "".join(f"{n},0.5\n" for n in beta))
+    details = tmp_path / "details.csv"
+    predict.run(predict.PredictConfig(video_dir=str(family_csv.parent), template=str(template),
+                                      out=str(tmp_path / "s.csv"), details=str(details), weights=str(shipped),
+                                      frames=4, device="cpu", progress=False, prefetch=False))
+    for r in csv.DictReader(open(details)):
+        assert float(r["raw_score"]) == pytest.approx(beta[r["filename"]], abs=1e-4)
+    rows[0]["video_norm"] = "efficientnet_lite0=2"
+    with pytest.raises(ValueError, match="different per-video normalisation"):
+        cross_family.video_norm_of(rows)
+
+
 def test_a_family_with_one_real_video_does_not_enter_the_mean_auc():
     rows = [{"family": "big", "label": i % 2, "score": 0.4 + 0.2 * (i % 2) * (i % 3 > 0), "fold": "big"}
             for i in range(20)]

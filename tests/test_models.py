@@ -99,3 +99,63 @@ def test_patch_detector_decides_from_local_evidence():
         torch.testing.assert_close(model(model.preprocess(crop)), before.mean().reshape(1))
     moved = (after - before).abs() > 1e-5
     assert moved[:4, :4].all() and not moved[16:, 16:].any()
+
+
+def _trained_looking_lite0(input_size: int = 48):
+    """A Lite0 whose BatchNorm running statistics are far from any one batch's (as after training elsewhere)."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", input_size=input_size).eval()
+    for m in model.network.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    with torch.no_grad():  # a head that reads the features, so scores vary with the input
+        model.network.classifier.weight.normal_(0, 0.02)
+    return model
+
+
+def test_video_norm_normalises_the_stem_with_the_videos_own_statistics():
+    model = _trained_looking_lite0()
+    crops = np.random.default_rng(0).integers(0, 255, (6, 48, 48, 3), dtype=np.uint8)
+    plain = model.predict_proba(crops)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    adapted = model.set_video_norm(0).predict_proba(crops, batch_size=2)  # the whole video in one batch regardless
+    assert np.abs(adapted - plain).max() > 1e-3
+    # the same as setting the stem's running statistics to this video's: biased variance over crops and pixels
+    expected = _trained_looking_lite0()
+    with torch.inference_mode():
+        stem = expected.network.conv_stem(expected.preprocess(crops))
+        expected.network.bn1.running_mean.copy_(stem.mean(dim=(0, 2, 3)))
+        expected.network.bn1.running_var.copy_(stem.var(dim=(0, 2, 3), unbiased=False))
+    np.testing.assert_allclose(adapted, expected.predict_proba(crops), atol=1e-4)
+    # nothing learnt is overwritten, and the later layers were not adapted
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
+    assert not any(m.training for m in model.modules())
+    assert len(model.video_norm_layers()) == 1 and model.video_norm_layers()[0] is model.network.bn1
+
+
+def test_video_norm_makes_a_face_score_depend_on_its_video_and_removes_a_source_offset():
+    model = _trained_looking_lite0().set_video_norm(2)
+    assert len(model.video_norm_layers()) > 1
+    rng = np.random.default_rng(1)
+    crops = rng.integers(40, 200, (4, 48, 48, 3), dtype=np.uint8)
+    others = rng.integers(0, 255, (4, 48, 48, 3), dtype=np.uint8)
+    alone = model.predict_proba(crops)
+    together = model.predict_proba(np.concatenate([crops, others]))[:4]
+    assert np.abs(alone - together).max() > 1e-3
+    # a whole video at another contrast (another source's look): the stem's conv has no bias, so scaling the
+    # normalised input scales its output, which the video's own statistics undo; the running ones do not
+    model.set_video_norm(0)
+    scale = torch.tensor(model.spec.mean).view(1, 1, 1, 3) * 255
+    contrast = (scale + 0.6 * (torch.from_numpy(crops).float() - scale))
+    assert np.abs(model.predict_proba(contrast) - model.predict_proba(crops)).max() < 1e-3
+    model.set_video_norm(None)
+    assert model.video_norm_layers() == []
+    assert np.abs(model.predict_proba(contrast) - model.predict_proba(crops)).max() > 1e-3
+
+
+def test_video_norm_refuses_networks_it_does_not_know():
+    with pytest.raises(ValueError, match="EfficientNet-style"):
+        create_model("resnet50", input_size=32).set_video_norm(1)
+    with pytest.raises(ValueError, match="blocks"):
+        create_model("efficientnet_lite0", input_size=32).set_video_norm(50)

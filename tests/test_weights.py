@@ -93,3 +93,30 @@ def test_a_changed_checkpoint_drops_the_fits_made_on_the_old_one(tmp_path):
     reset = read_manifest(tmp_path)
     assert reset.calibration == {"temperature": 1.0, "bias": 0.0} and reset.clip == {"lo": 0.01, "hi": 0.99}
     assert set(reset.calibration_by_members) == {"resnet50"} and reset.stacking is None
+
+
+def test_the_manifest_carries_per_video_normalisation(tmp_path):
+    from deepfake_kernel.detectors.weights import write_manifest
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", input_size=32)
+    export_member(model, tmp_path, storage_dtype="float32")
+    assert load_member(read_manifest(tmp_path).member("efficientnet_lite0"), tmp_path).video_norm_blocks is None
+    manifest = read_manifest(tmp_path)
+    manifest.member("efficientnet_lite0").video_norm_blocks = 2
+    manifest.calibration = {"temperature": 5.0, "bias": 0.0}  # fitted on scores made with it
+    write_manifest(manifest, tmp_path)
+    loaded = load_member(read_manifest(tmp_path).member("efficientnet_lite0"), tmp_path)
+    assert loaded.video_norm_blocks == 2 and len(loaded.video_norm_layers()) > 1
+    export_member(model, tmp_path, storage_dtype="float32")  # the same bytes: the setting stays with its fit
+    assert read_manifest(tmp_path).member("efficientnet_lite0").video_norm_blocks == 2
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    export_member(model, tmp_path, storage_dtype="float32")  # retrained: fit and setting go
+    assert read_manifest(tmp_path).member("efficientnet_lite0").video_norm_blocks is None
+    export_member(create_model("resnet50", input_size=32), tmp_path, storage_dtype="float32")
+    manifest = read_manifest(tmp_path)
+    manifest.member("resnet50").video_norm_blocks = 1
+    write_manifest(manifest, tmp_path)
+    with pytest.raises(WeightsError, match="video_norm_blocks"):
+        load_member(read_manifest(tmp_path).member("resnet50"), tmp_path)

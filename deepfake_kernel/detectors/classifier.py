@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ class FaceClassifier(nn.Module):
     """A registered network plus its input contract; ``forward`` takes normalised NCHW, returns ``(B,)`` logits."""
 
     _compiled = None  # set by compile_network()
+    video_norm_blocks: int | None = None  # set by set_video_norm()
 
     def __init__(self, spec: DetectorSpec, network: nn.Module):
         super().__init__()
@@ -45,6 +47,46 @@ class FaceClassifier(nn.Module):
         network = self._compiled if self._compiled is not None else self.network
         return network(images).reshape(images.shape[0], -1)[:, 0]
 
+    def set_video_norm(self, blocks: int | None) -> "FaceClassifier":
+        """Per-video normalisation (test-time AdaBN): the BatchNorm layers of the stem and of the first ``blocks``
+        blocks normalise with the statistics of the crops passed together to :meth:`predict_proba` (one video's
+        faces) instead of their training statistics; ``None`` turns it off. Only the early layers adapt: they hold
+        the source's colour, noise and compression, which shift a whole source's scores, while the later layers
+        keep what was learnt. EfficientNet-style networks (``conv_stem``, ``bn1``, ``blocks``) only."""
+        if blocks is None or blocks < 0:
+            self.video_norm_blocks = None
+            return self
+        if getattr(self.spec, "sequence_length", 0) or not all(
+                hasattr(self.network, a) for a in ("conv_stem", "bn1", "blocks")):
+            raise ValueError(f"{self.spec.name}: per-video normalisation needs an EfficientNet-style network "
+                             f"(conv_stem, bn1, blocks); leave video_norm_blocks unset for this member")
+        if blocks > len(self.network.blocks):
+            raise ValueError(f"{self.spec.name} has {len(self.network.blocks)} blocks, not {blocks}")
+        self.video_norm_blocks = int(blocks)
+        return self
+
+    def video_norm_layers(self) -> list[nn.BatchNorm2d]:
+        """The BatchNorm layers that per-video normalisation adapts (empty when it is off)."""
+        if self.video_norm_blocks is None:
+            return []
+        modules = [self.network.bn1] + list(self.network.blocks)[:self.video_norm_blocks]
+        return [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @contextmanager
+    def _video_statistics(self):
+        """Inside: the adapted layers use the batch's own statistics and leave their running statistics alone."""
+        layers = self.video_norm_layers()
+        saved = [(m.training, m.track_running_stats) for m in layers]
+        for m in layers:
+            m.train()
+            m.track_running_stats = False
+        try:
+            yield
+        finally:
+            for m, (training, tracking) in zip(layers, saved):
+                m.train(training)
+                m.track_running_stats = tracking
+
     def compile_network(self, mode: str | None = None) -> "FaceClassifier":
         """Run the network through ``torch.compile`` from the next call on (compiled once, at the first batch).
 
@@ -52,15 +94,22 @@ class FaceClassifier(nn.Module):
         compiler, an unsupported op), the member logs why and runs eagerly, with the same answer.
         """
         # kept out of the module tree, so state_dict() and export see only the plain network
+        if self.video_norm_blocks is not None:  # padding a batch would change its statistics
+            log.warning("%s: per-video normalisation runs eagerly, not compiled", self.spec.name)
+            return self
         self.__dict__["_compiled"] = torch.compile(self.network, mode=mode, dynamic=False)
         return self
 
     @torch.inference_mode()
     def predict_proba(self, crops: np.ndarray, batch_size: int = 16) -> np.ndarray:
-        """P(FAKE) for each crop."""
+        """P(FAKE) for each crop. With per-video normalisation (:meth:`set_video_norm`) ``crops`` are one video's
+        faces and go through in one batch, whatever ``batch_size``: its statistics are the video's."""
         self.eval()
         out = []
         on_gpu = self.mean.device.type == "cuda"
+        if self.video_norm_blocks is not None and len(crops):
+            with self._video_statistics(), torch.autocast("cuda", dtype=torch.float16, enabled=on_gpu):
+                return torch.sigmoid(self(self.preprocess(crops)).float()).cpu().numpy()
         for start in range(0, len(crops), batch_size):
             chunk = crops[start:start + batch_size]
             with torch.autocast("cuda", dtype=torch.float16, enabled=on_gpu):  # fp16 on GPU, float32 on CPU

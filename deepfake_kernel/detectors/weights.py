@@ -50,6 +50,8 @@ class MemberEntry:
     training_command: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # per-video normalisation of the stem and this many blocks (FaceClassifier.set_video_norm); None: off
+    video_norm_blocks: int | None = None
 
 
 @dataclass
@@ -178,6 +180,8 @@ def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | No
     previous = next((m for m in manifest.members if m.name == name), None)
     if previous is None or previous.sha256 != entry.sha256:
         forget_fits(manifest, name)
+    else:  # the same bytes: the fits kept were made with its test-time setting, which stays too
+        entry.video_norm_blocks = previous.video_norm_blocks
     manifest.members = [m for m in manifest.members if m.name != name] + [entry]
     write_manifest(manifest, weights_dir)
     return entry
@@ -227,6 +231,10 @@ def load_member(entry: MemberEntry, weights_dir: str | Path, device: str | torch
         model.network.load_state_dict(state)
     except Exception as exc:  # safetensors / torch raise several types for a mismatched file
         raise WeightsError(f"checkpoint {path} does not fit detector {entry.detector!r}: {exc}") from exc
+    try:
+        model.set_video_norm(entry.video_norm_blocks)
+    except ValueError as exc:
+        raise WeightsError(f"manifest member {entry.name!r}: video_norm_blocks: {exc}") from exc
     return model.to(device).eval()
 
 
