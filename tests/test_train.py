@@ -186,3 +186,26 @@ def test_boundary_loss_trains_a_map_head_and_exports_the_plain_classifier(baseli
     assert any(k.startswith("head.") for k in checkpoint["model"]) and checkpoint["key"]["boundary_loss"] == 1.0
     with pytest.raises(ValueError, match="--fake-source sbi"):
         training.check_config(train.TrainConfig(boundary_loss=1.0, members=["efficientnet_lite0"]))
+
+
+def test_member_suffix_adds_a_second_seed_beside_the_first(baseline, training_videos):
+    import shutil
+
+    from deepfake_kernel.pipeline.detector import Detector
+
+    tmp_path, config, _ = baseline
+    folder = tmp_path / "seeds" / "weights"
+    shutil.copytree(config.out, folder)
+    second = tiny_config(tmp_path, training_videos[0], "seeds", seed=1, member_suffix="_s1", out=str(folder))
+    train.run(second, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    manifest = read_manifest(folder)
+    first, other = manifest.member("efficientnet_lite0"), manifest.member("efficientnet_lite0_s1")
+    assert other.detector == "efficientnet_lite0" and other.training["seed"] == 1 and other.sha256 != first.sha256
+    assert first.sha256 == read_manifest(config.out).member("efficientnet_lite0").sha256  # left as it was
+    assert manifest.notes["validation"]["members"] == ["efficientnet_lite0_s1"]  # the val split of this run
+    detector = Detector.from_weights(folder, device="cpu", frames=4, detect_long_side=480)
+    result = detector.predict_video(training_videos[1] / "fake_0.mp4")
+    assert result.reason is None and set(result.member_scores) == {"efficientnet_lite0", "efficientnet_lite0_s1"}
+    assert result.member_scores["efficientnet_lite0"] != result.member_scores["efficientnet_lite0_s1"]
+    with pytest.raises(ValueError, match="--member-suffix"):
+        training.check_config(train.TrainConfig(member_suffix="/x", members=["efficientnet_lite0"]))

@@ -246,7 +246,8 @@ def finish_member(model, name: str, job: Job, val: FaceSamples, fitted: FitResul
               "storage_max_abs_prob_diff": round(float(np.abs(stored_probs - fp32_probs).max()), 6),
               "parameters": int(sum(p.numel() for p in model.network.parameters())), **(extra or {})}
     if job.env.main:
-        export_member(model, config.out, storage_dtype=storage_dtype, training_command=job.command,
+        export_member(model, config.out, name=name + config.member_suffix, storage_dtype=storage_dtype,
+                      training_command=job.command,
                       metrics={"val_video": stored_metrics, "val_video_float32": fp32_metrics},
                       training={"preset": config.preset, "recipe": report["recipe"], "seed": config.seed,
                                 "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,

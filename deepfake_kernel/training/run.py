@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import time
@@ -54,6 +55,9 @@ class TrainConfig:
                 "the stride-16 features learns where each self-blended face was blended); needs --fake-source sbi "
                 "or sbi+real; 0: off"})
     members: list[str] = field(default_factory=lambda: list(DEFAULT_MEMBERS), metadata={"help": "detectors to train"})
+    member_suffix: str = field(default="", metadata={
+        "help": "export each member as <detector><suffix> (e.g. _s1 with --seed 1 adds a second seed of a detector "
+                "to the weights folder beside the first)"})
     preset: str = field(default="cpu", metadata={"help": "recipe: cpu, gpu or tiny"})
     out: str = field(default="weights", metadata={"help": "weights folder to export into"})
     work_dir: str = field(default="runs/train", metadata={"help": "checkpoints, split and logs"})
@@ -150,6 +154,9 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError("--boundary-loss learns from self-blended faces: use it with --fake-source sbi or sbi+real")
     if config.faces_labels not in ("all", "real"):
         raise ValueError(f"--faces-labels must be all or real, not {config.faces_labels!r}")
+    if config.member_suffix and not re.fullmatch(r"[A-Za-z0-9_.-]+", config.member_suffix):
+        raise ValueError(f"--member-suffix may hold letters, digits, _ . - only (it names a file), not "
+                         f"{config.member_suffix!r}")
     if config.head_init not in HEAD_INITS:
         raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:
@@ -236,8 +243,11 @@ def ensemble_validation(config: TrainConfig, val: FaceSamples, split: dict) -> d
     """Score the exported ensemble (manifest weights) on the val crops; store it in the manifest."""
     manifest = read_manifest(config.out)
     probs, weights = {}, {}
+    trained = {name + config.member_suffix: name for name in config.members}  # exported name → work folder
     for entry in manifest.members:
-        path = Path(config.work_dir) / entry.name / "val_face_probs.npy"
+        path = Path(config.work_dir) / trained.get(entry.name, entry.name) / "val_face_probs.npy"
+        if entry.name not in trained and config.member_suffix:
+            continue  # another run's member: its val probabilities are not of this split
         if path.is_file():
             probs[entry.name] = np.load(path)
             weights[entry.name] = entry.ensemble_weight
