@@ -63,8 +63,17 @@ def test_out_of_family_calibration_never_beats_the_constant_in_sample(crossed):
 
     report = json.loads((crossed / "out" / "report.json").read_text())
     calibration = report["calibration"]
-    # the flattest fit allowed keeps the ranking at a cost of a few thousandths over the constant
-    assert calibration["fit"]["worst_family_log_loss"] <= cross_family.CONSTANT_LOG_LOSS + 0.005
+    # the flattest fit allowed keeps the ranking at a small cost over the constant: the tiny models' raw scores sit
+    # near 0.9999 (logit ~10, varying with the machine's arithmetic), which slope 0.02 still moves by ~0.2 in logit
+    assert calibration["fit"]["worst_family_log_loss"] <= cross_family.CONSTANT_LOG_LOSS + 0.02
+    # and it is the minimax point of the grid: no other slope and clip does better on the worst family
+    rows = cross_family.read_predictions(crossed / "out" / "predictions.csv")
+    raw = np.array([r["raw"] for r in rows])
+    labels = np.array([r["label"] for r in rows], float)
+    families = np.array([r["family"] for r in rows])
+    worst = min(max(cross_family._family_losses(raw, labels, families, s, 0.0, c).values())
+                for s in cross_family.SLOPES for c in cross_family.CLIPS)
+    assert calibration["fit"]["worst_family_log_loss"] == pytest.approx(worst, abs=1e-6)
     assert set(calibration["leave_one_fold_out"]["families"]) == {"alpha", "beta"}
 
 
