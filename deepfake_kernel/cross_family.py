@@ -275,8 +275,9 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
         if train_config.resume and (fold_dir / "predictions.csv").is_file():  # a finished fold: nothing to redo
             scored = read_predictions(fold_dir / "predictions.csv")
             log.warning("fold %s: finished earlier, %d predictions reused", fold, len(scored))
-            wanted = None if config.video_norm_blocks is None or config.video_norm_blocks < 0 else config.video_norm_blocks
-            if config.video_norm_blocks is not None and any(v != wanted for v in video_norm_of(scored).values()):
+            wanted = config.video_norm_blocks
+            expected = None if wanted is None or wanted < 0 else wanted
+            if wanted is not None and any(v != expected for v in video_norm_of(scored).values()):
                 raise ValueError(f"fold {fold} was scored with other per-video normalisation than --video-norm-blocks "
                                  f"{config.video_norm_blocks}: rerun without --resume (with --score-only to keep its "
                                  f"weights)")

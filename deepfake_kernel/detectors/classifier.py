@@ -70,7 +70,7 @@ class FaceClassifier(nn.Module):
         if self.video_norm_blocks is None:
             return []
         modules = [self.network.bn1] + list(self.network.blocks)[:self.video_norm_blocks]
-        return [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return [m for module in modules for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
 
     @contextmanager
     def _video_statistics(self):
