@@ -53,6 +53,10 @@ class CrossFamilyConfig:
         "help": "fit the clipper on the out-of-family predictions (minimax over families), judged leave-one-fold-out"})
     calibrate_weights: str | None = field(default=None, metadata={
         "help": "store that fit in this weights folder's manifest (the shipped model trained on every family)"})
+    seeds: list[int] = field(default_factory=list, metadata={
+        "help": "run every fold once per seed (OUT/seed_S/...) and report each family's AUC over the seeds, mean ± "
+                "sd: one run's AUC moves by about 0.06 with the seed (docs/cross_family.md), so compare recipes "
+                "over seeds; --fit-calibration then fits on all seeds' predictions"})
     video_norm_blocks: int | None = field(default=None, metadata={
         "help": "score the folds with per-video normalisation of the stem and this many blocks (test-time AdaBN; "
                 "-1: off; unset: as each fold's manifest says); --calibrate-weights stores it with the fit"})
@@ -306,6 +310,71 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
     return report
 
 
+def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
+              command: str | None = None) -> dict:
+    """:func:`run` once per seed of ``config.seeds`` (each under ``OUT/seed_S``), then the table over seeds; the
+    calibration, when asked, is fitted on every seed's out-of-family predictions (a fold left out with all its
+    seeds)."""
+    out = Path(config.out)
+    tables, rows = {}, []
+    for seed in config.seeds:
+        seed_config = dataclasses.replace(config, seeds=[], out=str(out / f"seed_{seed}"), fit_calibration=False,
+                                          calibrate_weights=None)
+        tables[seed] = run(seed_config, dataclasses.replace(train_config, seed=seed), augment, command)["table"]
+        rows += read_predictions(Path(seed_config.out) / "predictions.csv")
+    report = {"command": command, "folds": config.folds, "seeds": list(config.seeds),
+              "over_seeds": seed_summary(tables)}
+    if config.fit_calibration:
+        report["calibration"] = calibration_report(rows)
+        if config.calibrate_weights:
+            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
+                              video_norm_of(rows))
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "table.md").write_text(render_seed_table(report))
+    return report
+
+
+def seed_summary(tables: dict[int, dict]) -> dict:
+    """Each family's AUC and log loss per seed, with mean and sd over seeds; the mean AUC per seed likewise."""
+    def spread(values):
+        values = [v for v in values if v is not None and not np.isnan(v)]  # one-class families have no AUC
+        return {"mean": round(float(np.mean(values)), 4) if values else None,
+                "sd": round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else None}
+
+    first = next(iter(tables.values()))
+    families = {}
+    for family, entry in first["families"].items():
+        aucs = {seed: t["families"][family]["auc"] for seed, t in tables.items()}
+        losses = {seed: t["families"][family]["log_loss"] for seed, t in tables.items()}
+        families[family] = {"videos": entry["videos"], "fake": entry["fake"], "real": entry["real"],
+                            "fold": entry["fold"], "in_mean": family in first["mean"]["auc_over"],
+                            "auc": aucs, "auc_over_seeds": spread(aucs.values()),
+                            "log_loss": losses, "log_loss_over_seeds": spread(losses.values())}
+    means = {seed: t["mean"]["auc"] for seed, t in tables.items()}
+    return {"families": families, "mean_auc": means, "mean_auc_over_seeds": spread(means.values()),
+            "auc_over": first["mean"]["auc_over"]}
+
+
+def render_seed_table(report: dict) -> str:
+    summary, seeds = report["over_seeds"], report["seeds"]
+    def fmt(spread):
+        if spread["mean"] is None:
+            return "n/a"
+        return f"{spread['mean']:.3f}" + (f" ± {spread['sd']:.3f}" if spread["sd"] is not None else "")
+
+    lines = [f"| held-out family | fold | videos (fake/real) | video AUC, seeds {', '.join(map(str, seeds))} | "
+             "AUC mean ± sd | log loss mean ± sd |", "|---|---|---|---|---|---|"]
+    for family, v in summary["families"].items():
+        note = "" if v["in_mean"] else " (not in the mean)"
+        lines.append(f"| {family} | {v['fold']} | {v['videos']} ({v['fake']}/{v['real']}) | "
+                     f"{' / '.join(f'{a:.3f}' for a in v['auc'].values())}{note} | {fmt(v['auc_over_seeds'])} | "
+                     f"{fmt(v['log_loss_over_seeds'])} |")
+    means = " / ".join("n/a" if a is None else f"{a:.3f}" for a in summary["mean_auc"].values())
+    lines.append(f"| **mean** (over {', '.join(summary['auc_over'])}) | | | {means} | "
+                 f"**{fmt(summary['mean_auc_over_seeds'])}** | |")
+    return "\n".join(lines) + "\n"
+
+
 PREDICTION_COLUMNS = ("fold", "family", "path", "label", "raw", "score", "members", "reason", "group", "method",
                       "dataset", "video_norm")
 
@@ -382,12 +451,18 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m deepfake_kernel.cross_family " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
     try:
-        report = (report_from_predictions(config) if args.from_predictions
-                  else run(config, train_config, augment, command))
+        if args.from_predictions and config.seeds:
+            raise ValueError("--from-predictions rebuilds one run's table: point --out at one seed's folder "
+                             "(OUT/seed_S) and leave out --seeds")
+        if config.seeds:
+            report = run_seeds(config, train_config, augment, command)
+        else:
+            report = (report_from_predictions(config) if args.from_predictions
+                      else run(config, train_config, augment, command))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(render_table(report), end="")
+    print(render_seed_table(report) if config.seeds else render_table(report), end="")
     if "calibration" in report:
         print("calibration (fit on all out-of-family predictions):", json.dumps(report["calibration"]["fit"]))
     return 0

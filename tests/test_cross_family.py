@@ -149,6 +149,30 @@ def test_per_video_normalisation_is_scored_fitted_and_shipped_together(crossed, 
         cross_family.video_norm_of(rows)
 
 
+def test_seeds_run_every_fold_per_seed_and_report_the_spread(crossed, family_csv, tmp_path):
+    import json
+
+    out = tmp_path / "seeds"
+    argv = ["--videos", str(family_csv), "--folds", "alpha,beta", "--out", str(out), "--preset", "tiny",
+            "--members", "efficientnet_lite0", "--cache-dir", str(crossed / "cache"), "--cache-frames", "4",
+            "--cache-size", "48", "--val-fraction", "0.5", "--fake-source", "sbi+real", "--no-imagenet",
+            "--aug-face-feature-mask", "0", "--no-progress", "--bootstrap", "50", "--fit-calibration",
+            "--device", "cpu", "--seeds", "0,1"]
+    assert cross_family.main(argv) == 0
+    # seed 0 is the single run made with the same options: the same predictions, to the digit
+    assert (out / "seed_0" / "predictions.csv").read_text() == (crossed / "out" / "predictions.csv").read_text()
+    seed1 = json.loads((out / "seed_1" / "report.json").read_text())["table"]
+    assert json.loads((out / "seed_1" / "alpha" / "work" / "split.json").read_text())["seed"] == 1
+    report = json.loads((out / "report.json").read_text())
+    alpha = report["over_seeds"]["families"]["alpha"]
+    single = json.loads((crossed / "out" / "report.json").read_text())["table"]["families"]["alpha"]["auc"]
+    assert alpha["auc"] == {"0": single, "1": seed1["families"]["alpha"]["auc"]}
+    assert alpha["auc_over_seeds"]["mean"] == pytest.approx((single + seed1["families"]["alpha"]["auc"]) / 2, abs=1e-4)
+    assert set(report["calibration"]["leave_one_fold_out"]["families"]) == {"alpha", "beta"}
+    assert "AUC mean ± sd" in (out / "table.md").read_text()
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--seeds", "0,1"]) == 2
+
+
 def test_a_family_with_one_real_video_does_not_enter_the_mean_auc():
     rows = [{"family": "big", "label": i % 2, "score": 0.4 + 0.2 * (i % 2) * (i % 3 > 0), "fold": "big"}
             for i in range(20)]
