@@ -300,14 +300,7 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
         log.warning("fold %s: %s", fold, json.dumps(family_table(scored, resamples=0)["families"]))
     write_predictions(out / "predictions.csv", rows)
     report = {"command": command, "folds": config.folds, "table": family_table(rows, "score", config.bootstrap)}
-    if config.fit_calibration:
-        report["calibration"] = calibration_report(rows)
-        if config.calibrate_weights:
-            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
-                              video_norm_of(rows))
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "table.md").write_text(render_table(report))
-    return report
+    return finish_report(config, report, rows, render_table)
 
 
 def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
@@ -324,14 +317,7 @@ def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | 
         rows += read_predictions(Path(seed_config.out) / "predictions.csv")
     report = {"command": command, "folds": config.folds, "seeds": list(config.seeds),
               "over_seeds": seed_summary(tables)}
-    if config.fit_calibration:
-        report["calibration"] = calibration_report(rows)
-        if config.calibrate_weights:
-            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
-                              video_norm_of(rows))
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "table.md").write_text(render_seed_table(report))
-    return report
+    return finish_report(config, report, rows, render_seed_table)
 
 
 def seed_summary(tables: dict[int, dict]) -> dict:
@@ -396,13 +382,20 @@ def report_from_predictions(config: CrossFamilyConfig) -> dict:
     """Rebuild the table (and fit) from an earlier run's ``predictions.csv``, training and scoring nothing."""
     rows = read_predictions(Path(config.out) / "predictions.csv")
     report = {"folds": sorted({r["fold"] for r in rows}), "table": family_table(rows, "score", config.bootstrap)}
+    return finish_report(config, report, rows, render_table)
+
+
+def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], render) -> dict:
+    """Add the out-of-family calibration when asked (stored in ``--calibrate-weights`` with the members' per-video
+    normalisation), then write ``report.json`` and ``table.md`` under ``config.out``."""
+    out = Path(config.out)
     if config.fit_calibration:
         report["calibration"] = calibration_report(rows)
         if config.calibrate_weights:
-            store_calibration(config.calibrate_weights, report["calibration"], config.out, evaluated_members(rows),
+            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
                               video_norm_of(rows))
-    (Path(config.out) / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (Path(config.out) / "table.md").write_text(render_table(report))
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "table.md").write_text(render(report))
     return report
 
 
