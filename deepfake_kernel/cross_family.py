@@ -280,8 +280,8 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
             scored = read_predictions(fold_dir / "predictions.csv")
             log.warning("fold %s: finished earlier, %d predictions reused", fold, len(scored))
             wanted = config.video_norm_blocks
-            expected = None if wanted is None or wanted < 0 else wanted
-            if wanted is not None and any(v != expected for v in video_norm_of(scored).values()):
+            if wanted is not None and any(v != (wanted if wanted >= 0 else None)
+                                          for v in video_norm_of(scored).values()):
                 raise ValueError(f"fold {fold} was scored with other per-video normalisation than --video-norm-blocks "
                                  f"{config.video_norm_blocks}: rerun without --resume (with --score-only to keep its "
                                  f"weights)")
