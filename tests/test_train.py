@@ -132,6 +132,42 @@ def test_sbi_epochs_draw_pairs_only_from_real_faces_with_landmarks():
         batches.epoch_plan(_samples([0, 1], [False, True]), "sbi", 8, seed=0, epoch=0)
 
 
+def test_source_pairing_puts_each_fake_beside_a_real_face_of_its_own_source():
+    from deepfake_kernel.training.data import FaceSamples, VideoItem
+
+    videos = [VideoItem("a_real.mp4", 0, "g1", "c40", family="ffpp"), VideoItem("a_fake.mp4", 1, "g1", "c40", family="ffpp"),
+              VideoItem("b_real.mp4", 0, "g1", "c23", family="ffpp"), VideoItem("b_fake.mp4", 1, "g1", "c23", family="ffpp"),
+              VideoItem("gen_fake.mp4", 1, "g2", "generator", family="th"), VideoItem("th_real.mp4", 0, "g3", "mead", family="th"),
+              VideoItem("dfdc_fake.mp4", 1, "g4", "dfdc", family="dfdc"), VideoItem("other_real.mp4", 0, "g5", "x", family="x")]
+    video = np.repeat(np.arange(len(videos)), 3)
+    labels = np.array([videos[v].label for v in video])
+    n = len(labels)
+    samples = FaceSamples(np.zeros((n, 8, 8, 3), np.uint8), np.full((n, 5, 2), np.nan, np.float32), labels, video,
+                          np.zeros(n, np.int64), videos)
+    draw = batches.source_matched_draw(samples, 400, seed=0, epoch=0)
+    assert len(draw) == 400
+    fakes, reals = video[draw[0::2]], video[draw[1::2]]
+    assert (labels[draw[0::2]] == 1).all() and (labels[draw[1::2]] == 0).all()
+    expected = {1: {0}, 3: {2}, 4: {5}, 6: {0, 2, 5, 7}}  # same group+dataset; same family; no real of its own: any
+    for fake, allowed in expected.items():
+        assert set(reals[fakes == fake]) <= allowed and (fakes == fake).any()
+    assert len(set(reals[fakes == 6])) > 1
+    # the same seed and epoch draw the same neighbours; sbi+real with pairing keeps half the images for SBI pairs
+    assert np.array_equal(draw, batches.source_matched_draw(samples, 400, seed=0, epoch=0))
+    singles, _ = batches.epoch_plan(samples, "real", 40, 0, 0, real_pairing="source")
+    assert np.array_equal(labels[singles], np.tile([1, 0], 20))
+
+
+def test_source_pairing_reaches_the_trainer(baseline, training_videos):
+    """--real-pairing source changes what the member is trained on (same seed, other weights) and is recorded."""
+    tmp_path, config, _ = baseline
+    paired = tiny_config(tmp_path, training_videos[0], "paired", real_pairing="source")
+    train.run(paired, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    assert json.loads((Path(paired.work_dir) / "split.json").read_text())["real_pairing"] == "source"
+    first, other = (read_manifest(c.out).member("efficientnet_lite0") for c in (config, paired))
+    assert first.sha256 != other.sha256
+
+
 def test_batches_carry_boundary_maps_where_they_are_known():
     samples = _samples([0, 0, 0, 1, 1, 0], [True, True, False, True, True, False])
     plain = batches.make_batch(samples, np.array([2, 3]), None, 0, 0, np.array([0, 1]))
@@ -159,6 +195,10 @@ def test_hold_out_family_leaves_its_videos_and_crops_out(tmp_path):
         training.check_fake_source(train.TrainConfig(fake_source="sbi-ish"))
     with pytest.raises(ValueError, match="--faces-labels"):
         training.check_config(train.TrainConfig(faces_labels="fake", members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="--real-pairing must be"):
+        training.check_config(train.TrainConfig(real_pairing="group", members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="--fake-source sbi uses none"):
+        training.check_config(train.TrainConfig(real_pairing="source", fake_source="sbi", members=["efficientnet_lite0"]))
 
 
 def test_boundary_loss_trains_a_map_head_and_exports_the_plain_classifier(baseline, training_videos):

@@ -8,6 +8,7 @@ from .augment import AugmentConfig, FaceAugmenter
 from .data import FaceSamples
 
 FAKE_SOURCES = ("real", "sbi", "sbi+real")
+REAL_PAIRINGS = ("none", "source")
 
 
 def epoch_indices(labels: np.ndarray, count: int, seed: int, epoch: int) -> np.ndarray:
@@ -18,6 +19,39 @@ def epoch_indices(labels: np.ndarray, count: int, seed: int, epoch: int) -> np.n
     return rng.choice(len(labels), size=count, replace=True, p=weights / weights.sum())
 
 
+def source_matched_draw(samples: FaceSamples, count: int, seed: int, epoch: int) -> np.ndarray:
+    """``count`` crops as (FAKE, REAL) neighbours: each labelled fake followed by a real crop of its own source, the
+    most specific one that holds real faces: same group and dataset, same group, same dataset, same family, any.
+
+    A class-balanced draw lets a source's look stand in for the label wherever a source is mostly fake (DFDC's
+    clips, a generator's demo outputs) or mostly real; matched pairs leave only what differs inside a source.
+    Loose crops (no video) are one source of their own."""
+    rng = np.random.default_rng([seed, epoch, 13])
+    fakes = np.flatnonzero(samples.labels == 1)
+    reals = np.flatnonzero(samples.labels == 0)
+    if not len(fakes) or not len(reals):
+        return epoch_indices(samples.labels, count, seed, epoch)
+
+    def keys(index: int) -> list[tuple]:
+        video = int(samples.video[index])
+        if video < 0:
+            return [("loose",)]
+        item = samples.videos[video]
+        return [("group+dataset", item.group, item.dataset), ("group", item.group), ("dataset", item.dataset),
+                ("family", item.family)]
+
+    pools: dict[tuple, list[int]] = {}
+    for index in reals:
+        for key in keys(int(index)):
+            pools.setdefault(key, []).append(int(index))
+    picked = rng.choice(fakes, size=max(1, count // 2), replace=True)
+    out = np.empty(2 * len(picked), np.int64)
+    for position, index in enumerate(picked):
+        pool = next((pools[k] for k in keys(int(index)) if k in pools), reals)
+        out[2 * position], out[2 * position + 1] = index, pool[int(rng.integers(len(pool)))]
+    return out
+
+
 def sbi_sources(samples: FaceSamples) -> np.ndarray:
     """Indices of the REAL crops with 68-point landmarks: what self-blended pairs are made from."""
     marks = samples.with_landmarks68()
@@ -25,19 +59,22 @@ def sbi_sources(samples: FaceSamples) -> np.ndarray:
 
 
 def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, epoch: int,
-               sources: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               sources: np.ndarray | None = None, real_pairing: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """(single crops, SBI pair sources) for one epoch of about ``count`` images: ``real`` draws class-balanced
-    singles; ``sbi`` only pairs (each gives 2 images); ``sbi+real`` half the images from each."""
+    singles; ``sbi`` only pairs (each gives 2 images); ``sbi+real`` half the images from each. With
+    ``real_pairing="source"`` the singles are source-matched (fake, real) neighbours (:func:`source_matched_draw`)."""
     count = count or len(samples)
+    draw_singles = source_matched_draw if real_pairing == "source" else (
+        lambda s, n, seed_, epoch_: epoch_indices(s.labels, n, seed_, epoch_))
     if fake_source == "real":
-        return epoch_indices(samples.labels, count, seed, epoch), np.zeros(0, np.int64)
+        return draw_singles(samples, count, seed, epoch), np.zeros(0, np.int64)
     sources = sbi_sources(samples) if sources is None else sources
     if not len(sources):
         raise ValueError("--fake-source sbi needs REAL face crops with 68-point landmarks; none were found")
     rng = np.random.default_rng([seed, epoch, 11])
     pair_images = count if fake_source == "sbi" else count // 2
     pairs = rng.choice(sources, size=max(1, pair_images // 2), replace=True)
-    singles = (epoch_indices(samples.labels, count - pair_images, seed, epoch) if fake_source == "sbi+real"
+    singles = (draw_singles(samples, count - pair_images, seed, epoch) if fake_source == "sbi+real"
                else np.zeros(0, np.int64))
     return singles, pairs
 

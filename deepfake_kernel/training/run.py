@@ -21,7 +21,7 @@ from ..detectors.weights import read_manifest, write_manifest
 from ..pipeline import ensemble
 from . import engine
 from .augment import AugmentConfig
-from .batches import FAKE_SOURCES, sbi_sources
+from .batches import FAKE_SOURCES, REAL_PAIRINGS, sbi_sources
 from .data import (CacheConfig, CropCache, FaceSamples, VideoItem, fingerprint, read_dfdc_folder, read_video_csv,
                    split_by_group)
 from .engine import Job, barrier, setup_distributed
@@ -50,6 +50,10 @@ class TrainConfig:
     fake_source: str = field(default="real", metadata={
         "help": "what the FAKE class is: real (the labelled fakes), sbi (only self-blended pairs made from the REAL "
                 "faces, 68-point landmark masks; labelled fakes unused) or sbi+real (half the batch each)"})
+    real_pairing: str = field(default="none", metadata={
+        "help": "how labelled fakes are drawn: none (class-balanced over all crops) or source (each fake beside a "
+                "real face of its own source: group, dataset, family; so a source's look cannot stand in for the "
+                "label)"})
     boundary_loss: float = field(default=0.0, metadata={
         "help": "weight of a blend-boundary map loss beside the FAKE logit (Face X-ray style, training only: a head on "
                 "the stride-16 features learns where each self-blended face was blended); needs --fake-source sbi "
@@ -142,6 +146,10 @@ def check_inits(config: TrainConfig) -> None:
 def check_fake_source(config: TrainConfig) -> None:
     if config.fake_source not in FAKE_SOURCES:
         raise ValueError(f"--fake-source must be one of {', '.join(FAKE_SOURCES)}, not {config.fake_source!r}")
+    if config.real_pairing not in REAL_PAIRINGS:
+        raise ValueError(f"--real-pairing must be one of {', '.join(REAL_PAIRINGS)}, not {config.real_pairing!r}")
+    if config.real_pairing != "none" and config.fake_source == "sbi":
+        raise ValueError("--real-pairing pairs the labelled fakes; --fake-source sbi uses none (use real or sbi+real)")
 
 
 def check_config(config: TrainConfig) -> None:
@@ -210,7 +218,7 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "val_fake_videos": int(sum(v.label for v in val.videos)), "loose_crops": crop_rows,
              "val_groups_list": sorted({i.group for i in val_items}),
              "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
-             "fake_source": config.fake_source}
+             "fake_source": config.fake_source, "real_pairing": config.real_pairing}
     if use_sbi:
         split["sbi_sources"] = int(len(sbi_sources(train)))
     data_fingerprint = fingerprint(items, [(f"{p}#{n}", 0) for p, n in crop_rows])
