@@ -96,18 +96,14 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         model.train()
         singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources,
                                     config.real_pairing)
-        per_step = (len(singles) // steps, len(pairs) // steps)
-        if config.real_pairing == "source":
-            per_step = (per_step[0] - per_step[0] % 2, per_step[1])  # a fake and its real stay in one step
+        unit = 2 if config.real_pairing == "source" else 1  # source-matched singles come as (fake, real) neighbours
+        per_step = (len(singles) // steps // unit * unit, len(pairs) // steps)
         losses, map_losses = [], []
         for step in range(steps):
             batch_idx = singles[step * per_step[0]:(step + 1) * per_step[0]]
             batch_pairs = pairs[step * per_step[1]:(step + 1) * per_step[1]]
-            # each rank takes its share of the global batch
-            if config.real_pairing == "source":  # whole (fake, real) neighbours to each rank
-                batch_idx = batch_idx.reshape(-1, 2)[env.rank::env.world].reshape(-1)
-            else:
-                batch_idx = batch_idx[env.rank::env.world]
+            # each rank takes its share of the global batch, neighbours kept together
+            batch_idx = batch_idx.reshape(-1, unit)[env.rank::env.world].reshape(-1)
             batch_pairs = batch_pairs[env.rank::env.world]
             batch = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs, boundaries=use_maps)
             inputs = classifier.preprocess(batch[0])
