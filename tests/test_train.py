@@ -249,3 +249,32 @@ def test_member_suffix_adds_a_second_seed_beside_the_first(baseline, training_vi
     assert result.member_scores["efficientnet_lite0"] != result.member_scores["efficientnet_lite0_s1"]
     with pytest.raises(ValueError, match="--member-suffix"):
         training.check_config(train.TrainConfig(member_suffix="/x", members=["efficientnet_lite0"]))
+
+
+def test_freeze_stages_keeps_the_pretrained_stem_and_first_stages(baseline, training_videos):
+    """--freeze-stages 3: the stem and stages 0-2 (weights and BatchNorm statistics) end as ImageNet started them,
+    the later stages and the head are trained; recorded; bad values and unfreezable members refused."""
+    import torch
+
+    from deepfake_kernel.detectors import create_model
+    from deepfake_kernel.detectors.pretrained import load_efficientnet_lite_imagenet
+
+    tmp_path, _, _ = baseline
+    config = tiny_config(tmp_path, training_videos[0], "frozen", freeze_stages=3, fake_source="sbi+real")
+    train.run(config, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    trained = torch.load(Path(config.work_dir) / "efficientnet_lite0" / "last.pt", weights_only=False)
+    assert trained["key"]["freeze_stages"] == 3
+    start = load_efficientnet_lite_imagenet(create_model("efficientnet_lite0", input_size=48).network).state_dict()
+    frozen = [k for k in start if k.startswith(("conv_stem.", "bn1.", "blocks.0.", "blocks.1.", "blocks.2."))]
+    later = [k for k in start if k.startswith(("blocks.5.", "conv_head.")) and k.endswith("weight")]
+    assert any(k.endswith("running_mean") for k in frozen) and later
+    for key in frozen:
+        assert torch.equal(trained["model"][key], start[key]), key
+    assert all(not torch.equal(trained["model"][key], start[key]) for key in later)
+    assert json.loads((Path(config.work_dir) / "split.json").read_text())["freeze_stages"] == 3
+    with pytest.raises(ValueError, match="has 7 stages"):
+        training.check_config(train.TrainConfig(freeze_stages=8, members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="neither an EfficientNet nor a ResNet"):
+        training.check_config(train.TrainConfig(freeze_stages=1, members=["xception"]))
+    with pytest.raises(ValueError, match="--freeze-stages must be"):
+        training.check_config(train.TrainConfig(freeze_stages=-1, members=["efficientnet_lite0"]))

@@ -26,7 +26,7 @@ from .data import (CacheConfig, CropCache, FaceSamples, VideoItem, fingerprint, 
                    split_by_group)
 from .engine import Job, barrier, setup_distributed
 from .recipes import DEFAULT_MEMBERS, MemberRecipe, recipe_for
-from .trainers import HEAD_INITS, trainer_for
+from .trainers import HEAD_INITS, check_freezable, trainer_for
 
 log = logging.getLogger("deepfake_kernel.train")
 
@@ -58,6 +58,9 @@ class TrainConfig:
         "help": "weight of a blend-boundary map loss beside the FAKE logit (Face X-ray style, training only: a head on "
                 "the stride-16 features learns where each self-blended face was blended); needs --fake-source sbi "
                 "or sbi+real; 0: off"})
+    freeze_stages: int = field(default=0, metadata={
+        "help": "keep the stem and the first N stages of each pretrained per-face member as they started (weights "
+                "and BatchNorm statistics; EfficientNet: 7 stages, ResNet: 4); 0: train everything"})
     members: list[str] = field(default_factory=lambda: list(DEFAULT_MEMBERS), metadata={"help": "detectors to train"})
     member_suffix: str = field(default="", metadata={
         "help": "export each member as <detector><suffix> (e.g. _s1 with --seed 1 adds a second seed of a detector "
@@ -165,6 +168,11 @@ def check_config(config: TrainConfig) -> None:
     if config.member_suffix and not re.fullmatch(r"[A-Za-z0-9_.-]+", config.member_suffix):
         raise ValueError(f"--member-suffix may hold letters, digits, _ . - only (it names a file), not "
                          f"{config.member_suffix!r}")
+    if config.freeze_stages < 0:
+        raise ValueError(f"--freeze-stages must be 0 (train everything) or positive, not {config.freeze_stages}")
+    if config.freeze_stages:
+        for name in config.members:
+            check_freezable(name, config.freeze_stages)
     if config.head_init not in HEAD_INITS:
         raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:
@@ -218,7 +226,8 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "val_fake_videos": int(sum(v.label for v in val.videos)), "loose_crops": crop_rows,
              "val_groups_list": sorted({i.group for i in val_items}),
              "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
-             "fake_source": config.fake_source, "real_pairing": config.real_pairing}
+             "fake_source": config.fake_source, "real_pairing": config.real_pairing,
+             "freeze_stages": config.freeze_stages}
     if use_sbi:
         split["sbi_sources"] = int(len(sbi_sources(train)))
     data_fingerprint = fingerprint(items, [(f"{p}#{n}", 0) for p, n in crop_rows])

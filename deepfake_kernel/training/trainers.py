@@ -68,18 +68,59 @@ def reset_head(head: torch.nn.Module, std: float = 0.01) -> None:
             torch.nn.init.zeros_(module.bias)
 
 
+def early_stages(network: torch.nn.Module) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
+    """The stem modules and the stages, in order, of a timm EfficientNet (``conv_stem``, ``bn1``, ``blocks``) or
+    ResNet (``conv1``, ``bn1``, ``layer1`` … ``layer4``); ``([], [])`` for any other network."""
+    if hasattr(network, "conv_stem") and hasattr(network, "blocks"):
+        return [network.conv_stem, network.bn1], list(network.blocks)
+    if all(hasattr(network, n) for n in ("conv1", "bn1", "layer1", "layer4")):
+        return [network.conv1, network.bn1], [getattr(network, f"layer{i}") for i in range(1, 5)]
+    return [], []
+
+
+def check_freezable(name: str, stages: int) -> None:
+    """``--freeze-stages N`` needs a per-face EfficientNet or ResNet member with at least N stages."""
+    if trainer_for(name) is not train_frame_member:
+        raise ValueError(f"--freeze-stages: {name} is not a per-face network (train it without --freeze-stages)")
+    found = len(early_stages(create_model(name).network)[1])
+    if not found:
+        raise ValueError(f"--freeze-stages: {name} is neither an EfficientNet nor a ResNet; no stages to freeze")
+    if stages > found:
+        raise ValueError(f"--freeze-stages {stages}: {name} has {found} stages")
+
+
+def freeze_early_stages(network: torch.nn.Module, stages: int) -> list[torch.nn.Module]:
+    """Stop training the stem and the first ``stages`` stages of ``network`` (no gradients; their BatchNorm layers
+    keep the statistics they started with once :func:`hold_frozen` runs after each ``train()``); returns them."""
+    stem, blocks = early_stages(network)
+    frozen = stem + blocks[:stages] if stages else []
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def hold_frozen(frozen: list[torch.nn.Module]) -> None:
+    """Put frozen modules back in eval mode (after ``model.train()``), so their BatchNorm statistics stay."""
+    for module in frozen:
+        module.eval()
+
+
 def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples) -> dict:
     """One face per sample, binary cross-entropy, early stopping on video-level val log loss; resumable and DDP."""
     config, env, recipe = job.config, job.env, job.recipe(name)
     torch.manual_seed(config.seed)
     classifier = build_member(name, recipe, config).to(env.device)
+    frozen = freeze_early_stages(classifier.network, config.freeze_stages)
     body, head = engine.split_body_head(classifier.network, classifier.network.get_classifier())
+    body = [p for p in body if p.requires_grad]
     use_maps = config.boundary_loss > 0
     model, trained, resume_key = classifier, classifier.network, None  # trained: what the checkpoints hold
     if use_maps:  # a map head beside the classifier, for training only (training/boundary.py)
         model = BoundaryModel(classifier).to(env.device)
         head += list(model.head.parameters())
         trained, resume_key = model, {**dataclasses.asdict(recipe), "boundary_loss": config.boundary_loss}
+    if frozen:
+        resume_key = {**(resume_key or dataclasses.asdict(recipe)), "freeze_stages": config.freeze_stages}
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
     optimizer, scheduler = engine.one_cycle(body, head, recipe, config.weight_decay, recipe.epochs * steps)
@@ -94,6 +135,7 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
 
     def run_epoch(epoch: int) -> dict:
         model.train()
+        hold_frozen(frozen)
         singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources,
                                     config.real_pairing)
         unit = 2 if config.real_pairing == "source" else 1  # source-matched singles come as (fake, real) neighbours
