@@ -258,6 +258,34 @@ def test_sbi_pair_differs_only_where_the_blend_is(face68):
         self_blend_68(image, points[:5], rng(0))
 
 
+def test_cross_blend_puts_the_donor_face_where_the_target_face_is(face68):
+    """A donor face (the astronaut moved, scaled and rotated, a dark mark on her nose) aligned by its 68 points:
+    the mark lands on the target's nose, the frame far from the face is the target's, and the pair's real image is
+    the target as it was."""
+    from deepfake_kernel.training.augment import cross_blend_68
+
+    image, points, _ = face68
+    nose = np.rint(points[30]).astype(int)
+    marked = image.copy()
+    marked[nose[1] - 6:nose[1] + 7, nose[0] - 6:nose[0] + 7] = 0
+    move = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), 12.0, 0.8)
+    move[:, 2] += (10, -6)
+    donor = cv2.warpAffine(marked, move, (SIZE, SIZE), borderMode=cv2.BORDER_REFLECT_101)
+    donor_points = points @ move[:, :2].T + move[:, 2]
+    augmenter = FaceAugmenter(AugmentConfig(**NOTHING))
+    patch = (slice(nose[1] - 3, nose[1] + 4), slice(nose[0] - 3, nose[0] + 4))
+    for seed in range(5):
+        fake = cross_blend_68(image, points, donor, donor_points, rng(seed))
+        assert fake.shape == image.shape and fake.dtype == np.uint8
+        assert np.abs(fake.astype(int) - image.astype(int)).max(-1)[border(image.shape[:2], 12)].max() == 0
+        assert image[patch].mean() - fake[patch].mean() > 15, seed  # the donor's mark, on the target's nose
+        real, paired = augmenter.sbi_pair(image, points, rng(seed), donor=(donor, donor_points))
+        np.testing.assert_array_equal(real, image)
+        np.testing.assert_array_equal(paired, fake)
+    with pytest.raises(ValueError, match="68"):
+        cross_blend_68(image, points, donor, donor_points[:5], rng(0))
+
+
 def test_blend_boundary_is_where_the_images_mix():
     from deepfake_kernel.training.augment import blend_boundary
 

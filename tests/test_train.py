@@ -168,6 +168,39 @@ def test_source_pairing_reaches_the_trainer(baseline, training_videos):
     assert first.sha256 != other.sha256
 
 
+def test_blend_donors_are_real_faces_of_other_groups_nearest_in_pose():
+    from deepfake_kernel.training.data import FaceSamples, VideoItem
+
+    videos = [VideoItem(f"v{g}.mp4", 0, f"g{g}", "d", family="f") for g in range(3)]
+    n = 9
+    ring = np.stack([32 + 18 * np.cos(np.linspace(0, 2 * np.pi, 68)), 34 + 22 * np.sin(np.linspace(0, 2 * np.pi, 68))], 1)
+    squashed = np.stack([32 + 8 * np.cos(np.linspace(0, 2 * np.pi, 68)), 34 + 22 * np.sin(np.linspace(0, 2 * np.pi, 68))], 1)
+    video = np.repeat(np.arange(3), 3)
+    marks68 = np.stack([ring] * n).astype(np.float32)
+    marks68[5] = squashed  # group 1's only face not shaped like the others
+    marks68[[6, 7]] = squashed * 2  # group 2: the same squashed shape, larger (shape, not size, is compared)
+    crops = np.random.default_rng(0).integers(0, 255, (n, 64, 64, 3), dtype=np.uint8)
+    samples = FaceSamples(crops, np.full((n, 5, 2), np.nan, np.float32), np.zeros(n, np.int64), video,
+                          np.zeros(n, np.int64), videos, marks68)
+    sources = batches.sbi_sources(samples)
+    pairs = np.array([0, 1, 5, 8, 3] * 20)
+    donors = batches.blend_donors(samples, pairs, sources, 1.0, seed=0, epoch=0)
+    groups = video
+    assert (donors >= 0).all() and (groups[donors] != groups[pairs]).all()
+    assert set(donors[pairs == 5]) <= {6, 7}  # the squashed face gets a squashed donor of another group
+    assert not set(donors[pairs == 0]) & {5, 6, 7}  # a round face gets a round one
+    assert np.array_equal(donors, batches.blend_donors(samples, pairs, sources, 1.0, seed=0, epoch=0))
+    half = batches.blend_donors(samples, pairs, sources, 0.5, seed=0, epoch=0)
+    assert 20 < (half >= 0).sum() < 80
+    assert (batches.blend_donors(samples, pairs, sources, 0.0, seed=0, epoch=0) == -1).all()
+    # in a batch, a donor changes the fake of its pair and nothing else
+    plain = batches.make_batch(samples, np.zeros(0, np.int64), None, 0, 0, pairs[:2])
+    crossed = batches.make_batch(samples, np.zeros(0, np.int64), None, 0, 0, pairs[:2],
+                                 donors=np.array([-1, donors[1]]))
+    np.testing.assert_array_equal(crossed[0][:3], plain[0][:3])
+    assert not np.array_equal(crossed[0][3], plain[0][3]) and crossed[1].tolist() == [0, 1, 0, 1]
+
+
 def test_batches_carry_boundary_maps_where_they_are_known():
     samples = _samples([0, 0, 0, 1, 1, 0], [True, True, False, True, True, False])
     plain = batches.make_batch(samples, np.array([2, 3]), None, 0, 0, np.array([0, 1]))
@@ -251,9 +284,10 @@ def test_member_suffix_adds_a_second_seed_beside_the_first(baseline, training_vi
         training.check_config(train.TrainConfig(member_suffix="/x", members=["efficientnet_lite0"]))
 
 
-def test_freeze_stages_keeps_the_pretrained_stem_and_first_stages(baseline, training_videos):
+def test_freeze_stages_and_blend_donors_reach_the_trainer(baseline, training_videos):
     """--freeze-stages 3: the stem and stages 0-2 (weights and BatchNorm statistics) end as ImageNet started them,
-    the later stages and the head are trained; recorded; bad values and unfreezable members refused."""
+    the later stages and the head are trained; --blend-donors on top changes the weights; both recorded; bad
+    values and unfreezable members refused."""
     import torch
 
     from deepfake_kernel.detectors import create_model
@@ -272,6 +306,17 @@ def test_freeze_stages_keeps_the_pretrained_stem_and_first_stages(baseline, trai
         assert torch.equal(trained["model"][key], start[key]), key
     assert all(not torch.equal(trained["model"][key], start[key]) for key in later)
     assert json.loads((Path(config.work_dir) / "split.json").read_text())["freeze_stages"] == 3
+    # --blend-donors reaches the trainer's batches: same seed and freeze, other weights; recorded
+    crossed = tiny_config(tmp_path, training_videos[0], "frozen_crossed", freeze_stages=3, fake_source="sbi+real",
+                          blend_donors=1.0)
+    train.run(crossed, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    assert json.loads((Path(crossed.work_dir) / "split.json").read_text())["blend_donors"] == 1.0
+    first, other = (read_manifest(c.out).member("efficientnet_lite0") for c in (config, crossed))
+    assert first.sha256 != other.sha256
+    with pytest.raises(ValueError, match="--blend-donors is a share"):
+        training.check_config(train.TrainConfig(blend_donors=1.5, members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="--fake-source sbi or sbi\\+real"):
+        training.check_config(train.TrainConfig(blend_donors=0.5, members=["efficientnet_lite0"]))
     with pytest.raises(ValueError, match="has 7 stages"):
         training.check_config(train.TrainConfig(freeze_stages=8, members=["efficientnet_lite0"]))
     with pytest.raises(ValueError, match="neither an EfficientNet nor a ResNet"):

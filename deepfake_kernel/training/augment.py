@@ -379,6 +379,41 @@ def self_blend_68(image: np.ndarray, points: np.ndarray, rng: np.random.Generato
     return (fake, blend_boundary(mask)) if with_boundary else fake
 
 
+def _match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``source`` (uint8 RGB) with each Lab channel's mean and spread inside ``region`` moved to ``target``'s there
+    (Reinhard et al. 2001), so a donor face takes the skin tone and light of the face it is blended into."""
+    inside = region > 0.5
+    if inside.sum() < 16:
+        return source
+    src = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+    dst = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
+    s_mean, s_std = src[inside].mean(axis=0), src[inside].std(axis=0) + 1e-3
+    d_mean, d_std = dst[inside].mean(axis=0), dst[inside].std(axis=0)
+    moved = (src - s_mean) * (d_std / s_std) + d_mean
+    return cv2.cvtColor(np.clip(np.rint(moved), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def cross_blend_68(image: np.ndarray, points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray,
+                   rng: np.random.Generator, with_boundary: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """A face-swap-like pseudo-fake (Face X-ray's blended images, Li et al. 2020): another person's face
+    (``donor``, its 68 points) aligned onto ``image`` by the similarity transform between the two sets of points,
+    colour-matched inside the face, then blended in through :func:`sbi_mask_68` times a blend ratio, as
+    :func:`self_blend_68` blends a face into itself. ``with_boundary`` also returns the boundary map."""
+    image, donor = _check_image(image), _check_image(donor)
+    points, donor_points = (np.asarray(p, dtype=np.float64) for p in (points, donor_points))
+    if points.shape != (68, 2) or donor_points.shape != (68, 2):
+        raise ValueError(f"expected 68 landmarks for both faces, got {points.shape} and {donor_points.shape}")
+    h, w = image.shape[:2]
+    warp, _ = cv2.estimateAffinePartial2D(donor_points.astype(np.float32), points.astype(np.float32))
+    if warp is None:  # degenerate points: blend the face into itself instead
+        return self_blend_68(image, points, rng, with_boundary=with_boundary)
+    aligned = cv2.warpAffine(donor, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    aligned = _match_colour(aligned, image, hull_mask((h, w), points, 0).astype(np.float32))
+    mask = sbi_mask_68((h, w), points, rng)
+    fake = np.ascontiguousarray(_blend(aligned, image, mask * _blend_ratio(rng)))
+    return (fake, blend_boundary(mask)) if with_boundary else fake
+
+
 # ----------------------------------------------------------------------------------- standard augmentations
 
 def horizontal_flip(image: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -485,12 +520,15 @@ class FaceAugmenter:
         return image, points, label
 
     def sbi_pair(self, image: np.ndarray, landmarks68: np.ndarray, rng: np.random.Generator,
-                 with_boundary: bool = False) -> tuple[np.ndarray, ...]:
+                 with_boundary: bool = False,
+                 donor: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
         """A real face and its self-blended version (:func:`self_blend_68`), both post-processed with the same
         random parameters (crop, flip, colour, blur, JPEG ...), so only the blend tells them apart.
         ``with_boundary`` adds the fake's blend-boundary map (float32 ``(H, W)`` in 0..1), moved by the same
-        crop, flip and rotation as the images."""
-        fake = self_blend_68(image, landmarks68, rng, with_boundary=with_boundary)
+        crop, flip and rotation as the images. ``donor`` (another face and its 68 points) blends that face in
+        instead (:func:`cross_blend_68`)."""
+        fake = (self_blend_68(image, landmarks68, rng, with_boundary=with_boundary) if donor is None
+                else cross_blend_68(image, landmarks68, *donor, rng, with_boundary=with_boundary))
         if with_boundary:
             fake, boundary = fake
         seed = int(rng.integers(2 ** 63))

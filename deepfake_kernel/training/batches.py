@@ -58,6 +58,38 @@ def sbi_sources(samples: FaceSamples) -> np.ndarray:
     return np.flatnonzero((samples.labels == 0) & ~np.isnan(marks).any(axis=(1, 2)))
 
 
+def _shape(points: np.ndarray) -> np.ndarray:
+    """68 points centred and scaled to unit spread, flattened: a face's pose and shape, not its place or size."""
+    centred = points - points.mean(axis=-2, keepdims=True)
+    spread = np.sqrt((centred ** 2).sum(axis=(-2, -1), keepdims=True) / points.shape[-2])
+    return (centred / np.maximum(spread, 1e-6)).reshape(*points.shape[:-2], -1)
+
+
+def blend_donors(samples: FaceSamples, pairs: np.ndarray, sources: np.ndarray, share: float, seed: int, epoch: int,
+                 candidates: int = 32) -> np.ndarray:
+    """For each SBI pair source, the face blended into it: ``-1`` (itself: a self-blend) or, for about ``share`` of
+    them, the index of a REAL face of *another* group whose 68 points are nearest in pose and shape among
+    ``candidates`` drawn at random (Face X-ray's donor search), for a face-swap-like blend."""
+    donors = np.full(len(pairs), -1, np.int64)
+    if share <= 0 or not len(pairs):
+        return donors
+    rng = np.random.default_rng([seed, epoch, 17])
+    groups = np.array([samples.videos[v].group if v >= 0 else f"loose:{i}"
+                       for i, v in enumerate(samples.video)], dtype=object)
+    shapes = _shape(samples.with_landmarks68()[sources].astype(np.float64))
+    where = {int(index): position for position, index in enumerate(sources)}
+    for position, index in enumerate(pairs):
+        if rng.random() >= share:
+            continue
+        drawn = rng.integers(len(sources), size=candidates)
+        drawn = drawn[groups[sources[drawn]] != groups[index]]
+        if not len(drawn):
+            continue  # every candidate is of the same person: keep the self-blend
+        distance = ((shapes[drawn] - shapes[where[int(index)]]) ** 2).sum(axis=1)
+        donors[position] = sources[drawn[int(np.argmin(distance))]]
+    return donors
+
+
 def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, epoch: int,
                sources: np.ndarray | None = None, real_pairing: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """(single crops, SBI pair sources) for one epoch of about ``count`` images: ``real`` draws class-balanced
@@ -81,9 +113,10 @@ def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, ep
 
 def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugmenter | None, seed: int,
                epoch: int, pairs: np.ndarray = np.zeros(0, np.int64),
-               boundaries: bool = False) -> tuple[np.ndarray, ...]:
+               boundaries: bool = False, donors: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Augmented uint8 crops and (possibly pseudo-fake) labels, then a real/self-blended pair for every index of
-    ``pairs``; each sample's randomness is fixed by its position.
+    ``pairs`` (blended from the face ``donors[k]`` instead of itself where that is not -1: :func:`blend_donors`);
+    each sample's randomness is fixed by its position.
 
     ``boundaries`` adds each image's blend-boundary map (float32 ``(N, H, W)``) and whether it is known
     (float32 ``(N,)``): zero and known for a REAL face, the blend's boundary for a self-blended one, unknown for a
@@ -106,8 +139,10 @@ def make_batch(samples: FaceSamples, indices: np.ndarray, augmenter: FaceAugment
         marks68 = samples.with_landmarks68()
         for position, index in enumerate(pairs):
             rng = np.random.default_rng([seed, epoch, int(position), int(index), 68])
+            donor = None if donors is None or donors[position] < 0 else (samples.crops[donors[position]],
+                                                                         marks68[donors[position]])
             real, fake, *boundary = augmenter.sbi_pair(samples.crops[index], marks68[index], rng,
-                                                       with_boundary=boundaries)
+                                                       with_boundary=boundaries, donor=donor)
             images += [real, fake]
             labels += [0, 1]
             maps += [np.zeros_like(boundary[0]), boundary[0]] if boundaries else [None, None]

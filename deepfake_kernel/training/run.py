@@ -54,6 +54,10 @@ class TrainConfig:
         "help": "how labelled fakes are drawn: none (class-balanced over all crops) or source (each fake beside a "
                 "real face of its own source: group, dataset, family; so a source's look cannot stand in for the "
                 "label)"})
+    blend_donors: float = field(default=0.0, metadata={
+        "help": "share of the self-blended fakes blended from another person's face instead (aligned by the 68 "
+                "points, colour-matched, nearest in pose among 32 real faces of other groups: a face-swap-like "
+                "pseudo-fake, Face X-ray style); 0..1, needs --fake-source sbi or sbi+real; 0: off"})
     boundary_loss: float = field(default=0.0, metadata={
         "help": "weight of a blend-boundary map loss beside the FAKE logit (Face X-ray style, training only: a head on "
                 "the stride-16 features learns where each self-blended face was blended); needs --fake-source sbi "
@@ -168,6 +172,10 @@ def check_config(config: TrainConfig) -> None:
     if config.member_suffix and not re.fullmatch(r"[A-Za-z0-9_.-]+", config.member_suffix):
         raise ValueError(f"--member-suffix may hold letters, digits, _ . - only (it names a file), not "
                          f"{config.member_suffix!r}")
+    if not 0 <= config.blend_donors <= 1:
+        raise ValueError(f"--blend-donors is a share of the self-blended fakes, 0..1, not {config.blend_donors}")
+    if config.blend_donors > 0 and config.fake_source == "real":
+        raise ValueError("--blend-donors changes the self-blended fakes: use it with --fake-source sbi or sbi+real")
     if config.freeze_stages < 0:
         raise ValueError(f"--freeze-stages must be 0 (train everything) or positive, not {config.freeze_stages}")
     if config.freeze_stages:
@@ -227,7 +235,7 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "val_groups_list": sorted({i.group for i in val_items}),
              "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
              "fake_source": config.fake_source, "real_pairing": config.real_pairing,
-             "freeze_stages": config.freeze_stages}
+             "freeze_stages": config.freeze_stages, "blend_donors": config.blend_donors}
     if use_sbi:
         split["sbi_sources"] = int(len(sbi_sources(train)))
     data_fingerprint = fingerprint(items, [(f"{p}#{n}", 0) for p, n in crop_rows])

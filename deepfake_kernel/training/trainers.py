@@ -18,7 +18,7 @@ from ..detectors import FaceClassifier, create_model, get_spec
 from . import engine
 from .augment import FaceAugmenter
 from .boundary import BoundaryModel, boundary_loss
-from .batches import epoch_plan, make_batch, sbi_sources
+from .batches import blend_donors, epoch_plan, make_batch, sbi_sources
 from .data import FaceSamples
 from .engine import Job
 from .sequence import train_sequence_member
@@ -119,8 +119,9 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         model = BoundaryModel(classifier).to(env.device)
         head += list(model.head.parameters())
         trained, resume_key = model, {**dataclasses.asdict(recipe), "boundary_loss": config.boundary_loss}
-    if frozen:
-        resume_key = {**(resume_key or dataclasses.asdict(recipe)), "freeze_stages": config.freeze_stages}
+    changes = {k: v for k, v in (("freeze_stages", config.freeze_stages), ("blend_donors", config.blend_donors)) if v}
+    if changes:  # a checkpoint of another variant is not resumed
+        resume_key = {**(resume_key or dataclasses.asdict(recipe)), **changes}
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
     optimizer, scheduler = engine.one_cycle(body, head, recipe, config.weight_decay, recipe.epochs * steps)
@@ -138,16 +139,19 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         hold_frozen(frozen)
         singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources,
                                     config.real_pairing)
+        donors = blend_donors(train, pairs, sources, config.blend_donors, config.seed, epoch)
         unit = 2 if config.real_pairing == "source" else 1  # source-matched singles come as (fake, real) neighbours
         per_step = (len(singles) // steps // unit * unit, len(pairs) // steps)
         losses, map_losses = [], []
         for step in range(steps):
             batch_idx = singles[step * per_step[0]:(step + 1) * per_step[0]]
             batch_pairs = pairs[step * per_step[1]:(step + 1) * per_step[1]]
+            batch_donors = donors[step * per_step[1]:(step + 1) * per_step[1]][env.rank::env.world]
             # each rank takes its share of the global batch, neighbours kept together
             batch_idx = batch_idx.reshape(-1, unit)[env.rank::env.world].reshape(-1)
             batch_pairs = batch_pairs[env.rank::env.world]
-            batch = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs, boundaries=use_maps)
+            batch = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs, boundaries=use_maps,
+                               donors=batch_donors)
             inputs = classifier.preprocess(batch[0])
             target = torch.as_tensor(batch[1], device=inputs.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
