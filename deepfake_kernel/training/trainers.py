@@ -114,14 +114,14 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
     body, head = engine.split_body_head(classifier.network, classifier.network.get_classifier())
     body = [p for p in body if p.requires_grad]
     use_maps = config.boundary_loss > 0
-    model, trained, resume_key = classifier, classifier.network, None  # trained: what the checkpoints hold
+    model, trained = classifier, classifier.network  # trained: what the checkpoints hold
     if use_maps:  # a map head beside the classifier, for training only (training/boundary.py)
         model = BoundaryModel(classifier).to(env.device)
         head += list(model.head.parameters())
-        trained, resume_key = model, {**dataclasses.asdict(recipe), "boundary_loss": config.boundary_loss}
-    changes = {k: v for k, v in (("freeze_stages", config.freeze_stages), ("blend_donors", config.blend_donors)) if v}
-    if changes:  # a checkpoint of another variant is not resumed
-        resume_key = {**(resume_key or dataclasses.asdict(recipe)), **changes}
+        trained = model
+    variant = {k: v for k, v in (("boundary_loss", config.boundary_loss), ("freeze_stages", config.freeze_stages),
+                                 ("blend_donors", config.blend_donors)) if v}
+    resume_key = {**dataclasses.asdict(recipe), **variant} if variant else None  # no resuming another variant
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
     optimizer, scheduler = engine.one_cycle(body, head, recipe, config.weight_decay, recipe.epochs * steps)
@@ -146,10 +146,10 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         for step in range(steps):
             batch_idx = singles[step * per_step[0]:(step + 1) * per_step[0]]
             batch_pairs = pairs[step * per_step[1]:(step + 1) * per_step[1]]
-            batch_donors = donors[step * per_step[1]:(step + 1) * per_step[1]][env.rank::env.world]
+            batch_donors = donors[step * per_step[1]:(step + 1) * per_step[1]]
             # each rank takes its share of the global batch, neighbours kept together
             batch_idx = batch_idx.reshape(-1, unit)[env.rank::env.world].reshape(-1)
-            batch_pairs = batch_pairs[env.rank::env.world]
+            batch_pairs, batch_donors = batch_pairs[env.rank::env.world], batch_donors[env.rank::env.world]
             batch = make_batch(train, batch_idx, augmenter, config.seed, epoch, batch_pairs, boundaries=use_maps,
                                donors=batch_donors)
             inputs = classifier.preprocess(batch[0])
