@@ -323,3 +323,21 @@ def test_freeze_stages_and_blend_donors_reach_the_trainer(baseline, training_vid
         training.check_config(train.TrainConfig(freeze_stages=1, members=["xception"]))
     with pytest.raises(ValueError, match="--freeze-stages must be"):
         training.check_config(train.TrainConfig(freeze_stages=-1, members=["efficientnet_lite0"]))
+
+
+def test_mix_style_reaches_the_trainer(baseline, training_videos):
+    """--mix-style 1: same seed and data, other weights (the mixing happens in training), recorded, resumable only
+    as itself; bad values and members without stages refused."""
+    import torch
+
+    tmp_path, config, _ = baseline
+    mixed = tiny_config(tmp_path, training_videos[0], "mixed", mix_style=1.0)
+    train.run(mixed, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    assert json.loads((Path(mixed.work_dir) / "split.json").read_text())["mix_style"] == 1.0
+    assert torch.load(Path(mixed.work_dir) / "efficientnet_lite0" / "last.pt", weights_only=False)["key"]["mix_style"] == 1.0
+    first, other = (read_manifest(c.out).member("efficientnet_lite0") for c in (config, mixed))
+    assert first.sha256 != other.sha256
+    with pytest.raises(ValueError, match="--mix-style is a probability"):
+        training.check_config(train.TrainConfig(mix_style=1.5, members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="--mix-style: xception is neither"):
+        training.check_config(train.TrainConfig(mix_style=0.5, members=["xception"]))

@@ -26,7 +26,7 @@ from .data import (CacheConfig, CropCache, FaceSamples, VideoItem, fingerprint, 
                    split_by_group)
 from .engine import Job, barrier, setup_distributed
 from .recipes import DEFAULT_MEMBERS, MemberRecipe, recipe_for
-from .trainers import HEAD_INITS, check_freezable, trainer_for
+from .trainers import HEAD_INITS, check_freezable, check_stylable, trainer_for
 
 log = logging.getLogger("deepfake_kernel.train")
 
@@ -65,6 +65,10 @@ class TrainConfig:
     freeze_stages: int = field(default=0, metadata={
         "help": "keep the stem and the first N stages of each pretrained per-face member as they started (weights "
                 "and BatchNorm statistics; EfficientNet: 7 stages, ResNet: 4); 0: train everything"})
+    mix_style: float = field(default=0.0, metadata={
+        "help": "MixStyle: probability per batch that, after the stride-4, -8 and -16 stages of an EfficientNet or "
+                "ResNet member, each face's per-channel feature mean and std are mixed with another face's of the "
+                "batch (training only), so a source's global look cannot carry the label; 0..1, 0: off"})
     members: list[str] = field(default_factory=lambda: list(DEFAULT_MEMBERS), metadata={"help": "detectors to train"})
     member_suffix: str = field(default="", metadata={
         "help": "export each member as <detector><suffix> (e.g. _s1 with --seed 1 adds a second seed of a detector "
@@ -181,6 +185,11 @@ def check_config(config: TrainConfig) -> None:
     if config.freeze_stages:
         for name in config.members:
             check_freezable(name, config.freeze_stages)
+    if not 0 <= config.mix_style <= 1:
+        raise ValueError(f"--mix-style is a probability per batch, 0..1, not {config.mix_style}")
+    if config.mix_style:
+        for name in config.members:
+            check_stylable(name)
     if config.head_init not in HEAD_INITS:
         raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:
@@ -235,7 +244,8 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "val_groups_list": sorted({i.group for i in val_items}),
              "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
              "fake_source": config.fake_source, "real_pairing": config.real_pairing,
-             "freeze_stages": config.freeze_stages, "blend_donors": config.blend_donors}
+             "freeze_stages": config.freeze_stages, "blend_donors": config.blend_donors,
+             "mix_style": config.mix_style}
     if use_sbi:
         split["sbi_sources"] = int(len(sbi_sources(train)))
     data_fingerprint = fingerprint(items, [(f"{p}#{n}", 0) for p, n in crop_rows])

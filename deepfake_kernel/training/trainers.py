@@ -21,6 +21,7 @@ from .boundary import BoundaryModel, boundary_loss
 from .batches import blend_donors, epoch_plan, make_batch, sbi_sources
 from .data import FaceSamples
 from .engine import Job
+from .mixstyle import MixStyle
 from .sequence import train_sequence_member
 
 log = logging.getLogger("deepfake_kernel.train")
@@ -78,13 +79,31 @@ def early_stages(network: torch.nn.Module) -> tuple[list[torch.nn.Module], list[
     return [], []
 
 
-def check_freezable(name: str, stages: int) -> None:
-    """``--freeze-stages N`` needs a per-face EfficientNet or ResNet member with at least N stages."""
+def style_stages(network: torch.nn.Module) -> list[torch.nn.Module]:
+    """Where ``--mix-style`` mixes feature statistics: after the stages at strides 4, 8 and 16 (ResNet ``layer1`` …
+    ``layer3``, as in the MixStyle paper; EfficientNet ``blocks[1]`` … ``blocks[3]``); ``[]`` for other networks."""
+    stages = early_stages(network)[1]
+    return stages[:3] if len(stages) == 4 else stages[1:4]
+
+
+def _stage_count(name: str, option: str) -> int:
+    """How many stages per-face member ``name`` has; refuses ``option`` for any other member."""
     if trainer_for(name) is not train_frame_member:
-        raise ValueError(f"--freeze-stages: {name} is not a per-face network (train it without --freeze-stages)")
+        raise ValueError(f"{option}: {name} is not a per-face network (train it without {option})")
     found = len(early_stages(create_model(name).network)[1])
     if not found:
-        raise ValueError(f"--freeze-stages: {name} is neither an EfficientNet nor a ResNet; no stages to freeze")
+        raise ValueError(f"{option}: {name} is neither an EfficientNet nor a ResNet; it has no stages to use")
+    return found
+
+
+def check_stylable(name: str) -> None:
+    """``--mix-style`` needs a per-face EfficientNet or ResNet member (:func:`style_stages`)."""
+    _stage_count(name, "--mix-style")
+
+
+def check_freezable(name: str, stages: int) -> None:
+    """``--freeze-stages N`` needs a per-face EfficientNet or ResNet member with at least N stages."""
+    found = _stage_count(name, "--freeze-stages")
     if stages > found:
         raise ValueError(f"--freeze-stages {stages}: {name} has {found} stages")
 
@@ -111,6 +130,7 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
     torch.manual_seed(config.seed)
     classifier = build_member(name, recipe, config).to(env.device)
     frozen = freeze_early_stages(classifier.network, config.freeze_stages)
+    styles = MixStyle(classifier.network, style_stages(classifier.network), config.mix_style, seed=config.seed)
     body, head = engine.split_body_head(classifier.network, classifier.network.get_classifier())
     body = [p for p in body if p.requires_grad]
     use_maps = config.boundary_loss > 0
@@ -120,7 +140,7 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         head += list(model.head.parameters())
         trained = model
     variant = {k: v for k, v in (("boundary_loss", config.boundary_loss), ("freeze_stages", config.freeze_stages),
-                                 ("blend_donors", config.blend_donors)) if v}
+                                 ("blend_donors", config.blend_donors), ("mix_style", config.mix_style)) if v}
     resume_key = {**dataclasses.asdict(recipe), **variant} if variant else None  # no resuming another variant
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
@@ -137,6 +157,7 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
     def run_epoch(epoch: int) -> dict:
         model.train()
         hold_frozen(frozen)
+        styles.start_epoch(epoch)
         singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources,
                                     config.real_pairing)
         donors = blend_donors(train, pairs, sources, config.blend_donors, config.seed, epoch)
