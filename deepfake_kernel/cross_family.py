@@ -127,6 +127,9 @@ def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, se
                  "log_loss": metrics.log_loss(labels, scores),
                  "fallbacks": sum(1 for r in chosen if r.get("reason"))}
         entry.update(metrics.bootstrap_intervals(labels, scores, resamples, seed))
+        within = metrics.within_source_auc(labels, scores, [r.get("dataset") or "" for r in chosen])
+        entry.update({"auc_within_source": within["auc"], "within_source_pairs": within["pairs"],
+                      "within_source_sources": within["sources"]})
         table[family] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
     # an AUC from one real video (dfdc here) or two videos says nothing: the mean is over families that hold
     # MIN_PER_CLASS videos of each class
@@ -137,22 +140,30 @@ def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, se
     return {"families": table, "mean": mean}
 
 
+def within_source(entry: dict) -> str:
+    """The within-source AUC cell: value with its pairs and sources, or why there is none."""
+    if not entry.get("within_source_pairs"):
+        return "n/a (no source holds both classes)"
+    return (f"{entry['auc_within_source']:.3f} ({entry['within_source_pairs']} pairs, "
+            f"{entry['within_source_sources']} sources)")
+
+
 def render_table(report: dict) -> str:
-    lines = ["| held-out family | fold | videos (fake/real) | video AUC (95 % CI) | log loss (95 % CI) |"
-             + (" calibrated log loss, fit on the other folds |" if "calibration" in report else ""),
-             "|---|---|---|---|---|" + ("---|" if "calibration" in report else "")]
+    lines = ["| held-out family | fold | videos (fake/real) | video AUC (95 % CI) | AUC within a source (pairs) | "
+             "log loss (95 % CI) |" + (" calibrated log loss, fit on the other folds |" if "calibration" in report else ""),
+             "|---|---|---|---|---|---|" + ("---|" if "calibration" in report else "")]
     calibrated = report.get("calibration", {}).get("leave_one_fold_out", {}).get("families", {})
     for family, v in report["table"]["families"].items():
         auc = "n/a (one class)" if not (v["fake"] and v["real"]) else f"{v['auc']:.3f} {v['auc_95ci']}"
         if v["fake"] and v["real"] and min(v["fake"], v["real"]) < MIN_PER_CLASS:
             auc += f" (only {min(v['fake'], v['real'])} of one class: not in the mean)"
-        line = (f"| {family} | {v['fold']} | {v['videos']} ({v['fake']}/{v['real']}) | {auc} | "
+        line = (f"| {family} | {v['fold']} | {v['videos']} ({v['fake']}/{v['real']}) | {auc} | {within_source(v)} | "
                 f"{v['log_loss']:.3f} {v['log_loss_95ci']} |")
         if "calibration" in report:
             line += f" {calibrated.get(family, {}).get('log_loss', 'n/a')} |"
         lines.append(line)
     mean = report["table"]["mean"]
-    lines.append(f"| **mean** | | | **{mean['auc']}** (over {', '.join(mean['auc_over'])}) | {mean['log_loss']} |"
+    lines.append(f"| **mean** | | | **{mean['auc']}** (over {', '.join(mean['auc_over'])}) | | {mean['log_loss']} |"
                  + (f" {report['calibration']['leave_one_fold_out']['mean_log_loss']} |"
                     if "calibration" in report else ""))
     return "\n".join(lines) + "\n"
@@ -332,10 +343,13 @@ def seed_summary(tables: dict[int, dict]) -> dict:
     for family, entry in first["families"].items():
         aucs = {seed: t["families"][family]["auc"] for seed, t in tables.items()}
         losses = {seed: t["families"][family]["log_loss"] for seed, t in tables.items()}
+        within = {seed: t["families"][family].get("auc_within_source") for seed, t in tables.items()}
         families[family] = {"videos": entry["videos"], "fake": entry["fake"], "real": entry["real"],
                             "fold": entry["fold"], "in_mean": family in first["mean"]["auc_over"],
                             "auc": aucs, "auc_over_seeds": spread(aucs.values()),
-                            "log_loss": losses, "log_loss_over_seeds": spread(losses.values())}
+                            "log_loss": losses, "log_loss_over_seeds": spread(losses.values()),
+                            "auc_within_source_over_seeds": spread(within.values()),
+                            "within_source_pairs": entry.get("within_source_pairs", 0)}
     means = {seed: t["mean"]["auc"] for seed, t in tables.items()}
     return {"families": families, "mean_auc": means, "mean_auc_over_seeds": spread(means.values()),
             "auc_over": first["mean"]["auc_over"]}
@@ -349,15 +363,16 @@ def render_seed_table(report: dict) -> str:
         return f"{spread['mean']:.3f}" + (f" ± {spread['sd']:.3f}" if spread["sd"] is not None else "")
 
     lines = [f"| held-out family | fold | videos (fake/real) | video AUC, seeds {', '.join(map(str, seeds))} | "
-             "AUC mean ± sd | log loss mean ± sd |", "|---|---|---|---|---|---|"]
+             "AUC mean ± sd | AUC within a source, mean ± sd | log loss mean ± sd |", "|---|---|---|---|---|---|---|"]
     for family, v in summary["families"].items():
         note = "" if v["in_mean"] else " (not in the mean)"
         lines.append(f"| {family} | {v['fold']} | {v['videos']} ({v['fake']}/{v['real']}) | "
                      f"{' / '.join(f'{a:.3f}' for a in v['auc'].values())}{note} | {fmt(v['auc_over_seeds'])} | "
+                     f"{fmt(v['auc_within_source_over_seeds']) if v['within_source_pairs'] else 'n/a'} | "
                      f"{fmt(v['log_loss_over_seeds'])} |")
     means = " / ".join("n/a" if a is None else f"{a:.3f}" for a in summary["mean_auc"].values())
     lines.append(f"| **mean** (over {', '.join(summary['auc_over'])}) | | | {means} | "
-                 f"**{fmt(summary['mean_auc_over_seeds'])}** | |")
+                 f"**{fmt(summary['mean_auc_over_seeds'])}** | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -182,3 +182,23 @@ def test_a_family_with_one_real_video_does_not_enter_the_mean_auc():
     assert table["families"]["tiny"]["auc"] == 1.0 and table["mean"]["auc_over"] == ["big"]
     assert table["mean"]["auc"] == table["families"]["big"]["auc"]
     assert "not in the mean" in cross_family.render_table({"table": table})
+
+
+def test_within_source_auc_leaves_offsets_between_sources_out():
+    """Source A scores everything high, source B low; inside each source the fakes rank above the reals. The
+    family's AUC pays for the offset, the within-source AUC does not; a source with one class adds no pair."""
+    rows = [{"family": "f", "fold": "f", "dataset": "A", "label": 1, "score": s} for s in (0.8, 0.9)]
+    rows += [{"family": "f", "fold": "f", "dataset": "A", "label": 0, "score": s} for s in (0.7, 0.75, 0.8)]
+    rows += [{"family": "f", "fold": "f", "dataset": "B", "label": 1, "score": s} for s in (0.3, 0.35)]
+    rows += [{"family": "f", "fold": "f", "dataset": "B", "label": 0, "score": 0.1}]
+    rows += [{"family": "f", "fold": "f", "dataset": "C", "label": 1, "score": 0.05}]  # fakes only
+    entry = cross_family.family_table(rows, resamples=0)["families"]["f"]
+    assert entry["within_source_pairs"] == 2 * 3 + 2 * 1 and entry["within_source_sources"] == 2
+    assert entry["auc_within_source"] == pytest.approx((5.5 + 2) / 8, abs=1e-4)  # the tie 0.8/0.8 counts half
+    assert entry["auc"] < entry["auc_within_source"]
+    # no source with both classes: said, not a number
+    apart = [{**r, "dataset": f"{r['dataset']}{r['label']}"} for r in rows]
+    entry = cross_family.family_table(apart, resamples=0)["families"]["f"]
+    assert entry["within_source_pairs"] == 0 and np.isnan(entry["auc_within_source"])
+    assert "no source holds both classes" in cross_family.render_table(
+        {"table": cross_family.family_table(apart, resamples=0)})
