@@ -10,9 +10,9 @@ from deepfake_kernel.training.augment import AugmentConfig
 from deepfake_kernel.training.recipes import MemberRecipe
 
 
-def job(tmp_path, resume=False, patience=2, keep_epochs=False):
+def job(tmp_path, resume=False, patience=2, keep_epochs=False, epoch_choice="monitor"):
     config = SimpleNamespace(work_dir=str(tmp_path), patience=patience, resume=resume, keep_epochs=keep_epochs,
-                             recipe=lambda name: MemberRecipe(8, 4, 0, 4, 0.1, 1.0))
+                             epoch_choice=epoch_choice, recipe=lambda name: MemberRecipe(8, 4, 0, 4, 0.1, 1.0))
     return engine.Job(config, AugmentConfig(), engine.Dist(), "test", "data")
 
 
@@ -41,6 +41,14 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     assert fitted.epochs_run == 4 and fitted.best_epoch == 2  # two epochs without improvement: stop
     assert [r["epoch"] for r in fitted.history] == [1, 2, 3, 4]
     assert torch.equal(module.weight, seen[1])  # the module is left at its best epoch
+
+
+def test_epoch_choice_last_keeps_the_schedules_last_epoch_and_still_records_val(tmp_path):
+    module, optimizer, run_epoch, validate, seen = trainer([0.6, 0.5, 0.55, 0.58, 0.7])
+    fitted = engine.fit("m", module, optimizer, None, 5, run_epoch, validate, job(tmp_path, epoch_choice="last"))
+    assert fitted.epochs_run == 5 and fitted.best_epoch == 5  # no early stop, no pick by the monitor
+    assert [r["val_log_loss"] for r in fitted.history] == [0.6, 0.5, 0.55, 0.58, 0.7]
+    assert torch.equal(module.weight, seen[4])
 
 
 def test_without_validation_every_epoch_runs_and_the_last_is_kept(tmp_path):

@@ -137,7 +137,9 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
 
     ``run_epoch(epoch)`` trains one epoch and returns its statistics (e.g. ``{"train_loss": ...}``);
     ``validate()`` returns video-level metrics whose ``log_loss`` picks the best epoch and stops the run after
-    ``patience`` epochs without improvement (``None``: no validation, the last epoch is the best). Every epoch ends
+    ``patience`` epochs without improvement (``None``: no validation, the last epoch is the best; with
+    ``config.epoch_choice == "last"`` validation is recorded but neither picks nor stops: the schedule's last epoch is
+    kept). Every epoch ends
     with a checkpoint (``last.pt``: module, optimiser, schedule, history, RNG); with ``--resume`` a run killed
     mid-way continues from it, provided ``resume_key`` (default: the member's recipe) is unchanged. With
     ``config.keep_epochs`` each epoch's weights also stay (``epoch_NNN.pt``), for out-of-family learning curves.
@@ -161,7 +163,8 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
             log.info("%s: resumed after epoch %d", label, state["epoch"])
         else:
             log.warning("%s: %s was made with another recipe; starting over", label, last)
-    stopped = state["bad_epochs"] >= patience  # a resumed run that had already stopped early
+    keep_last = getattr(config, "epoch_choice", "monitor") == "last"
+    stopped = not keep_last and state["bad_epochs"] >= patience  # a resumed run that had already stopped early
     while state["epoch"] < epochs and not stopped:
         epoch = state["epoch"]
         started = time.perf_counter()
@@ -172,9 +175,9 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
         state["history"].append(record)
         if env.main:
             log.warning("%s epoch %d/%d: %s", label, epoch + 1, epochs, json.dumps(record))
-        if val is None or val["log_loss"] < state["best_log_loss"]:
-            state.update(best_log_loss=val["log_loss"] if val else state["best_log_loss"], best_epoch=epoch + 1,
-                         bad_epochs=0)
+        if val is None or keep_last or val["log_loss"] < state["best_log_loss"]:
+            state.update(best_log_loss=val["log_loss"] if val and not keep_last else state["best_log_loss"],
+                         best_epoch=epoch + 1, bad_epochs=0)
             if env.main:
                 _save(module.state_dict(), best)
         else:

@@ -89,6 +89,10 @@ class TrainConfig:
     lr: float = field(default=0.0, metadata={"help": "override the preset's head learning rate"})
     weight_decay: float = 0.05
     patience: int = field(default=2, metadata={"help": "epochs without better val log loss before stopping"})
+    epoch_choice: str = field(default="monitor", metadata={
+        "help": "which epoch is exported: monitor (the best val log loss, stopping after --patience bad epochs) or "
+                "last (the schedule's last epoch; val is still recorded): a monitor of a few videos picks epochs "
+                "at random (docs/cross_family.md)"})
     init: list[str] = field(default_factory=list, metadata={
         "help": "member=PATH: start from a local timm/torchvision checkpoint; member=hub: timm's pretrained download "
                 "(needs internet)"})
@@ -190,6 +194,8 @@ def check_config(config: TrainConfig) -> None:
     if config.mix_style:
         for name in config.members:
             check_stylable(name)
+    if config.epoch_choice not in ("monitor", "last"):
+        raise ValueError(f"--epoch-choice must be monitor or last, not {config.epoch_choice!r}")
     if config.head_init not in HEAD_INITS:
         raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:
