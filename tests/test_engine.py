@@ -98,3 +98,67 @@ def test_keep_epochs_keeps_each_epochs_weights_and_changes_nothing(tmp_path):
     untimed = [[{k: v for k, v in r.items() if k != "seconds"} for r in f.history] for f in (plain, kept)]
     assert untimed[0] == untimed[1] and plain.best_epoch == kept.best_epoch == 2
     assert torch.equal(module.weight, module2.weight)
+
+
+def stepping_trainer(steps_per_epoch=3):
+    """A linear module trained by several SGD steps an epoch; ``after_step`` holds its weights after each step."""
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    after_step = []
+
+    def run_epoch(epoch):
+        for step in range(steps_per_epoch):
+            loss = (module(torch.ones(4, 3) * (1 + step)) - epoch).pow(2).mean()
+            engine.optimizer_step(loss, optimizer)
+            after_step.append(module.weight.detach().clone())
+        return {"train_loss": float(loss.detach())}
+
+    return module, optimizer, run_epoch, (lambda: {"log_loss": 0.5}), after_step
+
+
+def test_epoch_choice_average_leaves_the_mean_of_the_last_epochs_steps(tmp_path):
+    module, optimizer, run_epoch, validate, after_step = stepping_trainer()
+    config = job(tmp_path, epoch_choice="average")
+    config.config.average_epochs = 2
+    fitted = engine.fit("m", module, optimizer, None, 4, run_epoch, validate, config)
+    assert fitted.epochs_run == 4 and fitted.averaged_steps == 6  # epochs 3 and 4, three steps each
+    expected = torch.stack(after_step[6:]).mean(0)
+    assert torch.allclose(module.weight, expected, atol=1e-6)
+    assert not torch.allclose(module.weight, after_step[-1])  # not the last step's weights
+    assert torch.equal(torch.load(tmp_path / "m" / "best.pt", weights_only=True)["weight"], module.weight)
+
+
+def test_an_averaged_run_killed_mid_way_resumes_to_the_same_average(tmp_path):
+    module, optimizer, run_epoch, validate, _ = stepping_trainer()
+    reference = job(tmp_path / "ref", epoch_choice="average")
+    engine.fit("m", module, optimizer, None, 4, run_epoch, validate, reference)
+    expected = module.weight.detach().clone()
+
+    module, optimizer, run_epoch, validate, _ = stepping_trainer()
+
+    def killed(epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return run_epoch(epoch)
+
+    with pytest.raises(KeyboardInterrupt):  # killed inside the averaged window (epochs 3 and 4)
+        engine.fit("m", module, optimizer, None, 4, killed, validate, job(tmp_path, epoch_choice="average"))
+    module, optimizer, run_epoch, validate, _ = stepping_trainer()
+    resumed = engine.fit("m", module, optimizer, None, 4, run_epoch, validate,
+                         job(tmp_path, resume=True, epoch_choice="average"))
+    assert resumed.averaged_steps == 6
+    assert torch.allclose(module.weight, expected, atol=1e-6)
+
+
+def test_weight_average_averages_floats_and_keeps_the_current_step_counters():
+    average = engine.WeightAverage()
+    norm = torch.nn.BatchNorm1d(2)
+    for shift in (0.0, 2.0):
+        norm.train()
+        norm(torch.randn(8, 2) + shift)
+        average.update(norm)
+    merged = average.averaged(norm)
+    assert merged["num_batches_tracked"] == 2  # the module's own counter, not an average
+    assert torch.allclose(merged["running_mean"], average.mean["running_mean"])
+    assert not torch.allclose(merged["running_mean"], norm.running_mean)

@@ -128,6 +128,38 @@ class FitResult:
     history: list = field(default_factory=list)
     best_epoch: int = -1
     epochs_run: int = 0
+    averaged_steps: int = 0  # with ``--epoch-choice average``: how many optimizer steps' weights were averaged
+
+
+class WeightAverage:
+    """Running mean of a module's floating-point weights and buffers, one update per optimizer step (stochastic
+    weight averaging, Izmailov et al. 2018; dense over the late schedule as in SWAD, Cha et al. 2021). Integer
+    buffers (BatchNorm's step counters) are not averaged: the module's current ones are kept."""
+
+    def __init__(self):
+        self.mean: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.count += 1
+        for key, value in module.state_dict().items():
+            if not value.is_floating_point():
+                continue
+            if key not in self.mean:
+                self.mean[key] = value.detach().clone()
+            else:
+                self.mean[key].add_(value.detach() - self.mean[key], alpha=1.0 / self.count)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.count = dict(state["mean"]), int(state["count"])
+
+    def averaged(self, module: torch.nn.Module) -> dict:
+        """``module``'s state dict with the averaged tensors in place of its own."""
+        return {key: self.mean.get(key, value) for key, value in module.state_dict().items()}
 
 
 def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, run_epoch: Callable[[int], dict],
@@ -139,7 +171,8 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
     ``validate()`` returns video-level metrics whose ``log_loss`` picks the best epoch and stops the run after
     ``patience`` epochs without improvement (``None``: no validation, the last epoch is the best; with
     ``config.epoch_choice == "last"`` validation is recorded but neither picks nor stops: the schedule's last epoch is
-    kept). Every epoch ends
+    kept; with ``"average"`` likewise, and the module is left at the mean of its weights after every optimizer step
+    of the last ``config.average_epochs`` epochs; validation scores the raw weights). Every epoch ends
     with a checkpoint (``last.pt``: module, optimiser, schedule, history, RNG); with ``--resume`` a run killed
     mid-way continues from it, provided ``resume_key`` (default: the member's recipe) is unchanged. With
     ``config.keep_epochs`` each epoch's weights also stay (``epoch_NNN.pt``), for out-of-family learning curves.
@@ -151,10 +184,21 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
     label = f"{name} {stage}".strip()
     state = {"epoch": 0, "history": [], "best_log_loss": float("inf"), "best_epoch": -1, "bad_epochs": 0}
     last, best = folder / "last.pt", folder / "best.pt"
+    choice = getattr(config, "epoch_choice", "monitor")
+    average = WeightAverage() if choice == "average" else None
+    first_averaged_epoch = max(0, epochs - getattr(config, "average_epochs", 2))
     if config.resume and last.is_file():
         saved = torch.load(last, map_location="cpu", weights_only=False)
-        if saved.get("key") == resume_key:
+        saved_average = saved.get("average") or {}
+        average_lost = (average is not None and saved["state"]["epoch"] > first_averaged_epoch
+                        and saved_average.get("first_epoch") != first_averaged_epoch)
+        if average_lost:
+            log.warning("%s: %s lacks the weight average from epoch %d on; starting over", label, last,
+                        first_averaged_epoch + 1)
+        elif saved.get("key") == resume_key:
             module.load_state_dict(saved["model"])
+            if average is not None and saved_average.get("first_epoch") == first_averaged_epoch:
+                average.load_state_dict(saved_average)
             optimizer.load_state_dict(saved["optimizer"])
             if scheduler is not None:
                 scheduler.load_state_dict(saved["scheduler"])
@@ -163,12 +207,18 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
             log.info("%s: resumed after epoch %d", label, state["epoch"])
         else:
             log.warning("%s: %s was made with another recipe; starting over", label, last)
-    keep_last = getattr(config, "epoch_choice", "monitor") == "last"
+    keep_last = choice in ("last", "average")
     stopped = not keep_last and state["bad_epochs"] >= patience  # a resumed run that had already stopped early
+    averaging = [False]  # read by the step hook: is this epoch inside the averaged window?
+    hook = None
+    if average is not None:
+        hook = optimizer.register_step_post_hook(lambda *_: average.update(module) if averaging[0] else None)
     while state["epoch"] < epochs and not stopped:
         epoch = state["epoch"]
         started = time.perf_counter()
+        averaging[0] = average is not None and epoch >= first_averaged_epoch
         record = {"epoch": epoch + 1, **({"stage": stage} if stage else {}), **run_epoch(epoch)}
+        averaging[0] = False
         val = validate() if validate is not None else None
         record["seconds"] = round(time.perf_counter() - started, 1)
         record.update({f"val_{k}": v for k, v in (val or {}).items()})
@@ -189,11 +239,20 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
         if env.main:
             _save({"model": module.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                               "state": state, "key": resume_key, "torch_rng": torch.get_rng_state()}, last)
+                               "state": state, "key": resume_key, "torch_rng": torch.get_rng_state(),
+                               "average": {**average.state_dict(), "first_epoch": first_averaged_epoch}
+                               if average is not None else None}, last)
+        barrier(env)
+    if hook is not None:
+        hook.remove()
+    if average is not None and average.count:
+        if env.main:
+            _save(average.averaged(module), best)
         barrier(env)
     if best.is_file():
         module.load_state_dict(torch.load(best, map_location=env.device, weights_only=True))
-    return FitResult(state["history"], state["best_epoch"], state["epoch"])
+    return FitResult(state["history"], state["best_epoch"], state["epoch"],
+                     averaged_steps=average.count if average is not None else 0)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -243,8 +302,9 @@ def finish_member(model, name: str, job: Job, val: FaceSamples, fitted: FitResul
     model.network.load_state_dict(decode_state_dict(encode_state_dict(model.network.state_dict(), storage_dtype)))
     stored_probs = face_probabilities(model, val)
     stored_metrics, _, _ = video_metrics(stored_probs, val)
+    averaged = {"averaged_steps": fitted.averaged_steps} if fitted.averaged_steps else {}
     report = {"member": name, "recipe": dataclasses.asdict(recipe), "best_epoch": fitted.best_epoch,
-              "epochs_run": fitted.epochs_run, "history": fitted.history, "val": stored_metrics,
+              "epochs_run": fitted.epochs_run, **averaged, "history": fitted.history, "val": stored_metrics,
               "val_float32": fp32_metrics,
               "storage_max_abs_prob_diff": round(float(np.abs(stored_probs - fp32_probs).max()), 6),
               "parameters": int(sum(p.numel() for p in model.network.parameters())), **(extra or {})}
@@ -253,7 +313,7 @@ def finish_member(model, name: str, job: Job, val: FaceSamples, fitted: FitResul
                       training_command=job.command,
                       metrics={"val_video": stored_metrics, "val_video_float32": fp32_metrics},
                       training={"preset": config.preset, "recipe": report["recipe"], "seed": config.seed,
-                                "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
+                                "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run, **averaged,
                                 "data_fingerprint": job.data_fingerprint, "history": fitted.history,
                                 "augment": dataclasses.asdict(job.augment), **(extra or {})})
         np.save(job.member_dir(name) / "val_face_probs.npy", stored_probs)

@@ -90,9 +90,12 @@ class TrainConfig:
     weight_decay: float = 0.05
     patience: int = field(default=2, metadata={"help": "epochs without better val log loss before stopping"})
     epoch_choice: str = field(default="monitor", metadata={
-        "help": "which epoch is exported: monitor (the best val log loss, stopping after --patience bad epochs) or "
-                "last (the schedule's last epoch; val is still recorded): a monitor of a few videos picks epochs "
-                "at random (docs/cross_family.md)"})
+        "help": "which weights are exported: monitor (the epoch with the best val log loss, stopping after --patience "
+                "bad epochs), last (the schedule's last epoch; val is still recorded: a monitor of a few videos "
+                "picks epochs at random, docs/cross_family.md) or average (the mean of the weights after every "
+                "optimizer step of the last --average-epochs epochs)"})
+    average_epochs: int = field(default=2, metadata={
+        "help": "with --epoch-choice average: how many of the schedule's last epochs are averaged"})
     init: list[str] = field(default_factory=list, metadata={
         "help": "member=PATH: start from a local timm/torchvision checkpoint; member=hub: timm's pretrained download "
                 "(needs internet)"})
@@ -194,8 +197,10 @@ def check_config(config: TrainConfig) -> None:
     if config.mix_style:
         for name in config.members:
             check_stylable(name)
-    if config.epoch_choice not in ("monitor", "last"):
-        raise ValueError(f"--epoch-choice must be monitor or last, not {config.epoch_choice!r}")
+    if config.epoch_choice not in ("monitor", "last", "average"):
+        raise ValueError(f"--epoch-choice must be monitor, last or average, not {config.epoch_choice!r}")
+    if config.average_epochs < 1:
+        raise ValueError(f"--average-epochs must be at least 1, not {config.average_epochs}")
     if config.head_init not in HEAD_INITS:
         raise ValueError(f"--head-init must be one of {', '.join(HEAD_INITS)}, not {config.head_init!r}")
     for name in config.members:
