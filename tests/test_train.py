@@ -339,7 +339,7 @@ def test_mix_style_reaches_the_trainer(baseline, training_videos):
     assert first.sha256 != other.sha256
     with pytest.raises(ValueError, match="--mix-style is a probability"):
         training.check_config(train.TrainConfig(mix_style=1.5, members=["efficientnet_lite0"]))
-    with pytest.raises(ValueError, match="--epoch-choice must be monitor, last or average"):
+    with pytest.raises(ValueError, match="--epoch-choice must be last, monitor or average"):
         training.check_config(train.TrainConfig(epoch_choice="best", members=["efficientnet_lite0"]))
     with pytest.raises(ValueError, match="--mix-style: xception is neither"):
         training.check_config(train.TrainConfig(mix_style=0.5, members=["xception"]))

@@ -168,11 +168,11 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
     """Train ``module`` for up to ``epochs`` epochs and leave it at its best epoch.
 
     ``run_epoch(epoch)`` trains one epoch and returns its statistics (e.g. ``{"train_loss": ...}``);
-    ``validate()`` returns video-level metrics whose ``log_loss`` picks the best epoch and stops the run after
-    ``patience`` epochs without improvement (``None``: no validation, the last epoch is the best; with
-    ``config.epoch_choice == "last"`` validation is recorded but neither picks nor stops: the schedule's last epoch is
-    kept; with ``"average"`` likewise, and the module is left at the mean of its weights after every optimizer step
-    of the last ``config.average_epochs`` epochs; validation scores the raw weights). Every epoch ends
+    ``validate()`` returns video-level metrics, recorded per epoch. ``config.epoch_choice`` says which weights the
+    module is left at: ``"last"`` (default) the schedule's last epoch; ``"monitor"`` the epoch with the best val
+    ``log_loss``, stopping after ``patience`` epochs without improvement (without ``validate``, the last);
+    ``"average"`` the mean of the weights after every optimizer step of the last ``config.average_epochs`` epochs
+    (validation scores the raw weights). Every epoch ends
     with a checkpoint (``last.pt``: module, optimiser, schedule, history, RNG); with ``--resume`` a run killed
     mid-way continues from it, provided ``resume_key`` (default: the member's recipe) is unchanged. With
     ``config.keep_epochs`` each epoch's weights also stay (``epoch_NNN.pt``), for out-of-family learning curves.
@@ -184,7 +184,7 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
     label = f"{name} {stage}".strip()
     state = {"epoch": 0, "history": [], "best_log_loss": float("inf"), "best_epoch": -1, "bad_epochs": 0}
     last, best = folder / "last.pt", folder / "best.pt"
-    choice = getattr(config, "epoch_choice", "monitor")
+    choice = getattr(config, "epoch_choice", "last")
     average = WeightAverage() if choice == "average" else None
     first_averaged_epoch = max(0, epochs - getattr(config, "average_epochs", 2))
     if config.resume and last.is_file():

@@ -88,11 +88,12 @@ class TrainConfig:
     samples_per_epoch: int = field(default=-1, metadata={"help": "override (0: all crops each epoch)"})
     lr: float = field(default=0.0, metadata={"help": "override the preset's head learning rate"})
     weight_decay: float = 0.05
-    patience: int = field(default=2, metadata={"help": "epochs without better val log loss before stopping"})
-    epoch_choice: str = field(default="monitor", metadata={
-        "help": "which weights are exported: monitor (the epoch with the best val log loss, stopping after --patience "
-                "bad epochs), last (the schedule's last epoch; val is still recorded: a monitor of a few videos "
-                "picks epochs at random, docs/cross_family.md) or average (the mean of the weights after every "
+    patience: int = field(default=2, metadata={"help": "with --epoch-choice monitor: epochs without better val log "
+                                                        "loss before stopping"})
+    epoch_choice: str = field(default="last", metadata={
+        "help": "which weights are exported: last (the schedule's last epoch; val is still recorded), monitor (the "
+                "epoch with the best val log loss, stopping after --patience bad epochs: with a monitor of a few "
+                "videos its picks are noise, docs/cross_family.md) or average (the mean of the weights after every "
                 "optimizer step of the last --average-epochs epochs)"})
     average_epochs: int = field(default=2, metadata={
         "help": "with --epoch-choice average: how many of the schedule's last epochs are averaged"})
@@ -198,7 +199,7 @@ def check_config(config: TrainConfig) -> None:
         for name in config.members:
             check_stylable(name)
     if config.epoch_choice not in ("monitor", "last", "average"):
-        raise ValueError(f"--epoch-choice must be monitor, last or average, not {config.epoch_choice!r}")
+        raise ValueError(f"--epoch-choice must be last, monitor or average, not {config.epoch_choice!r}")
     if config.average_epochs < 1:
         raise ValueError(f"--average-epochs must be at least 1, not {config.average_epochs}")
     if config.head_init not in HEAD_INITS:
