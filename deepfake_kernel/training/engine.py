@@ -1,5 +1,5 @@
-"""The one training core every trainer uses: processes, optimiser set-up, the epoch loop with early stopping and
-checkpoint/resume, video-level validation metrics and the export step.
+"""The one training core every trainer uses: processes, optimiser set-up, the epoch loop (which weights it keeps:
+``--epoch-choice``) with checkpoint/resume, video-level validation metrics and the export step.
 
 A trainer supplies what differs — how one epoch's batches are made and stepped (``run_epoch``) and how the model
 is validated (``validate``) — and :func:`fit` does the rest, the same way for every member.

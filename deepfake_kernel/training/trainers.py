@@ -125,7 +125,7 @@ def hold_frozen(frozen: list[torch.nn.Module]) -> None:
 
 
 def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples) -> dict:
-    """One face per sample, binary cross-entropy, early stopping on video-level val log loss; resumable and DDP."""
+    """One face per sample, binary cross-entropy, video-level val metrics each epoch; resumable and DDP."""
     config, env, recipe = job.config, job.env, job.recipe(name)
     torch.manual_seed(config.seed)
     classifier = build_member(name, recipe, config).to(env.device)
