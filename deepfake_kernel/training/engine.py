@@ -165,7 +165,7 @@ class WeightAverage:
 def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, run_epoch: Callable[[int], dict],
         validate: Callable[[], dict] | None, job: Job, stage: str = "", patience: int | None = None,
         resume_key: dict | None = None) -> FitResult:
-    """Train ``module`` for up to ``epochs`` epochs and leave it at its best epoch.
+    """Train ``module`` for up to ``epochs`` epochs and leave it at the weights ``config.epoch_choice`` names.
 
     ``run_epoch(epoch)`` trains one epoch and returns its statistics (e.g. ``{"train_loss": ...}``);
     ``validate()`` returns video-level metrics, recorded per epoch. ``config.epoch_choice`` says which weights the
