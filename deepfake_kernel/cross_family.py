@@ -12,7 +12,7 @@ settings (32 frames, the members' input size) and shared by every fold, so a fol
 
 Every ``train`` option applies to each fold. It writes ``predictions.csv`` (one row per held-out video),
 ``table.md`` and ``report.json``: per held-out family AUC and log loss with bootstrap 95 % intervals, and their
-mean. ``--fit-calibration`` then fits the clipper on these out-of-family predictions so that no family's log loss
+mean; per manipulation of a family, its fakes' AUC against the family's real videos and inside their own source. ``--fit-calibration`` then fits the clipper on these out-of-family predictions so that no family's log loss
 passes the constant's 0.693 (minimax over families), reports each fold's log loss with the calibration fitted on
 the *other* folds, and with ``--calibrate-weights DIR`` stores it in that weights folder's manifest.
 """
@@ -137,7 +137,40 @@ def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, se
     mean = {"auc": round(float(np.mean([v["auc"] for v in both.values()])), 4) if both else None,
             "log_loss": round(float(np.mean([v["log_loss"] for v in table.values()])), 4),
             "auc_over": list(both)}
-    return {"families": table, "mean": mean}
+    return {"families": table, "mean": mean, "methods": method_table(rows, key)}
+
+
+def method_name(method: str) -> str:
+    """A manipulation's name without its qualifiers — ``Deepfakes/c23``, ``EDTalk (…) + face SR`` and
+    ``Wav2Lip + GFPGAN lip-sync`` become ``Deepfakes``, ``EDTalk``, ``Wav2Lip`` — so its variants share a row."""
+    name = str(method or "")
+    for cut in (" (", " +", "/"):
+        name = name.split(cut)[0]
+    return name.strip() or "(no method given)"
+
+
+def method_table(rows: list[dict], key: str = "score") -> dict:
+    """Per family with at least ``MIN_PER_CLASS`` real videos, per manipulation
+    (:func:`method_name` of the fakes' ``method``): its fakes against all the family's real videos (AUC), and
+    against the real videos of their own source only (AUC within a source, with its pairs): which manipulations
+    a model finds on a family it never saw."""
+    table: dict[str, dict] = {}
+    for family in sorted({r["family"] for r in rows}):
+        chosen = [r for r in rows if r["family"] == family]
+        reals = [r for r in chosen if int(r["label"]) == 0]
+        fakes = [r for r in chosen if int(r["label"]) == 1]
+        if len(reals) < MIN_PER_CLASS or not fakes:
+            continue
+        entry = {}
+        for method in sorted({method_name(r.get("method", "")) for r in fakes}):
+            mine = [r for r in fakes if method_name(r.get("method", "")) == method]
+            labels = np.array([1] * len(mine) + [0] * len(reals), np.float64)
+            scores = np.array([r[key] for r in mine + reals], np.float64)
+            within = metrics.within_source_auc(labels, scores, [r.get("dataset") or "" for r in mine + reals])
+            entry[method] = {"fakes": len(mine), "auc": round(metrics.roc_auc(labels, scores), 4),
+                             "auc_within_source": round(within["auc"], 4), "within_source_pairs": within["pairs"]}
+        table[family] = entry
+    return table
 
 
 def within_source(entry: dict) -> str:
@@ -166,6 +199,15 @@ def render_table(report: dict) -> str:
     lines.append(f"| **mean** | | | **{mean['auc']}** (over {', '.join(mean['auc_over'])}) | | {mean['log_loss']} |"
                  + (f" {report['calibration']['leave_one_fold_out']['mean_log_loss']} |"
                     if "calibration" in report else ""))
+    methods = report["table"].get("methods")
+    if methods:
+        lines += ["", "| held-out family | manipulation | fakes | AUC against the family's real videos | "
+                  "AUC within a source (pairs) |", "|---|---|---|---|---|"]
+        for family, entry in methods.items():
+            for method, v in entry.items():
+                within = (f"{v['auc_within_source']:.3f} ({v['within_source_pairs']})" if v["within_source_pairs"]
+                          else "n/a (no real video of its source)")
+                lines.append(f"| {family} | {method} | {v['fakes']} | {v['auc']:.3f} | {within} |")
     return "\n".join(lines) + "\n"
 
 
@@ -351,8 +393,17 @@ def seed_summary(tables: dict[int, dict]) -> dict:
                             "auc_within_source_over_seeds": spread(within.values()),
                             "within_source_pairs": entry.get("within_source_pairs", 0)}
     means = {seed: t["mean"]["auc"] for seed, t in tables.items()}
+    methods: dict[str, dict] = {}
+    for family, entry in first.get("methods", {}).items():
+        for method, v in entry.items():
+            aucs = {seed: t["methods"][family][method]["auc"] for seed, t in tables.items()}
+            within = {seed: t["methods"][family][method]["auc_within_source"] for seed, t in tables.items()}
+            methods.setdefault(family, {})[method] = {
+                "fakes": v["fakes"], "auc": aucs, "auc_over_seeds": spread(aucs.values()),
+                "auc_within_source_over_seeds": spread(within.values()),
+                "within_source_pairs": v["within_source_pairs"]}
     return {"families": families, "mean_auc": means, "mean_auc_over_seeds": spread(means.values()),
-            "auc_over": first["mean"]["auc_over"]}
+            "auc_over": first["mean"]["auc_over"], "methods": methods}
 
 
 def render_seed_table(report: dict) -> str:
@@ -373,6 +424,17 @@ def render_seed_table(report: dict) -> str:
     means = " / ".join("n/a" if a is None else f"{a:.3f}" for a in summary["mean_auc"].values())
     lines.append(f"| **mean** (over {', '.join(summary['auc_over'])}) | | | {means} | "
                  f"**{fmt(summary['mean_auc_over_seeds'])}** | | |")
+    if summary.get("methods"):
+        lines += ["", f"| held-out family | manipulation | fakes | AUC against the family's real videos, seeds "
+                  f"{', '.join(map(str, seeds))} | mean ± sd | AUC within a source, mean ± sd (pairs) |",
+                  "|---|---|---|---|---|---|"]
+        for family, entry in summary["methods"].items():
+            for method, v in entry.items():
+                within = (f"{fmt(v['auc_within_source_over_seeds'])} ({v['within_source_pairs']})"
+                          if v["within_source_pairs"] else "n/a")
+                lines.append(f"| {family} | {method} | {v['fakes']} | "
+                             f"{' / '.join(f'{a:.3f}' for a in v['auc'].values())} | {fmt(v['auc_over_seeds'])} | "
+                             f"{within} |")
     return "\n".join(lines) + "\n"
 
 
