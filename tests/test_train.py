@@ -124,6 +124,8 @@ def test_sbi_epochs_draw_pairs_only_from_real_faces_with_landmarks():
     assert len(singles) == 0 and len(pairs) == 20 and set(pairs) <= {0, 1}
     singles, pairs = batches.epoch_plan(samples, "sbi+real", 40, seed=0, epoch=0)
     assert len(pairs) == 10 and len(singles) == 20 and (samples.labels[singles] == 1).any()
+    few, fewer = batches.epoch_plan(samples, "sbi+real", 40, seed=0, epoch=0, sbi_share=0.25)
+    assert len(fewer) == 5 and len(few) == 30  # 10 of 40 images from pairs, the rest labelled crops
     images, labels = batches.make_batch(samples, singles[:2], None, 0, 0, pairs[:3])
     assert images.shape == (8, 64, 64, 3) and labels.tolist()[2:] == [0, 1, 0, 1, 0, 1]
     # a pair is the same face, changed (only) by the blend
@@ -313,6 +315,16 @@ def test_freeze_stages_and_blend_donors_reach_the_trainer(baseline, training_vid
     assert json.loads((Path(crossed.work_dir) / "split.json").read_text())["blend_donors"] == 1.0
     first, other = (read_manifest(c.out).member("efficientnet_lite0") for c in (config, crossed))
     assert first.sha256 != other.sha256
+    # --sbi-share likewise: fewer pairs, more labelled crops per batch; other weights; recorded
+    shared = tiny_config(tmp_path, training_videos[0], "frozen_share", freeze_stages=3, fake_source="sbi+real",
+                         sbi_share=0.25)
+    train.run(shared, AUGMENT, command="python -m deepfake_kernel.train (test)")
+    assert json.loads((Path(shared.work_dir) / "split.json").read_text())["sbi_share"] == 0.25
+    assert read_manifest(shared.out).member("efficientnet_lite0").sha256 != first.sha256
+    with pytest.raises(ValueError, match="--sbi-share is a share"):
+        training.check_config(train.TrainConfig(sbi_share=1.0, fake_source="sbi+real", members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="use it with --fake-source sbi\\+real"):
+        training.check_config(train.TrainConfig(sbi_share=0.25, fake_source="sbi", members=["efficientnet_lite0"]))
     with pytest.raises(ValueError, match="--blend-donors is a share"):
         training.check_config(train.TrainConfig(blend_donors=1.5, members=["efficientnet_lite0"]))
     with pytest.raises(ValueError, match="--fake-source sbi or sbi\\+real"):

@@ -91,10 +91,12 @@ def blend_donors(samples: FaceSamples, pairs: np.ndarray, sources: np.ndarray, s
 
 
 def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, epoch: int,
-               sources: np.ndarray | None = None, real_pairing: str = "none") -> tuple[np.ndarray, np.ndarray]:
+               sources: np.ndarray | None = None, real_pairing: str = "none",
+               sbi_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(single crops, SBI pair sources) for one epoch of about ``count`` images: ``real`` draws class-balanced
-    singles; ``sbi`` only pairs (each gives 2 images); ``sbi+real`` half the images from each. With
-    ``real_pairing="source"`` the singles are source-matched (fake, real) neighbours (:func:`source_matched_draw`)."""
+    singles; ``sbi`` only pairs (each gives 2 images); ``sbi+real`` ``sbi_share`` of the images from pairs, the rest
+    singles. With ``real_pairing="source"`` the singles are source-matched (fake, real) neighbours
+    (:func:`source_matched_draw`)."""
     count = count or len(samples)
     draw_singles = source_matched_draw if real_pairing == "source" else (
         lambda s, n, seed_, epoch_: epoch_indices(s.labels, n, seed_, epoch_))
@@ -104,7 +106,7 @@ def epoch_plan(samples: FaceSamples, fake_source: str, count: int, seed: int, ep
     if not len(sources):
         raise ValueError("--fake-source sbi needs REAL face crops with 68-point landmarks; none were found")
     rng = np.random.default_rng([seed, epoch, 11])
-    pair_images = count if fake_source == "sbi" else count // 2
+    pair_images = count if fake_source == "sbi" else int(count * sbi_share)  # 0.5: count // 2, as always
     pairs = rng.choice(sources, size=max(1, pair_images // 2), replace=True)
     singles = (draw_singles(samples, count - pair_images, seed, epoch) if fake_source == "sbi+real"
                else np.zeros(0, np.int64))

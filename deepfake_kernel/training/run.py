@@ -50,6 +50,9 @@ class TrainConfig:
     fake_source: str = field(default="real", metadata={
         "help": "what the FAKE class is: real (the labelled fakes), sbi (only self-blended pairs made from the REAL "
                 "faces, 68-point landmark masks; labelled fakes unused) or sbi+real (half the batch each)"})
+    sbi_share: float = field(default=0.5, metadata={
+        "help": "with --fake-source sbi+real: the share of each batch's images that are self-blended pairs (real face "
+                "and its blend); the rest are class-balanced labelled crops; 0 < share < 1"})
     real_pairing: str = field(default="none", metadata={
         "help": "how labelled fakes are drawn: none (class-balanced over all crops) or source (each fake beside a "
                 "real face of its own source: group, dataset, family; so a source's look cannot stand in for the "
@@ -169,6 +172,12 @@ def check_fake_source(config: TrainConfig) -> None:
         raise ValueError(f"--real-pairing must be one of {', '.join(REAL_PAIRINGS)}, not {config.real_pairing!r}")
     if config.real_pairing != "none" and config.fake_source == "sbi":
         raise ValueError("--real-pairing pairs the labelled fakes; --fake-source sbi uses none (use real or sbi+real)")
+    if config.sbi_share != 0.5 and config.fake_source != "sbi+real":
+        raise ValueError("--sbi-share splits a batch between self-blended pairs and labelled crops: use it with "
+                         "--fake-source sbi+real")
+    if not 0 < config.sbi_share < 1:
+        raise ValueError(f"--sbi-share is a share of each batch, strictly between 0 and 1 (--fake-source sbi or "
+                         f"real for the ends), not {config.sbi_share}")
 
 
 def check_config(config: TrainConfig) -> None:
@@ -255,7 +264,7 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "val_fake_videos": int(sum(v.label for v in val.videos)), "loose_crops": crop_rows,
              "val_groups_list": sorted({i.group for i in val_items}),
              "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
-             "fake_source": config.fake_source, "real_pairing": config.real_pairing,
+             "fake_source": config.fake_source, "sbi_share": config.sbi_share, "real_pairing": config.real_pairing,
              "freeze_stages": config.freeze_stages, "blend_donors": config.blend_donors,
              "mix_style": config.mix_style}
     if use_sbi:

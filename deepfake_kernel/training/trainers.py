@@ -140,7 +140,8 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         head += list(model.head.parameters())
         trained = model
     variant = {k: v for k, v in (("boundary_loss", config.boundary_loss), ("freeze_stages", config.freeze_stages),
-                                 ("blend_donors", config.blend_donors), ("mix_style", config.mix_style)) if v}
+                                 ("blend_donors", config.blend_donors), ("mix_style", config.mix_style),
+                                 ("sbi_share", config.sbi_share if config.sbi_share != 0.5 else 0)) if v}
     resume_key = {**dataclasses.asdict(recipe), **variant} if variant else None  # no resuming another variant
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
@@ -159,7 +160,7 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         hold_frozen(frozen)
         styles.start_epoch(epoch)
         singles, pairs = epoch_plan(train, config.fake_source, samples, config.seed, epoch, sources,
-                                    config.real_pairing)
+                                    config.real_pairing, config.sbi_share)
         donors = blend_donors(train, pairs, sources, config.blend_donors, config.seed, epoch)
         unit = 2 if config.real_pairing == "source" else 1  # source-matched singles come as (fake, real) neighbours
         per_step = (len(singles) // steps // unit * unit, len(pairs) // steps)
