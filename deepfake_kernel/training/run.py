@@ -49,7 +49,8 @@ class TrainConfig:
                 "cross-family measurement"})
     fake_source: str = field(default="real", metadata={
         "help": "what the FAKE class is: real (the labelled fakes), sbi (only self-blended pairs made from the REAL "
-                "faces, 68-point landmark masks; labelled fakes unused) or sbi+real (half the batch each)"})
+                "faces, 68-point landmark masks; labelled fakes unused) or sbi+real (half the batch each; see "
+                "--sbi-share)"})
     sbi_share: float = field(default=0.5, metadata={
         "help": "with --fake-source sbi+real: the share of each batch's images that are self-blended pairs (real face "
                 "and its blend); the rest are class-balanced labelled crops; 0 < share < 1"})
