@@ -27,6 +27,9 @@ from .sequence import train_sequence_member
 log = logging.getLogger("deepfake_kernel.train")
 
 HEAD_INITS = ("timm", "small")
+# training options that change what a run learns beyond its recipe: set away from their defaults, they join the
+# checkpoint's resume key, so a run never resumes another variant's checkpoint
+VARIANT_OPTIONS = ("boundary_loss", "freeze_stages", "blend_donors", "mix_style", "sbi_share")
 
 
 def build_member(name: str, recipe, config) -> FaceClassifier:
@@ -139,9 +142,8 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
         model = BoundaryModel(classifier).to(env.device)
         head += list(model.head.parameters())
         trained = model
-    variant = {k: v for k, v in (("boundary_loss", config.boundary_loss), ("freeze_stages", config.freeze_stages),
-                                 ("blend_donors", config.blend_donors), ("mix_style", config.mix_style),
-                                 ("sbi_share", config.sbi_share if config.sbi_share != 0.5 else 0)) if v}
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    variant = {k: getattr(config, k) for k in VARIANT_OPTIONS if getattr(config, k) != defaults[k]}
     resume_key = {**dataclasses.asdict(recipe), **variant} if variant else None  # no resuming another variant
     samples = recipe.samples_per_epoch or len(train)
     steps = max(1, samples // recipe.batch_size)
