@@ -101,6 +101,41 @@ def test_patch_detector_decides_from_local_evidence():
     assert moved[:4, :4].all() and not moved[16:, 16:].any()
 
 
+def test_high_pass_detector_loads_imagenet_and_reads_residuals():
+    """efficientnet_lite0_srm: its ImageNet start loads (with the tied share at zero it computes exactly what
+    efficientnet_lite0 does); the residuals ignore a brightness shift but move with fine texture; the residual path
+    changes the stem's output from the start, and training reaches its learned filters."""
+    from deepfake_kernel.detectors.backbones import HighPassStem
+    from deepfake_kernel.detectors.pretrained import load_efficientnet_lite_imagenet
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0_srm", input_size=224).eval()
+    plain = create_model("efficientnet_lite0", input_size=224).eval()
+    load_efficientnet_lite_imagenet(model.network, 0)
+    load_efficientnet_lite_imagenet(plain.network, 0)
+    model.network.classifier.load_state_dict(plain.network.classifier.state_dict())
+    stem = model.network.conv_stem
+    assert isinstance(stem, HighPassStem) and stem.tied_scale > 0
+    torch.testing.assert_close(stem.rgb.weight, plain.network.conv_stem.weight)
+    crop = synthetic.face_crop(224)[None]
+    with torch.inference_mode():
+        x = model.preprocess(crop)
+        assert (model(x) - plain(x)).abs().max() > 1e-3  # the residuals count from the start
+        stem.tied_scale = 0.0
+        torch.testing.assert_close(model(x), plain(x))
+        stem.tied_scale = 0.1
+    crop = (crop * 0.6 + 40).astype(np.uint8)  # mid-range, so that +20 saturates nowhere
+    brighter = crop + np.uint8(20)
+    noisy = np.clip(crop + np.random.default_rng(0).normal(0, 4, crop.shape), 0, 255).astype(np.uint8)
+    interior = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # away from the zero padding
+    base, shifted, textured = (stem.residuals(model.preprocess(c)) for c in (crop, brighter, noisy))
+    assert (base - shifted)[interior].abs().max() < 1e-3
+    assert (base - textured)[interior].abs().mean() > 0.5
+    model.train()
+    model(model.preprocess(crop)).sum().backward()
+    assert stem.residual.weight.grad.abs().sum() > 0
+
+
 def _trained_looking_lite0(input_size: int = 48):
     """A Lite0 whose BatchNorm running statistics are far from any one batch's (as after training elsewhere)."""
     torch.manual_seed(0)

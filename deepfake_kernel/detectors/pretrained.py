@@ -43,10 +43,12 @@ def load_efficientnet_lite_imagenet(network: nn.Module, variant: int = 0, keep_c
     """Load ImageNet weights into a timm ``efficientnet_lite{variant}`` (classifier kept only if asked)."""
     source = torch.load(efficientnet_lite_file(variant), map_location="cpu", weights_only=True)
     target = network.state_dict()
-    skip = () if keep_classifier else ("classifier.",)
+    added = tuple(f"{name}.{child}.".lstrip(".") for name, module in network.named_modules()
+                  for child in getattr(module, "imagenet_skip", ()))  # paths ImageNet lacks, e.g. HighPassStem's
+    skip = added if keep_classifier else ("classifier.",) + added
     if not keep_classifier:
         source = {k: v for k, v in source.items() if not k.startswith("_fc.")}
-    network.load_state_dict(map_by_position(source, target, skip), strict=keep_classifier)
+    network.load_state_dict(map_by_position(source, target, skip), strict=keep_classifier and not added)
     return network
 
 
