@@ -69,8 +69,8 @@ def patch_builder(spec: DetectorSpec) -> nn.Module:
 
 
 # Three of the spatial rich model's high-pass kernels (Fridrich & Kodovsky 2012), as Luo et al. (CVPR 2021,
-# "Generalizing face forgery detection with high-frequency features") feed a second stream: 2nd-order edge (KV-like
-# 3×3 Laplacian), 4th-order KV 5×5, and a 2nd-order horizontal difference.
+# "Generalizing face forgery detection with high-frequency features") feed a second stream: the 3×3 square kernel,
+# the 5×5 KV kernel, and a 2nd-order horizontal difference (5×5 supports, each scaled by its own divisor).
 SRM_KERNELS = (
     [[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]],
     [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]],
