@@ -103,7 +103,8 @@ class HighPassStem(nn.Module):
         nn.init.zeros_(self.residual.weight)
 
     def residuals(self, images: torch.Tensor) -> torch.Tensor:
-        maps = nn.functional.conv2d(images * self.gain, self.srm, padding=2, groups=images.shape[1])
+        maps = nn.functional.conv2d(images * self.gain, self.srm, padding=self.srm.shape[-1] // 2,
+                                    groups=images.shape[1])
         return maps.clamp(-self.threshold, self.threshold)
 
     def residual_filters(self) -> torch.Tensor:
