@@ -61,6 +61,10 @@ class CrossFamilyConfig:
     video_norm_blocks: int | None = field(default=None, metadata={
         "help": "score the folds with per-video normalisation of the stem and this many blocks (test-time AdaBN; "
                 "-1: off; unset: as each fold's manifest says); --calibrate-weights stores it with the fit"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "start each fold's members from the same fold of another cross_family run (its --out; with --seeds, "
+                "the same seed of it): that fold's work/MEMBER/last.pt, trained without the same families, e.g. "
+                "self-blends alone first, then this run's recipe on top"})
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -308,6 +312,23 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
 
 
 # ---------------------------------------------------------------------------------------------- whole run
+def fold_inits(init_from: str | Path, fold: str, members: list[str], given: list[str]) -> list[str]:
+    """``--init`` entries (``MEMBER=PATH``) that start ``fold``'s members from the same fold of run ``init_from``:
+    its schedule's last weights (``work/MEMBER/last.pt``). A missing checkpoint, or a member also given ``--init``,
+    is a configuration error."""
+    named = {item.split("=", 1)[0] for item in given}
+    inits = []
+    for member in members:
+        if member in named:
+            raise ValueError(f"--init-from and --init both start {member}: give one of them")
+        path = Path(init_from) / fold / "work" / member / "last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"--init-from {init_from}: no {path} (was fold {fold} of that run trained with "
+                                    f"member {member}? with --seeds, point --init-from at the run's --out)")
+        inits.append(f"{member}={path}")
+    return inits
+
+
 def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
         command: str | None = None) -> dict:
     """Train (unless ``score_only``) and score every fold; write predictions, table and report under ``out``."""
@@ -322,6 +343,8 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
     missing = sorted({f for fold in folds for f in fold} - known)
     if missing:
         raise ValueError(f"--folds: no video of family {', '.join(missing)}; the data has {', '.join(sorted(known))}")
+    starts = {fold: fold_inits(config.init_from, fold, train_config.members, train_config.init)
+              for fold in config.folds} if config.init_from and not config.score_only else {}
     device = resolve_device(train_config.device)
     cache = CropCache(train_config.cache_dir, CacheConfig(frames=train_config.cache_frames,
                                                           crop_size=train_config.cache_size), device=device)
@@ -342,7 +365,8 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
         else:
             if not config.score_only:
                 fold_config = dataclasses.replace(train_config, hold_out_family=families, out=str(weights),
-                                                  work_dir=str(fold_dir / "work"))
+                                                  work_dir=str(fold_dir / "work"),
+                                                  init=list(train_config.init) + starts.get(fold, []))
                 training.run(fold_config, augment, command=(command or "") + f"  # fold {fold}")
             held_out = [i for i in items if i.family in families]
             scored = score_held_out(weights, held_out, cache, device=device,
@@ -363,10 +387,15 @@ def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | 
     calibration, when asked, is fitted on every seed's out-of-family predictions (a fold left out with all its
     seeds)."""
     out = Path(config.out)
+    if config.init_from and not config.score_only:  # every seed's starts exist before any seed trains
+        for seed in config.seeds:
+            for fold in config.folds:
+                fold_inits(Path(config.init_from) / f"seed_{seed}", fold, train_config.members, train_config.init)
     tables, rows = {}, []
     for seed in config.seeds:
         seed_config = dataclasses.replace(config, seeds=[], out=str(out / f"seed_{seed}"), fit_calibration=False,
-                                          calibrate_weights=None)
+                                          calibrate_weights=None,
+                                          init_from=config.init_from and str(Path(config.init_from) / f"seed_{seed}"))
         tables[seed] = run(seed_config, dataclasses.replace(train_config, seed=seed), augment, command)["table"]
         rows += read_predictions(Path(seed_config.out) / "predictions.csv")
     report = {"command": command, "folds": config.folds, "seeds": list(config.seeds),

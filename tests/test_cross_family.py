@@ -235,3 +235,39 @@ def test_methods_are_scored_against_the_family_reals_and_their_own_source():
     assert summary["methods"]["f"]["Swap"]["auc_over_seeds"]["mean"] == 0.5
     assert "| f | Swap | 2 | 1.000 / 0.000 | 0.500 ± 0.707 |" in cross_family.render_seed_table(
         {"over_seeds": summary, "seeds": [0, 1]})
+
+
+def test_init_from_starts_each_fold_from_the_same_fold_of_another_run(crossed, family_csv, tmp_path, monkeypatch):
+    import torch
+
+    from deepfake_kernel.detectors.factory import create_model
+    from deepfake_kernel.detectors.pretrained import load_local_checkpoint
+    from deepfake_kernel.training import run as training
+
+    started = {}
+
+    def record(config, augment=None, command=None):
+        started[config.hold_out_family[0]] = list(config.init)
+        raise ValueError("recorded")  # stop before training: only the fold's start is under test
+
+    monkeypatch.setattr(training, "run", record)
+    base = ["--videos", str(family_csv), "--folds", "alpha,beta", "--preset", "tiny", "--members",
+            "efficientnet_lite0", "--cache-dir", str(crossed / "cache"), "--cache-frames", "4", "--cache-size", "48",
+            "--no-progress", "--device", "cpu"]
+    assert cross_family.main(base + ["--out", str(tmp_path / "a"), "--init-from", str(crossed / "out")]) == 2
+    start = crossed / "out" / "alpha" / "work" / "efficientnet_lite0" / "last.pt"
+    assert started == {"alpha": [f"efficientnet_lite0={start}"]}  # the first fold, from the fold that held alpha out
+    # that checkpoint is a whole start: every tensor of the network loads from it
+    network = create_model("efficientnet_lite0", input_size=48).network
+    assert len(load_local_checkpoint(network, start)) == len(network.state_dict())
+    saved = torch.load(start, map_location="cpu", weights_only=True)["model"]
+    assert torch.equal(network.state_dict()["conv_stem.weight"], saved["conv_stem.weight"])
+
+    # a run without that fold, or with that member also given --init, fails before anything trains
+    started.clear()
+    assert cross_family.main(base + ["--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "none")]) == 2
+    assert cross_family.main(base + ["--out", str(tmp_path / "c"), "--init-from", str(crossed / "out"),
+                                     "--init", f"efficientnet_lite0={start}"]) == 2
+    assert cross_family.main(base + ["--out", str(tmp_path / "d"), "--init-from", str(crossed / "out"),
+                                     "--seeds", "0,1"]) == 2  # with --seeds it reads OUT/seed_S: none there
+    assert started == {}
