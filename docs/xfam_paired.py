@@ -10,12 +10,12 @@ Run from the repository root, e.g.:
         --baseline runs/xfam/last_ffpp,runs/xfam/last_talking-head
 """
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from deepfake_kernel import metrics
+from deepfake_kernel.cross_family import read_predictions
 
 
 def read_runs(folders: str) -> dict:
@@ -24,8 +24,7 @@ def read_runs(folders: str) -> dict:
     for folder in folders.split(","):
         for path in sorted(Path(folder).glob("seed_*/*/predictions.csv")):
             seed, fold = int(path.parent.parent.name.removeprefix("seed_")), path.parent.name
-            with open(path, newline="") as f:
-                runs[(seed, fold)] = {r["path"]: (int(r["label"]), float(r["score"])) for r in csv.DictReader(f)}
+            runs[(seed, fold)] = {r["path"]: (r["label"], r["score"]) for r in read_predictions(path)}
     return runs
 
 
