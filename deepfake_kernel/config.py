@@ -59,6 +59,28 @@ def from_args(cls: type[T], namespace: argparse.Namespace, prefix: str = "", **o
     return cls(**values)
 
 
+def config_options(config: Any, skip: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+    """The command-line options (of :func:`add_dataclass_args` with the same ``prefix``) that rebuild ``config``
+    with :func:`from_args`: one per field away from its default (lists comma-joined, booleans as
+    ``--x``/``--no-x``), fields in ``skip`` left out."""
+    options = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        same = (list(value) == list(default) if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple))
+                else value == default)
+        if field.name in skip or same or value is None:
+            continue
+        dest = f"{prefix}_{field.name}" if prefix else field.name
+        if isinstance(value, bool):
+            options.append(_option(dest) if value else "--no-" + dest.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            options += [_option(dest), ",".join(map(str, value))]
+        else:
+            options += [_option(dest), str(value)]
+    return options
+
+
 def save_config(config: Any, path: str | Path) -> None:
     """Write a config dataclass as JSON (paths become strings)."""
     Path(path).write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")

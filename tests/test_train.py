@@ -375,3 +375,42 @@ def test_epoch_choice_average_exports_the_mean_of_the_late_steps(baseline, train
     assert any(not torch.equal(exported[k], v) for k, v in last["model"].items() if v.is_floating_point())
     with pytest.raises(ValueError, match="--average-epochs must be at least 1"):
         training.check_config(train.TrainConfig(epoch_choice="average", average_epochs=0, members=["efficientnet_lite0"]))
+
+
+def test_a_member_started_from_a_checkpoint_names_its_first_stage(baseline, training_videos):
+    """--init MEMBER=work/.../last.pt (training in stages): the manifest records the start's path, sha256 and the
+    command that trained it — saved in the checkpoint, or, for a checkpoint saved without it, rebuilt from its run's
+    train_config.json and augment_config.json into options that parse back to the same configuration."""
+    import hashlib
+    import shlex
+    import shutil
+
+    import torch
+
+    from deepfake_kernel.config import from_args
+
+    tmp_path, config, _ = baseline
+    start = Path(config.work_dir) / "efficientnet_lite0" / "last.pt"
+    second = tiny_config(tmp_path, training_videos[0], "stage2", init=[f"efficientnet_lite0={start}"])
+    train.run(second, AUGMENT, command="python -m deepfake_kernel.train (stage 2)")
+    entry = read_manifest(second.out).member("efficientnet_lite0")
+    record = entry.training["init"]
+    assert entry.training_command == "python -m deepfake_kernel.train (stage 2)"
+    assert record["path"] == start.as_posix() and record["epochs"] == 2
+    assert record["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+    assert record["command"] == "python -m deepfake_kernel.train (test)"
+
+    old_work = tmp_path / "old" / "work"
+    (old_work / "efficientnet_lite0").mkdir(parents=True)
+    for name in ("train_config.json", "augment_config.json"):
+        shutil.copy(Path(config.work_dir) / name, old_work / name)
+    saved = torch.load(start, weights_only=False)
+    del saved["command"]
+    torch.save(saved, old_work / "efficientnet_lite0" / "last.pt")
+    rebuilt = engine.init_record(str(old_work / "efficientnet_lite0" / "last.pt"), train.TrainConfig)
+    assert rebuilt["command_from"] == old_work.as_posix()
+    words = shlex.split(rebuilt["command"])
+    assert words[:3] == ["python", "-m", "deepfake_kernel.train"] and "--resume" not in words
+    args = train.build_parser().parse_args(words[3:])
+    assert from_args(train.TrainConfig, args) == config
+    assert from_args(AugmentConfig, args, prefix="aug") == AUGMENT

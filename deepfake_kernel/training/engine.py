@@ -7,9 +7,11 @@ is validated (``validate``) — and :func:`fit` does the rest, the same way for 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 
 from .. import metrics
 from ..detectors import SequenceClassifier, get_spec
+from ..config import config_options, load_config
 from ..detectors.weights import decode_state_dict, encode_state_dict, export_member
 from ..device import resolve_device
 from ..files import atomic_path
@@ -240,6 +243,7 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
             _save({"model": module.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict() if scheduler is not None else None,
                                "state": state, "key": resume_key, "torch_rng": torch.get_rng_state(),
+                               "command": job.command,
                                "average": {**average.state_dict(), "first_epoch": first_averaged_epoch}
                                if average is not None else None}, last)
         barrier(env)
@@ -293,6 +297,30 @@ def storage_dtype_for(name: str, config) -> str:
     return "float16" if get_spec(name).arch.startswith("efficientnet_lite") else "int8"
 
 
+def init_record(target: str, config_class: type) -> dict:
+    """Where a member started (``--init NAME=TARGET``), for its manifest: the file's path and sha256 and, for a
+    checkpoint of this tool (``work/MEMBER/last.pt``), the command that trained it — saved in the checkpoint, or
+    rebuilt from its run's ``train_config.json`` — so that a model trained in stages names every stage."""
+    if target == "hub":
+        return {"source": "timm hub (pretrained download)"}
+    path = Path(target)
+    record = {"path": path.as_posix(), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    saved = torch.load(path, map_location="cpu", weights_only=False) if path.suffix in (".pt", ".pth") else None
+    command = saved.get("command") if isinstance(saved, dict) else None
+    config_file, augment_file = path.parent.parent / "train_config.json", path.parent.parent / "augment_config.json"
+    if not command and isinstance(saved, dict) and "key" in saved and config_file.is_file():
+        options = config_options(load_config(config_class, config_file), skip=("resume", "keep_epochs"))
+        if augment_file.is_file():
+            options += config_options(load_config(AugmentConfig, augment_file), prefix="aug")
+        command = "python -m deepfake_kernel.train " + shlex.join(options)
+        record["command_from"] = config_file.parent.as_posix()
+    if command:
+        record["command"] = command
+    if isinstance(saved, dict) and "state" in saved:
+        record["epochs"] = saved["state"].get("epoch")
+    return record
+
+
 def finish_member(model, name: str, job: Job, val: FaceSamples, fitted: FitResult, extra: dict | None = None) -> dict:
     """Score the trained member on val in float32 and as stored, export it, save its val face probabilities."""
     config, recipe = job.config, job.recipe(name)
@@ -302,9 +330,12 @@ def finish_member(model, name: str, job: Job, val: FaceSamples, fitted: FitResul
     model.network.load_state_dict(decode_state_dict(encode_state_dict(model.network.state_dict(), storage_dtype)))
     stored_probs = face_probabilities(model, val)
     stored_metrics, _, _ = video_metrics(stored_probs, val)
-    averaged = {"averaged_steps": fitted.averaged_steps} if fitted.averaged_steps else {}
+    provenance = {"averaged_steps": fitted.averaged_steps} if fitted.averaged_steps else {}
+    inits = dict(item.split("=", 1) for item in getattr(config, "init", []))
+    if name in inits:
+        provenance["init"] = init_record(inits[name], type(config))
     report = {"member": name, "recipe": dataclasses.asdict(recipe), "best_epoch": fitted.best_epoch,
-              "epochs_run": fitted.epochs_run, **averaged, "history": fitted.history, "val": stored_metrics,
+              "epochs_run": fitted.epochs_run, **provenance, "history": fitted.history, "val": stored_metrics,
               "val_float32": fp32_metrics,
               "storage_max_abs_prob_diff": round(float(np.abs(stored_probs - fp32_probs).max()), 6),
               "parameters": int(sum(p.numel() for p in model.network.parameters())), **(extra or {})}
@@ -313,7 +344,7 @@ def finish_member(model, name: str, job: Job, val: FaceSamples, fitted: FitResul
                       training_command=job.command,
                       metrics={"val_video": stored_metrics, "val_video_float32": fp32_metrics},
                       training={"preset": config.preset, "recipe": report["recipe"], "seed": config.seed,
-                                "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run, **averaged,
+                                "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run, **provenance,
                                 "data_fingerprint": job.data_fingerprint, "history": fitted.history,
                                 "augment": dataclasses.asdict(job.augment), **(extra or {})})
         np.save(job.member_dir(name) / "val_face_probs.npy", stored_probs)
