@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from .. import metrics
-from ..detectors import SequenceClassifier, get_spec
 from ..config import config_options, load_config
+from ..detectors import SequenceClassifier, get_spec
 from ..detectors.weights import decode_state_dict, encode_state_dict, export_member
 from ..device import resolve_device
 from ..files import atomic_path
@@ -305,9 +305,14 @@ def init_record(target: str, config_class: type) -> dict:
         return {"source": "timm hub (pretrained download)"}
     path = Path(target)
     record = {"path": path.as_posix(), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    saved = torch.load(path, map_location="cpu", weights_only=False) if path.suffix in (".pt", ".pth") else None
-    command = saved.get("command") if isinstance(saved, dict) else None
     config_file, augment_file = path.parent.parent / "train_config.json", path.parent.parent / "augment_config.json"
+    saved = None
+    if path.suffix in (".pt", ".pth"):
+        try:  # unpickled in full only inside this tool's own work folder; anything else as plain tensors
+            saved = torch.load(path, map_location="cpu", weights_only=not config_file.is_file())
+        except Exception:  # noqa: BLE001 - not a checkpoint of this tool: path and sha256 are the record
+            saved = None
+    command = saved.get("command") if isinstance(saved, dict) else None
     if not command and isinstance(saved, dict) and "key" in saved and config_file.is_file():
         options = config_options(load_config(config_class, config_file), skip=("resume", "keep_epochs"))
         if augment_file.is_file():
