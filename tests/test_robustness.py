@@ -348,6 +348,32 @@ def test_sigterm_leaves_a_complete_submission(tiny_weights, bad_corpus, tmp_path
         assert reached == 0
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, predict.EXIT_SIGTERM), (signal.SIGINT, predict.EXIT_SIGINT)])
+def test_signal_while_loading_is_raised_after_loading(tiny_weights, bad_corpus, tmp_path, monkeypatch, capsys,
+                                                      sig, code):
+    """A SIGTERM or Ctrl-C that arrives inside the model loading (torch's imports: an exception raised there can
+    abort the process) is held until loading returns; then the run stops with every row at the fallback."""
+    videos, _, _ = bad_corpus
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"v{i}.mp4").symlink_to(videos / "clip.mov")
+    out = tmp_path / "submission.csv"
+    real_load, after_signal = runner._load_detector, []
+
+    def load(config):
+        os.kill(os.getpid(), sig)  # Python runs the handler at the next bytecode, still inside loading
+        after_signal.append(True)  # not reached if the handler raised
+        return real_load(config)
+
+    monkeypatch.setattr(runner, "_load_detector", load)
+    assert predict.main([str(folder), "--weights", str(tiny_weights), "--out", str(out), *FAST]) == code
+    assert after_signal == [True]
+    assert [float(r["label"]) for r in rows(out)] == [0.5, 0.5, 0.5]
+    assert "fallback interrupted: 3" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
 def test_ctrl_c_in_a_stage_leaves_checkpointed_complete_submission(tiny_weights, bad_corpus, tmp_path,
                                                                   monkeypatch, capsys):
     """Ctrl-C raised inside the third video's detection (in the worker thread) stops the run: exit 130, every

@@ -220,27 +220,37 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
     interrupted = None
     detector = None
 
+    # While torch and the models load, an interruption is only recorded and raised once loading returns: an
+    # exception raised by a signal handler inside torch's import (C++ calling back into Python) aborts the
+    # process (SIGABRT) before any row is written.
+    loading, deferred = True, []
+
     def on_sigterm(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not cut the final write
+        if loading:
+            deferred.append(_Interrupted("SIGTERM"))
+            return
         raise _Interrupted("SIGTERM")
 
-    previous_handler = bar = None
+    def on_sigint_while_loading(signum, frame):
+        signal.signal(signal.SIGINT, previous_sigint)  # a second Ctrl-C interrupts at once
+        deferred.append(KeyboardInterrupt())
+
+    previous_handler = previous_sigint = bar = None
     try:
         if _main_thread():  # inside the try: from here on, a SIGTERM ends in a complete submission
             previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
+                previous_sigint = signal.signal(signal.SIGINT, on_sigint_while_loading)
         log.info("%d rows; loading the models from %s", len(names), config.weights)
-        if config.threads:
-            import torch
-            torch.set_num_threads(config.threads)
-        from .detector import Detector
-
-        detector = Detector.from_weights(config.weights, device=config.device, models=config.models or None,
-                                         frames=config.frames, batch_size=config.batch_size,
-                                         detect_long_side=config.detect_long_side, max_faces=config.max_faces,
-                                         margin=config.margin, min_prob=config.min_face_prob,
-                                         fallback_score=config.fallback_score, detect_every=config.detect_every,
-                                         reader=config.reader, compile_mode=config.compile or None,
-                                         min_face_size=config.min_face_size, strict=config.strict)
+        try:
+            detector = _load_detector(config)
+        finally:
+            loading = False
+            if previous_sigint is not None:
+                signal.signal(signal.SIGINT, previous_sigint)
+        if deferred:
+            raise deferred[0]
         # a complete submission exists from the start, so nothing that happens later can lose a row
         write_submission(config.out, names, {}, config.fallback_score)
         last_checkpoint = time.monotonic()
@@ -293,6 +303,22 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
         summary["reader"] = detector.reader.primary.name
         summary["reader_notes"] = list(detector.reader.notes)
     return summary
+
+
+def _load_detector(config: PredictConfig):
+    """Import torch and the models (the slow imports happen here, not at module import) and build the detector."""
+    if config.threads:
+        import torch
+        torch.set_num_threads(config.threads)
+    from .detector import Detector
+
+    return Detector.from_weights(config.weights, device=config.device, models=config.models or None,
+                                 frames=config.frames, batch_size=config.batch_size,
+                                 detect_long_side=config.detect_long_side, max_faces=config.max_faces,
+                                 margin=config.margin, min_prob=config.min_face_prob,
+                                 fallback_score=config.fallback_score, detect_every=config.detect_every,
+                                 reader=config.reader, compile_mode=config.compile or None,
+                                 min_face_size=config.min_face_size, strict=config.strict)
 
 
 def top_and_light(config: PredictConfig, detector) -> tuple[Level, Level]:
