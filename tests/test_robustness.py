@@ -314,13 +314,19 @@ def _start_and_wait(args: list[str], pattern: str, count: int, timeout: float = 
     return proc, lines, seen
 
 
+def _copies_of_clip(bad_corpus, tmp_path: Path, count: int, pattern: str = "v{}.mp4") -> Path:
+    """A folder of ``count`` links to the corpus's readable clip with a face."""
+    videos, _, _ = bad_corpus
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    for i in range(count):
+        (folder / pattern.format(i)).symlink_to(videos / "clip.mov")
+    return folder
+
+
 @pytest.mark.parametrize("when", ["mid_run", "while_loading"])
 def test_sigterm_leaves_a_complete_submission(tiny_weights, bad_corpus, tmp_path, when):
-    videos, _, _ = bad_corpus
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(30):
-        (folder / f"v{i:02d}.mp4").symlink_to(videos / "clip.mov")
+    folder = _copies_of_clip(bad_corpus, tmp_path, 30, "v{:02d}.mp4")
     out, details = tmp_path / "submission.csv", tmp_path / "details.csv"
     args = [str(folder), "--weights", str(tiny_weights), "--out", str(out), "--details", str(details), *FAST,
             "--log-level", "INFO"]
@@ -353,12 +359,7 @@ def test_signal_while_loading_is_raised_after_loading(tiny_weights, bad_corpus, 
                                                       sig, code):
     """A SIGTERM or Ctrl-C that arrives inside the model loading (torch's imports: an exception raised there can
     abort the process) is held until loading returns; then the run stops with every row at the fallback."""
-    videos, _, _ = bad_corpus
-    folder = tmp_path / "three"
-    folder.mkdir()
-    for i in range(3):
-        (folder / f"v{i}.mp4").symlink_to(videos / "clip.mov")
-    out = tmp_path / "submission.csv"
+    folder, out = _copies_of_clip(bad_corpus, tmp_path, 3), tmp_path / "submission.csv"
     real_load, after_signal = runner._load_detector, []
 
     def load(config):
@@ -380,12 +381,7 @@ def test_ctrl_c_in_a_stage_leaves_checkpointed_complete_submission(tiny_weights,
     row written; with checkpoints on every video, the file already held the first two scores before that."""
     from deepfake_kernel.pipeline.faces import FaceCropper
 
-    videos, _, _ = bad_corpus
-    folder = tmp_path / "five"
-    folder.mkdir()
-    for i in range(5):
-        (folder / f"v{i}.mp4").symlink_to(videos / "clip.mov")
-    out = tmp_path / "submission.csv"
+    folder, out = _copies_of_clip(bad_corpus, tmp_path, 5), tmp_path / "submission.csv"
     real_crop, calls, seen_on_disk = FaceCropper.__call__, [], []
 
     def crop(self, frames, **kw):
