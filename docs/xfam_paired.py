@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_kernel import metrics
-from deepfake_kernel.cross_family import read_predictions
+from deepfake_kernel.evaluation.cross_family import read_predictions
 
 
 def read_runs(folders: str) -> dict:

@@ -1,0 +1,245 @@
+"""Leave-one-family-out: train each fold without its families, score them through predict's own stages.
+
+The face crops are cut once (predict's reader and cropper, predict's settings) and shared by every fold, so a
+fold costs training time only. The command line is ``python -m deepfake_kernel.cross_family``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..training.augment import AugmentConfig
+from ..training.data import CacheConfig, CropCache, VideoItem
+from .calibration import calibration_report, store_calibration
+from .family_tables import family_table, render_seed_table, render_table, seed_summary
+
+log = logging.getLogger("deepfake_kernel.cross_family")
+
+
+@dataclass
+class CrossFamilyConfig:
+    """Options of ``cross_family`` besides the ``train`` ones."""
+
+    folds: list[str] = field(default_factory=lambda: ["ffpp", "talking-head", "dfdc+deeperforensics"], metadata={
+        "help": "held-out families per fold; join families with + to hold them out together"})
+    out: str = field(default="runs/cross_family", metadata={"help": "folder of the folds, predictions and table"})
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95 %% intervals"})
+    score_only: bool = field(default=False, metadata={"help": "score existing fold weights, train nothing"})
+    fit_calibration: bool = field(default=False, metadata={
+        "help": "fit the clipper on the out-of-family predictions (minimax over families), judged leave-one-fold-out"})
+    calibrate_weights: str | None = field(default=None, metadata={
+        "help": "store that fit in this weights folder's manifest (the shipped model trained on every family)"})
+    seeds: list[int] = field(default_factory=list, metadata={
+        "help": "run every fold once per seed (OUT/seed_S/...) and report each family's AUC over the seeds, mean ± "
+                "sd: one run's AUC moves by about 0.06 with the seed (docs/cross_family.md), so compare recipes "
+                "over seeds; --fit-calibration then fits on all seeds' predictions"})
+    video_norm_blocks: int | None = field(default=None, metadata={
+        "help": "score the folds with per-video normalisation of the stem and this many blocks (test-time AdaBN; "
+                "-1: off; unset: as each fold's manifest says); --calibrate-weights stores it with the fit"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "start each fold's members from the same fold of another cross_family run (its --out; with --seeds, "
+                "the same seed of it): that fold's work/MEMBER/last.pt, trained without the same families, e.g. "
+                "self-blends alone first, then this run's recipe on top"})
+
+
+def cached_tracks(cache: CropCache, item: VideoItem):
+    """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list."""
+    from ..pipeline.faces import Face, Track
+
+    with np.load(cache.video_file(item)) as data:
+        crops, tracks, boxes, probs = data["crops"], data["tracks"], data["boxes"], data["probs"]
+        frames = data["frames"]
+    out: dict[int, Track] = {}
+    for i in range(len(crops)):
+        track = out.setdefault(int(tracks[i]), Track(int(tracks[i])))
+        track.faces.append(Face(int(frames[i]), boxes[i], float(probs[i]), None, crops[i]))
+    return [out[k] for k in sorted(out)]
+
+
+def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropCache, device: str = "cpu",
+                   video_norm_blocks: int | None = None) -> list[dict]:
+    """One row per video: the fold's raw and submitted score as ``predict`` computes them from these crops.
+    A video without crops gets the fallback 0.5 with its reason, as in ``predict``. ``video_norm_blocks``
+    overrides the members' per-video normalisation (-1: off; ``None``: as the manifest says)."""
+    from ..pipeline.detector import Detector
+
+    detector = Detector.from_weights(weights_dir, device=device)
+    if video_norm_blocks is not None:
+        for member in detector.members.values():
+            member.set_video_norm(video_norm_blocks)
+    norm = {name: member.video_norm_blocks for name, member in detector.members.items()}
+    if detector.cropper.crop_size != cache.config.crop_size:
+        raise ValueError(f"predict cuts {detector.cropper.crop_size} px crops for these members, the cache holds "
+                         f"{cache.config.crop_size} px ones: pass --cache-size {detector.cropper.crop_size}")
+    models = detector.member_names
+    skipped = cache.skipped()
+    rows = []
+    for item in items:
+        row = {"path": item.path, "label": item.label, "family": item.family, "group": item.group,
+               "method": item.method, "dataset": item.dataset}
+        if cache.video_file(item).is_file():
+            raw, member_scores, _ = detector.score_tracks(cached_tracks(cache, item), models)
+            row.update(raw=raw, score=float(detector.clipper_for(models)(raw)), reason="",
+                       members=";".join(f"{k}={v:.6f}" for k, v in member_scores.items()),
+                       video_norm=";".join(f"{k}={v}" for k, v in norm.items() if v is not None))
+        else:
+            row.update(raw=0.5, score=detector.fallback_score, reason=skipped.get(item.key, "not_cached"),
+                       members="")
+        rows.append(row)
+    detector.close()
+    return rows
+
+
+def fold_inits(init_from: str | Path, fold: str, members: list[str], given: list[str]) -> list[str]:
+    """``--init`` entries (``MEMBER=PATH``) that start ``fold``'s members from the same fold of run ``init_from``:
+    its schedule's last weights (``work/MEMBER/last.pt``). A missing checkpoint, or a member also given ``--init``,
+    is a configuration error."""
+    named = {item.split("=", 1)[0] for item in given}
+    inits = []
+    for member in members:
+        if member in named:
+            raise ValueError(f"--init-from and --init both start {member}: give one of them")
+        path = Path(init_from) / fold / "work" / member / "last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"--init-from {init_from}: no {path} (was fold {fold} of that run trained with "
+                                    f"member {member}? with --seeds, point --init-from at the run's --out)")
+        inits.append(f"{member}={path}")
+    return inits
+
+
+def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
+        command: str | None = None) -> dict:
+    """Train (unless ``score_only``) and score every fold; write predictions, table and report under ``out``."""
+    from ..device import resolve_device
+    from ..training import run as training
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = training.gather_items(dataclasses.replace(train_config, hold_out_family=[]))  # every family
+    known = {i.family for i in items}
+    folds = [fold.split("+") for fold in config.folds]
+    missing = sorted({f for fold in folds for f in fold} - known)
+    if missing:
+        raise ValueError(f"--folds: no video of family {', '.join(missing)}; the data has {', '.join(sorted(known))}")
+    starts = {fold: fold_inits(config.init_from, fold, train_config.members, train_config.init)
+              for fold in config.folds} if config.init_from and not config.score_only else {}
+    device = resolve_device(train_config.device)
+    cache = CropCache(train_config.cache_dir, CacheConfig(frames=train_config.cache_frames,
+                                                          crop_size=train_config.cache_size), device=device)
+    cache.build(items, progress=train_config.progress)  # every fold's held-out videos too, once
+    rows = []
+    for fold, families in zip(config.folds, folds):
+        fold_dir = out / fold
+        weights = fold_dir / "weights"
+        if train_config.resume and (fold_dir / "predictions.csv").is_file():  # a finished fold: nothing to redo
+            scored = read_predictions(fold_dir / "predictions.csv")
+            log.warning("fold %s: finished earlier, %d predictions reused", fold, len(scored))
+            wanted = config.video_norm_blocks
+            if wanted is not None and any(v != (wanted if wanted >= 0 else None)
+                                          for v in video_norm_of(scored).values()):
+                raise ValueError(f"fold {fold} was scored with other per-video normalisation than --video-norm-blocks "
+                                 f"{config.video_norm_blocks}: rerun without --resume (with --score-only to keep its "
+                                 f"weights)")
+        else:
+            if not config.score_only:
+                fold_config = dataclasses.replace(train_config, hold_out_family=families, out=str(weights),
+                                                  work_dir=str(fold_dir / "work"),
+                                                  init=list(train_config.init) + starts.get(fold, []))
+                training.run(fold_config, augment, command=(command or "") + f"  # fold {fold}")
+            held_out = [i for i in items if i.family in families]
+            scored = score_held_out(weights, held_out, cache, device=device,
+                                    video_norm_blocks=config.video_norm_blocks)
+            for row in scored:
+                row["fold"] = fold
+            write_predictions(fold_dir / "predictions.csv", scored)
+        rows += scored
+        log.warning("fold %s: %s", fold, json.dumps(family_table(scored, resamples=0)["families"]))
+    write_predictions(out / "predictions.csv", rows)
+    report = {"command": command, "folds": config.folds, "table": family_table(rows, "score", config.bootstrap)}
+    return finish_report(config, report, rows, render_table)
+
+
+def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None = None,
+              command: str | None = None) -> dict:
+    """:func:`run` once per seed of ``config.seeds`` (each under ``OUT/seed_S``), then the table over seeds; the
+    calibration, when asked, is fitted on every seed's out-of-family predictions (a fold left out with all its
+    seeds)."""
+    out = Path(config.out)
+    if config.init_from and not config.score_only:  # every seed's starts exist before any seed trains
+        for seed in config.seeds:
+            for fold in config.folds:
+                fold_inits(Path(config.init_from) / f"seed_{seed}", fold, train_config.members, train_config.init)
+    tables, rows = {}, []
+    for seed in config.seeds:
+        seed_config = dataclasses.replace(config, seeds=[], out=str(out / f"seed_{seed}"), fit_calibration=False,
+                                          calibrate_weights=None,
+                                          init_from=config.init_from and str(Path(config.init_from) / f"seed_{seed}"))
+        tables[seed] = run(seed_config, dataclasses.replace(train_config, seed=seed), augment, command)["table"]
+        rows += read_predictions(Path(seed_config.out) / "predictions.csv")
+    report = {"command": command, "folds": config.folds, "seeds": list(config.seeds),
+              "over_seeds": seed_summary(tables)}
+    return finish_report(config, report, rows, render_seed_table)
+
+
+PREDICTION_COLUMNS = ("fold", "family", "path", "label", "raw", "score", "members", "reason", "group", "method",
+                      "dataset", "video_norm")
+
+
+def write_predictions(path: Path, rows: list[dict]) -> None:
+    from ..pipeline.submission import atomic_write_text, render_csv
+
+    atomic_write_text(path, render_csv(PREDICTION_COLUMNS, [[r.get(c, "") for c in PREDICTION_COLUMNS]
+                                                            for r in rows]))
+
+
+def read_predictions(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [dict(r, label=int(r["label"]), raw=float(r["raw"]), score=float(r["score"]))
+                for r in csv.DictReader(handle)]
+
+
+def report_from_predictions(config: CrossFamilyConfig) -> dict:
+    """Rebuild the table (and fit) from an earlier run's ``predictions.csv``, training and scoring nothing."""
+    rows = read_predictions(Path(config.out) / "predictions.csv")
+    report = {"folds": sorted({r["fold"] for r in rows}), "table": family_table(rows, "score", config.bootstrap)}
+    return finish_report(config, report, rows, render_table)
+
+
+def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], render) -> dict:
+    """Add the out-of-family calibration when asked (stored in ``--calibrate-weights`` with the members' per-video
+    normalisation), then write ``report.json`` and ``table.md`` under ``config.out``."""
+    out = Path(config.out)
+    if config.fit_calibration:
+        report["calibration"] = calibration_report(rows)
+        if config.calibrate_weights:
+            store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
+                              video_norm_of(rows))
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "table.md").write_text(render(report))
+    return report
+
+
+def evaluated_members(rows: list[dict]) -> list[str]:
+    """The members whose scores the predictions hold."""
+    return sorted({part.split("=")[0] for r in rows for part in str(r.get("members", "")).split(";") if "=" in part})
+
+
+def video_norm_of(rows: list[dict]) -> dict[str, int | None]:
+    """Each member's per-video normalisation in the scored rows; the folds must agree (the fit holds for one)."""
+    settings = {}
+    for r in rows:
+        if not r.get("members"):
+            continue  # a fallback row: no member ran
+        norm = {p.split("=")[0]: int(p.split("=")[1]) for p in str(r.get("video_norm") or "").split(";") if "=" in p}
+        setting = {m: norm.get(m) for m in evaluated_members([r])}
+        for member, blocks in setting.items():
+            if settings.setdefault(member, blocks) != blocks:
+                raise ValueError(f"the folds scored {member} with different per-video normalisation "
+                                 f"({settings[member]} and {blocks}): rescore them alike before fitting")
+    return settings
