@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from deepfake_kernel import evaluate
+from deepfake_kernel.evaluation import labelled
 from deepfake_kernel.detectors.weights import read_manifest
 from deepfake_kernel.pipeline import runner
 
@@ -14,10 +15,10 @@ def evaluated(tmp_path_factory, training_videos, tiny_weights):
     tmp_path = tmp_path_factory.mktemp("evaluate")
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights, weights)
-    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights),
+    config = labelled.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights),
                                      out_dir=str(tmp_path / "report"), frames=4, bootstrap=200, folds=2,
                                      fit_calibration=True, fit_stacking=True, thumbnails=3, device="cpu")
-    return tmp_path, evaluate.evaluate(config)
+    return tmp_path, labelled.evaluate(config)
 
 
 def test_metrics_intervals_and_breakdown(evaluated):
@@ -73,21 +74,21 @@ def test_a_single_member_run_uses_its_own_calibration(evaluated):
 
 def test_existing_submission_can_be_scored(evaluated, training_videos, tmp_path):
     out = evaluated[0] / "report"
-    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), submission=str(out / "submission.csv"),
+    config = labelled.EvaluateConfig(labels=str(training_videos[0]), submission=str(out / "submission.csv"),
                                      out_dir=str(tmp_path / "r2"), bootstrap=50, thumbnails=0)
-    report = evaluate.evaluate(config)
+    report = labelled.evaluate(config)
     assert report["as_submitted"]["log_loss"] == pytest.approx(evaluated[1]["as_submitted"]["log_loss"], abs=1e-4)
     assert json.loads((tmp_path / "r2" / "report.json").read_text())["videos"] == 8
 
 
 def test_light_preset_is_measured_but_never_fitted(evaluated, training_videos, tmp_path):
     weights = evaluated[0] / "weights"
-    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights), out_dir=str(tmp_path / "l"),
+    config = labelled.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights), out_dir=str(tmp_path / "l"),
                                      preset="light", bootstrap=50, thumbnails=0, device="cpu")
-    report = evaluate.evaluate(config)
+    report = labelled.evaluate(config)
     assert report["videos"] == 8 and set(report["members"]) == {"efficientnet_lite0"}  # the light member only
     with pytest.raises(ValueError, match="--preset full"):
-        evaluate.evaluate(evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights),
+        labelled.evaluate(labelled.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights),
                                                   preset="light", fit_calibration=True))
 
 
@@ -113,10 +114,10 @@ def test_fit_calibration_keeps_an_out_of_family_calibration_unless_told(training
     manifest = read_manifest(weights)
     manifest.calibration = {"temperature": 50.0, "bias": 0.0, "fitted_on": "out-of-family predictions of runs/x"}
     write_manifest(manifest, weights)
-    config = evaluate.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights), out_dir=str(tmp_path / "r"),
+    config = labelled.EvaluateConfig(labels=str(training_videos[0]), weights=str(weights), out_dir=str(tmp_path / "r"),
                                      fit_calibration=True, device="cpu")
     with pytest.raises(ValueError, match="--replace-out-of-family-calibration"):
-        evaluate.evaluate(config)
+        labelled.evaluate(config)
     assert not (tmp_path / "r").exists()  # refused before any video was scored
-    evaluate.check_calibration_replaceable(manifest.calibration, allowed=True)
-    evaluate.check_calibration_replaceable({"temperature": 0.3, "fitted_on": "val split"}, allowed=False)
+    labelled.check_calibration_replaceable(manifest.calibration, allowed=True)
+    labelled.check_calibration_replaceable({"temperature": 0.3, "fitted_on": "val split"}, allowed=False)
