@@ -368,11 +368,16 @@ def test_signal_while_loading_is_raised_after_loading(tiny_weights, bad_corpus, 
         return real_load(config)
 
     monkeypatch.setattr(runner, "_load_detector", load)
-    assert predict.main([str(folder), "--weights", str(tiny_weights), "--out", str(out), *FAST]) == code
+    # Ctrl-C as in a terminal (a background or nohup'd test run inherits SIGINT ignored, which predict respects)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert predict.main([str(folder), "--weights", str(tiny_weights), "--out", str(out), *FAST]) == code
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert after_signal == [True]
     assert [float(r["label"]) for r in rows(out)] == [0.5, 0.5, 0.5]
     assert "fallback interrupted: 3" in capsys.readouterr().out
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_ctrl_c_in_a_stage_leaves_checkpointed_complete_submission(tiny_weights, bad_corpus, tmp_path,
