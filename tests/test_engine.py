@@ -162,3 +162,24 @@ def test_weight_average_averages_floats_and_keeps_the_current_step_counters():
     assert merged["num_batches_tracked"] == 2  # the module's own counter, not an average
     assert torch.allclose(merged["running_mean"], average.mean["running_mean"])
     assert not torch.allclose(merged["running_mean"], norm.running_mean)
+
+
+def test_sam_step_descends_with_the_gradient_at_the_perturbed_weights():
+    """loss = w^4 / 4 at w = 1, rho = 0.5: the plain gradient is 1; SAM moves to w = 1.5 and steps with 1.5^3.
+    BatchNorm statistics move in the first pass only."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    norm = torch.nn.BatchNorm1d(1).train()
+    module = torch.nn.ModuleDict({"norm": norm})
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    batch = torch.tensor([[2.0], [4.0]])
+
+    def batch_loss():
+        norm(batch)
+        loss = (w ** 4).sum() / 4
+        return loss, "first" if w.item() == 1.0 else "second"
+
+    loss, which = engine.sam_step(batch_loss, module, optimizer, None, rho=0.5)
+    assert which == "first" and float(loss.detach()) == pytest.approx(0.25)
+    assert float(w) == pytest.approx(1.0 - 0.1 * 1.5 ** 3)
+    assert float(norm.running_mean) == pytest.approx(0.1 * 3.0)  # one update with momentum 0.1, not two
+    assert norm.momentum == 0.1

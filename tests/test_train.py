@@ -357,6 +357,28 @@ def test_mix_style_reaches_the_trainer(baseline, training_videos):
         training.check_config(train.TrainConfig(mix_style=0.5, members=["xception"]))
 
 
+def test_label_smoothing_and_sam_reach_the_trainer(baseline, training_videos):
+    """--label-smoothing and --sam-rho: same seed and data, other weights, recorded in the split and the resume key;
+    bad values and members another trainer trains refused."""
+    import torch
+
+    tmp_path, config, _ = baseline
+    first = read_manifest(config.out).member("efficientnet_lite0")
+    for name, option, value in (("smoothed", "label_smoothing", 0.2), ("sam", "sam_rho", 0.05)):
+        variant = tiny_config(tmp_path, training_videos[0], name, **{option: value})
+        train.run(variant, AUGMENT, command="python -m deepfake_kernel.train (test)")
+        assert json.loads((Path(variant.work_dir) / "split.json").read_text())[option] == value
+        saved = torch.load(Path(variant.work_dir) / "efficientnet_lite0" / "last.pt", weights_only=False)
+        assert saved["key"][option] == value
+        assert read_manifest(variant.out).member("efficientnet_lite0").sha256 != first.sha256
+    with pytest.raises(ValueError, match="--label-smoothing is eps"):
+        training.check_config(train.TrainConfig(label_smoothing=1.0, members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="--sam-rho must be"):
+        training.check_config(train.TrainConfig(sam_rho=-0.1, members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="--sam-rho: temporal_mlp is not a per-face network"):
+        training.check_config(train.TrainConfig(sam_rho=0.05, members=["temporal_mlp"]))
+
+
 def test_epoch_choice_average_exports_the_mean_of_the_late_steps(baseline, training_videos):
     """--epoch-choice average: the same training as the baseline, the exported weights are the mean over the last
     epochs' optimizer steps (tiny preset: 2 epochs × 4 steps), recorded in the manifest; bad windows refused."""

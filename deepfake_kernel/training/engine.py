@@ -120,6 +120,47 @@ def optimizer_step(loss: torch.Tensor, optimizer, scheduler=None) -> float:
     return float(loss.detach())
 
 
+def sam_step(batch_loss: Callable[[], tuple], module: torch.nn.Module, optimizer, scheduler, rho: float) -> tuple:
+    """One sharpness-aware minimisation step (Foret et al. 2021): the gradient at ``w``, a move to
+    ``w + rho * g / ||g||`` (the worst point of that radius to first order), the gradient there, back to ``w``, and
+    ``optimizer`` steps with that second gradient. ``batch_loss()`` runs ``module`` and returns a tuple whose first
+    item is the loss; the first pass's tuple is returned (the loss at ``w``, what plain training would report).
+    BatchNorm layers update their running statistics in the first pass only."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+    optimizer.zero_grad(set_to_none=True)
+    first = batch_loss()
+    first[0].backward()
+    grads = [p.grad for p in params]
+    norm = torch.norm(torch.stack([g.norm(2) for g in grads if g is not None]), 2) if any(
+        g is not None for g in grads) else torch.tensor(0.0)
+    scale = rho / (float(norm) + 1e-12)
+    moves = []
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            move = g * scale if g is not None else None
+            if move is not None:
+                p.add_(move)
+            moves.append(move)
+    optimizer.zero_grad(set_to_none=True)
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: this pass leaves the statistics as they are
+    try:
+        batch_loss()[0].backward()
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+    with torch.no_grad():
+        for p, move in zip(params, moves):
+            if move is not None:
+                p.sub_(move)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return first
+
+
 def _save(obj, path: Path) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(obj, tmp)

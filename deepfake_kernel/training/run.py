@@ -26,7 +26,7 @@ from .data import (CacheConfig, CropCache, FaceSamples, VideoItem, fingerprint, 
                    split_by_group)
 from .engine import Job, barrier, setup_distributed
 from .recipes import DEFAULT_MEMBERS, MemberRecipe, recipe_for
-from .trainers import HEAD_INITS, check_freezable, check_stylable, trainer_for
+from .trainers import HEAD_INITS, check_freezable, check_per_face, check_stylable, trainer_for
 
 log = logging.getLogger("deepfake_kernel.train")
 
@@ -73,6 +73,13 @@ class TrainConfig:
         "help": "MixStyle: probability per batch that, after the stride-4, -8 and -16 stages of an EfficientNet or "
                 "ResNet member, each face's per-channel feature mean and std are mixed with another face's of the "
                 "batch (training only), so a source's global look cannot carry the label; 0..1, 0: off"})
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "per-face members: train towards eps/2 and 1 - eps/2 instead of 0 and 1, so a face the network finds "
+                "easy (a self-blend it has learned a shortcut for) stops pulling its logit further; 0 <= eps < 1, 0: off"})
+    sam_rho: float = field(default=0.0, metadata={
+        "help": "per-face members: sharpness-aware minimisation (Foret et al. 2021; used by the SBI paper) with this "
+                "neighbourhood radius, e.g. 0.05: each step takes its gradient at the worst nearby weights; twice "
+                "the compute per step; 0: off"})
     members: list[str] = field(default_factory=lambda: list(DEFAULT_MEMBERS), metadata={"help": "detectors to train"})
     member_suffix: str = field(default="", metadata={
         "help": "export each member as <detector><suffix> (e.g. _s1 with --seed 1 adds a second seed of a detector "
@@ -208,6 +215,14 @@ def check_config(config: TrainConfig) -> None:
     if config.mix_style:
         for name in config.members:
             check_stylable(name)
+    if not 0 <= config.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing is eps in [0, 1), not {config.label_smoothing}")
+    if config.sam_rho < 0:
+        raise ValueError(f"--sam-rho must be 0 (off) or a positive radius, not {config.sam_rho}")
+    for option, value in (("--label-smoothing", config.label_smoothing), ("--sam-rho", config.sam_rho)):
+        if value:
+            for name in config.members:
+                check_per_face(name, option)
     if config.epoch_choice not in ("monitor", "last", "average"):
         raise ValueError(f"--epoch-choice must be last, monitor or average, not {config.epoch_choice!r}")
     if config.average_epochs < 1:
@@ -267,7 +282,7 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
              "fake_source": config.fake_source, "sbi_share": config.sbi_share, "real_pairing": config.real_pairing,
              "freeze_stages": config.freeze_stages, "blend_donors": config.blend_donors,
-             "mix_style": config.mix_style}
+             "mix_style": config.mix_style, "label_smoothing": config.label_smoothing, "sam_rho": config.sam_rho}
     if use_sbi:
         split["sbi_sources"] = int(len(sbi_sources(train)))
     data_fingerprint = fingerprint(items, [(f"{p}#{n}", 0) for p, n in crop_rows])

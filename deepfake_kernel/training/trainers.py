@@ -29,7 +29,8 @@ log = logging.getLogger("deepfake_kernel.train")
 HEAD_INITS = ("timm", "small")
 # training options that change what a run learns beyond its recipe: set away from their defaults, they join the
 # checkpoint's resume key, so a run never resumes another variant's checkpoint
-VARIANT_OPTIONS = ("boundary_loss", "freeze_stages", "blend_donors", "mix_style", "sbi_share")
+VARIANT_OPTIONS = ("boundary_loss", "freeze_stages", "blend_donors", "mix_style", "sbi_share", "label_smoothing",
+                   "sam_rho")
 
 
 def build_member(name: str, recipe, config) -> FaceClassifier:
@@ -89,10 +90,15 @@ def style_stages(network: torch.nn.Module) -> list[torch.nn.Module]:
     return stages[:3] if len(stages) == 4 else stages[1:4]
 
 
-def _stage_count(name: str, option: str) -> int:
-    """How many stages per-face member ``name`` has; refuses ``option`` for any other member."""
+def check_per_face(name: str, option: str) -> None:
+    """Refuses ``option`` (a setting of :func:`train_frame_member`) for a member another trainer trains."""
     if trainer_for(name) is not train_frame_member:
         raise ValueError(f"{option}: {name} is not a per-face network (train it without {option})")
+
+
+def _stage_count(name: str, option: str) -> int:
+    """How many stages per-face member ``name`` has; refuses ``option`` for any other member."""
+    check_per_face(name, option)
     found = len(early_stages(create_model(name).network)[1])
     if not found:
         raise ValueError(f"{option}: {name} is neither an EfficientNet nor a ResNet; it has no stages to use")
@@ -178,16 +184,27 @@ def train_frame_member(name: str, job: Job, train: FaceSamples, val: FaceSamples
                                donors=batch_donors)
             inputs = classifier.preprocess(batch[0])
             target = torch.as_tensor(batch[1], device=inputs.device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                output = network(inputs)
-            logits, map_logits = output if use_maps else (output, None)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), target)
-            losses.append(float(loss.detach()))
-            if use_maps:
-                map_loss = boundary_loss(map_logits, *(torch.as_tensor(a, device=inputs.device) for a in batch[2:]))
+            target = target * (1 - config.label_smoothing) + config.label_smoothing / 2
+            maps = [torch.as_tensor(a, device=inputs.device) for a in batch[2:]] if use_maps else []
+
+            def batch_loss() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    output = network(inputs)
+                logits, map_logits = output if use_maps else (output, None)
+                face_loss = F.binary_cross_entropy_with_logits(logits.float(), target)
+                if not use_maps:
+                    return face_loss, face_loss, None
+                map_loss = boundary_loss(map_logits, *maps)
+                return face_loss + config.boundary_loss * map_loss, face_loss, map_loss
+
+            if config.sam_rho:
+                _, face_loss, map_loss = engine.sam_step(batch_loss, model, optimizer, scheduler, config.sam_rho)
+            else:
+                loss, face_loss, map_loss = batch_loss()
+                engine.optimizer_step(loss, optimizer, scheduler)
+            losses.append(float(face_loss.detach()))
+            if map_loss is not None:
                 map_losses.append(float(map_loss.detach()))
-                loss = loss + config.boundary_loss * map_loss
-            engine.optimizer_step(loss, optimizer, scheduler)
         record = {"train_loss": round(float(np.mean(losses)), 5)}
         if map_losses:
             record["train_boundary_loss"] = round(float(np.mean(map_losses)), 5)
