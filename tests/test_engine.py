@@ -180,6 +180,6 @@ def test_sam_step_descends_with_the_gradient_at_the_perturbed_weights():
 
     loss, which = engine.sam_step(batch_loss, module, optimizer, None, rho=0.5)
     assert which == "first" and float(loss.detach()) == pytest.approx(0.25)
-    assert float(w) == pytest.approx(1.0 - 0.1 * 1.5 ** 3)
+    assert float(w.detach()) == pytest.approx(1.0 - 0.1 * 1.5 ** 3)
     assert float(norm.running_mean) == pytest.approx(0.1 * 3.0)  # one update with momentum 0.1, not two
     assert norm.momentum == 0.1
