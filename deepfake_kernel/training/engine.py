@@ -130,17 +130,12 @@ def sam_step(batch_loss: Callable[[], tuple], module: torch.nn.Module, optimizer
     optimizer.zero_grad(set_to_none=True)
     first = batch_loss()
     first[0].backward()
-    grads = [p.grad for p in params]
-    norm = torch.norm(torch.stack([g.norm(2) for g in grads if g is not None]), 2) if any(
-        g is not None for g in grads) else torch.tensor(0.0)
-    scale = rho / (float(norm) + 1e-12)
-    moves = []
     with torch.no_grad():
-        for p, g in zip(params, grads):
-            move = g * scale if g is not None else None
-            if move is not None:
-                p.add_(move)
-            moves.append(move)
+        grads = [(p, p.grad) for p in params if p.grad is not None]
+        norm = float(torch.norm(torch.stack([g.norm(2) for _, g in grads]), 2)) if grads else 0.0
+        moves = [(p, g * (rho / (norm + 1e-12))) for p, g in grads]
+        for p, move in moves:
+            p.add_(move)
     optimizer.zero_grad(set_to_none=True)
     norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
     momenta = [m.momentum for m in norms]
@@ -152,9 +147,8 @@ def sam_step(batch_loss: Callable[[], tuple], module: torch.nn.Module, optimizer
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
     with torch.no_grad():
-        for p, move in zip(params, moves):
-            if move is not None:
-                p.sub_(move)
+        for p, move in moves:
+            p.sub_(move)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
