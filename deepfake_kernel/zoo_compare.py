@@ -25,27 +25,31 @@ from .evaluation.zoo import ZooCompareConfig, compare
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Options of :class:`ZooCompareConfig`; an option not given keeps the dataclass default (shown in --help)."""
     parser = argparse.ArgumentParser(prog="python -m deepfake_kernel.zoo_compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", required=True, help="work dirs of the reference entries' train runs")
-    parser.add_argument("--videos", default="../shared/data/videos.csv")
-    parser.add_argument("--cache-dir", default="cache")
-    parser.add_argument("--ensemble-work", default="runs/train", help="work dir of the ensemble's train run")
-    parser.add_argument("--ensemble-members", nargs="*", default=None)
-    parser.add_argument("--ensemble-weights", default="weights", help="manifest with the members' ensemble weights")
-    parser.add_argument("--val-fraction", type=float, default=0.3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--folds", type=int, default=4, help="group folds of the stacking comparison")
-    parser.add_argument("--repeats", type=int, default=20, help="fold assignments averaged over")
-    parser.add_argument("--out", default="runs/zoo/comparison.json")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     argument_default=argparse.SUPPRESS)
+    defaults = ZooCompareConfig()
+    helps = {"runs": "work dirs of the reference entries' train runs", "ensemble_work": "work dir of the ensemble's "
+             "train run", "ensemble_weights": "manifest with the members' ensemble weights",
+             "folds": "group folds of the stacking comparison", "repeats": "fold assignments averaged over"}
+    for name, kind in (("runs", "+"), ("videos", str), ("cache_dir", str), ("ensemble_work", str),
+                       ("ensemble_members", "*"), ("ensemble_weights", str), ("val_fraction", float), ("seed", int),
+                       ("folds", int), ("repeats", int), ("out", str)):
+        option = "--" + name.replace("_", "-")
+        text = f"{helps.get(name, '')} (default: {getattr(defaults, name)})".strip()
+        if isinstance(kind, str):
+            parser.add_argument(option, nargs=kind, required=name == "runs", help=text)
+        else:
+            parser.add_argument(option, type=kind, help=text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result = compare(ZooCompareConfig(**vars(args)))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    config = ZooCompareConfig(**vars(build_parser().parse_args(argv)))
+    result = compare(config)
+    Path(config.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(config.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -30,3 +30,11 @@ def test_an_informative_entry_helps_and_noise_does_not():
     bad = zoo.stacking_gain(base, noise, labels, groups, ["member"], repeats=4, resamples=500)
     assert good["helps"] and good["delta_log_loss"] < -0.1 and good["auc_with"] > good["auc_without"] + 0.1
     assert not bad["helps"] and bad["bootstrap_share_better"] < 0.9
+
+
+def test_command_line_keeps_the_config_defaults_and_applies_what_is_given():
+    from deepfake_kernel.zoo_compare import build_parser
+
+    config = zoo.ZooCompareConfig(**vars(build_parser().parse_args(["--runs", "a", "b", "--folds", "3"])))
+    assert config.runs == ["a", "b"] and config.folds == 3
+    assert config.repeats == zoo.ZooCompareConfig().repeats and config.out == zoo.ZooCompareConfig().out
