@@ -21,32 +21,23 @@ import json
 import sys
 from pathlib import Path
 
+from .config import add_dataclass_args, from_args
 from .evaluation.zoo import ZooCompareConfig, compare
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Options of :class:`ZooCompareConfig`; an option not given keeps the dataclass default (shown in --help)."""
+    """One option per field of :class:`ZooCompareConfig`; an option not given keeps the dataclass default."""
     parser = argparse.ArgumentParser(prog="python -m deepfake_kernel.zoo_compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     argument_default=argparse.SUPPRESS)
-    defaults = ZooCompareConfig()
-    helps = {"runs": "work dirs of the reference entries' train runs", "ensemble_work": "work dir of the ensemble's "
-             "train run", "ensemble_weights": "manifest with the members' ensemble weights",
-             "folds": "group folds of the stacking comparison", "repeats": "fold assignments averaged over"}
-    for name, kind in (("runs", "+"), ("videos", str), ("cache_dir", str), ("ensemble_work", str),
-                       ("ensemble_members", "*"), ("ensemble_weights", str), ("val_fraction", float), ("seed", int),
-                       ("folds", int), ("repeats", int), ("out", str)):
-        option = "--" + name.replace("_", "-")
-        text = f"{helps.get(name, '')} (default: {getattr(defaults, name)})".strip()
-        if isinstance(kind, str):
-            parser.add_argument(option, nargs=kind, required=name == "runs", help=text)
-        else:
-            parser.add_argument(option, type=kind, help=text)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(parser, ZooCompareConfig)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = ZooCompareConfig(**vars(build_parser().parse_args(argv)))
+    parser = build_parser()
+    config = from_args(ZooCompareConfig, parser.parse_args(argv))
+    if not config.runs:
+        parser.error("--runs is required: the reference entries' train work dirs, comma-separated")
     result = compare(config)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(json.dumps(result, indent=2) + "\n")

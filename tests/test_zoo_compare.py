@@ -35,6 +35,8 @@ def test_an_informative_entry_helps_and_noise_does_not():
 def test_command_line_keeps_the_config_defaults_and_applies_what_is_given():
     from deepfake_kernel.zoo_compare import build_parser
 
-    config = zoo.ZooCompareConfig(**vars(build_parser().parse_args(["--runs", "a", "b", "--folds", "3"])))
+    from deepfake_kernel.config import from_args
+
+    config = from_args(zoo.ZooCompareConfig, build_parser().parse_args(["--runs", "a,b", "--folds", "3"]))
     assert config.runs == ["a", "b"] and config.folds == 3
     assert config.repeats == zoo.ZooCompareConfig().repeats and config.out == zoo.ZooCompareConfig().out

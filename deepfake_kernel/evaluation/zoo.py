@@ -24,16 +24,16 @@ log = logging.getLogger("deepfake_kernel.zoo_compare")
 class ZooCompareConfig:
     """Options of ``zoo_compare`` (its command line's, one for one)."""
 
-    runs: list[str] = field(default_factory=list)  # work dirs of the reference entries' train runs
+    runs: list[str] = field(default_factory=list, metadata={"help": "work dirs of the reference entries' train runs"})
     videos: str = "../shared/data/videos.csv"
     cache_dir: str = "cache"
-    ensemble_work: str = "runs/train"  # work dir of the ensemble's train run
+    ensemble_work: str = field(default="runs/train", metadata={"help": "work dir of the ensemble's train run"})
     ensemble_members: list[str] | None = None
-    ensemble_weights: str = "weights"  # manifest with the members' ensemble weights
+    ensemble_weights: str = field(default="weights", metadata={"help": "manifest with the members' ensemble weights"})
     val_fraction: float = 0.3
     seed: int = 0
-    folds: int = 4  # group folds of the stacking comparison
-    repeats: int = 20  # fold assignments averaged over
+    folds: int = field(default=4, metadata={"help": "group folds of the stacking comparison"})
+    repeats: int = field(default=20, metadata={"help": "fold assignments averaged over"})
     out: str = "runs/zoo/comparison.json"
 
 
