@@ -31,6 +31,11 @@ def format_summary(summary: dict) -> str:
     if summary.get("reader"):
         notes = "; ".join(summary.get("reader_notes") or [])
         lines.append(f"  decoding: {summary['reader']}" + (f" ({notes})" if notes else ""))
+    adapted = summary.get("test_set_norm")
+    if adapted:
+        lines.append(f"  test-set BatchNorm statistics: " + (
+            f"kept the training ones ({adapted['reason']})" if adapted.get("reason") else
+            f"{adapted['faces']} faces of {adapted['videos_used']} videos, {adapted['seconds']:.1f}s"))
     if summary.get("interrupted"):
         lines.append(f"  run interrupted ({summary['interrupted']}); unreached videos got the fallback score")
     if summary.get("abandoned_workers"):

@@ -140,6 +140,32 @@ def test_per_video_normalisation_is_scored_fitted_and_shipped_together(crossed, 
         video_norm_of(rows)
 
 
+def test_test_set_batchnorm_statistics_rescore_the_folds(crossed, family_csv, tmp_path):
+    """--test-set-norm-blocks rescores each fold with BatchNorm statistics taken from its held-out family's crops;
+    a reused fold scored otherwise is refused."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(crossed / "out", out)
+    base = ["--videos", str(family_csv), "--folds", "alpha,beta", "--out", str(out), "--preset", "tiny",
+            "--members", "efficientnet_lite0", "--cache-dir", str(crossed / "cache"), "--cache-frames", "4",
+            "--cache-size", "48", "--no-progress", "--bootstrap", "50", "--device", "cpu"]
+    assert cross_family.main(base + ["--resume", "--test-set-norm-blocks", "2"]) == 2
+    assert cross_family.main(base + ["--score-only", "--test-set-norm-blocks", "2"]) == 0
+    before = {r["path"]: float(r["raw"]) for r in csv.DictReader(open(crossed / "out" / "predictions.csv"))}
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert {r["set_norm"] for r in rows} == {"2"} and len(rows) == len(before)
+    assert max(abs(float(r["raw"]) - before[r["path"]]) for r in rows) > 1e-4
+    assert cross_family.main(base + ["--resume", "--test-set-norm-blocks", "2"]) == 0  # same setting: reused
+    assert cross_family.main(base + ["--resume"]) == 2
+    shipped = tmp_path / "shipped"  # the fit is stored with the setting it was made with, which predict then uses
+    shutil.copytree(crossed / "out" / "beta" / "weights", shipped)
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration",
+                              "--calibrate-weights", str(shipped)]) == 0
+    from deepfake_kernel.detectors.weights import read_manifest
+    assert read_manifest(shipped).member("efficientnet_lite0").test_set_norm_blocks == 2
+
+
 def test_seeds_run_every_fold_per_seed_and_report_the_spread(crossed, family_csv, tmp_path):
     import json
 

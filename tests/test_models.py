@@ -189,6 +189,35 @@ def test_video_norm_makes_a_face_score_depend_on_its_video_and_removes_a_source_
     assert np.abs(model.predict_proba(contrast) - model.predict_proba(crops)).max() > 1e-3
 
 
+def test_adapt_batchnorm_takes_the_statistics_of_the_given_set_and_keeps_them():
+    model = _trained_looking_lite0()
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 255, (10, 48, 48, 3), dtype=np.uint8)
+    plain = model.predict_proba(crops)
+    late = {k: v.clone() for k, v in model.network.blocks[3:].state_dict().items()}
+    assert model.adapt_batchnorm(crops, blocks=0, batch_size=5) == 1
+    # the stem's running statistics are now the set's (the mean of two equal batches' means), not the trained ones
+    with torch.inference_mode():
+        stem = model.network.conv_stem(model.preprocess(crops))
+    torch.testing.assert_close(model.network.bn1.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
+    adapted = model.predict_proba(crops)
+    assert np.abs(adapted - plain).max() > 1e-3
+    # fixed afterwards: a face's score does not depend on the faces scored beside it (unlike per-video norm)
+    np.testing.assert_allclose(model.predict_proba(crops[:3]), adapted[:3], atol=1e-6)
+    assert not any(m.training for m in model.modules())
+    assert model.network.bn1.momentum == 0.1
+    assert model.adapt_batchnorm(crops, blocks=2) > 1
+    assert all(torch.equal(v, model.network.blocks[3:].state_dict()[k]) for k, v in late.items())
+    assert model.adapt_batchnorm(crops[:0], blocks=2) == 0  # no crops: nothing changes
+    with pytest.raises(ValueError, match="blocks"):
+        model.adapt_batchnorm(crops, blocks=8)
+    with pytest.raises(ValueError, match="EfficientNet-style"):
+        create_model("resnet50", input_size=32).adapt_batchnorm(crops, blocks=1)
+    every = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.network.modules())
+    assert model.adapt_batchnorm(crops, blocks=None) == every > model.adapt_batchnorm(crops, blocks=7)
+    assert create_model("resnet50", input_size=32).adapt_batchnorm(crops[:4], blocks=None) > 0  # any architecture
+
+
 def test_video_norm_refuses_networks_it_does_not_know():
     with pytest.raises(ValueError, match="EfficientNet-style"):
         create_model("resnet50", input_size=32).set_video_norm(1)

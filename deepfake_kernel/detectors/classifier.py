@@ -69,8 +69,49 @@ class FaceClassifier(nn.Module):
         """The BatchNorm layers that per-video normalisation adapts (empty when it is off)."""
         if self.video_norm_blocks is None:
             return []
-        modules = [self.network.bn1] + list(self.network.blocks)[:self.video_norm_blocks]
+        return self.early_norm_layers(self.video_norm_blocks)
+
+    def early_norm_layers(self, blocks: int) -> list[nn.BatchNorm2d]:
+        """The BatchNorm layers of the stem and of the first ``blocks`` blocks (EfficientNet-style networks)."""
+        if getattr(self.spec, "sequence_length", 0) or not all(
+                hasattr(self.network, a) for a in ("conv_stem", "bn1", "blocks")):
+            raise ValueError(f"{self.spec.name}: adapting the early BatchNorm layers needs an EfficientNet-style "
+                             f"network (conv_stem, bn1, blocks)")
+        if not 0 <= blocks <= len(self.network.blocks):
+            raise ValueError(f"{self.spec.name} has {len(self.network.blocks)} blocks: give 0 to "
+                             f"{len(self.network.blocks)}, not {blocks}")
+        modules = [self.network.bn1] + list(self.network.blocks)[:blocks]
         return [m for module in modules for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    @torch.no_grad()
+    def adapt_batchnorm(self, crops: np.ndarray, blocks: int | None, batch_size: int = 32, seed: int = 0) -> int:
+        """Test-set BatchNorm statistics (AdaBN, Li et al. 2016): the running mean and variance of the stem's and
+        the first ``blocks`` blocks' BatchNorm layers (``None``: every BatchNorm layer, any architecture) become
+        their average over ``crops``, faces of many videos of
+        the set to be scored, so what those videos share (the source's camera, compression, light) is taken out
+        while the differences between them stay; unlike per-video normalisation the statistics are fixed
+        afterwards. Each layer's new statistics are the average of its batches' statistics (shuffled batches of
+        ``batch_size``), as BatchNorm's cumulative running average computes them. Returns how many layers were
+        re-estimated (none without crops)."""
+        layers = (self.early_norm_layers(blocks) if blocks is not None
+                  else [m for m in self.network.modules() if isinstance(m, nn.BatchNorm2d)])
+        if len(crops) == 0 or not layers:
+            return 0
+        saved = [(m.momentum, m.training) for m in layers]
+        self.eval()
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+            m.train()
+        try:
+            order = np.random.default_rng(seed).permutation(len(crops))
+            for start in range(0, len(order), batch_size):
+                self.network(self.preprocess(crops[np.sort(order[start:start + batch_size])]))
+        finally:
+            for m, (momentum, training) in zip(layers, saved):
+                m.momentum = momentum
+                m.train(training)
+        return len(layers)
 
     @contextmanager
     def _video_statistics(self):

@@ -52,6 +52,9 @@ class MemberEntry:
     training: dict[str, Any] = field(default_factory=dict)
     # per-video normalisation of the stem and this many blocks (FaceClassifier.set_video_norm); None: off
     video_norm_blocks: int | None = None
+    # test-set BatchNorm statistics of the stem and this many blocks, re-estimated by predict on faces of the
+    # videos it scores before scoring them (FaceClassifier.adapt_batchnorm); None: off
+    test_set_norm_blocks: int | None = None
 
 
 @dataclass
@@ -182,6 +185,7 @@ def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | No
         forget_fits(manifest, name)
     else:  # the same bytes: the fits kept were made with its test-time setting, which stays too
         entry.video_norm_blocks = previous.video_norm_blocks
+        entry.test_set_norm_blocks = previous.test_set_norm_blocks
     manifest.members = [m for m in manifest.members if m.name != name] + [entry]
     write_manifest(manifest, weights_dir)
     return entry
@@ -235,6 +239,11 @@ def load_member(entry: MemberEntry, weights_dir: str | Path, device: str | torch
         model.set_video_norm(entry.video_norm_blocks)
     except ValueError as exc:
         raise WeightsError(f"manifest member {entry.name!r}: video_norm_blocks: {exc}") from exc
+    if entry.test_set_norm_blocks is not None:
+        try:
+            model.early_norm_layers(entry.test_set_norm_blocks)
+        except ValueError as exc:
+            raise WeightsError(f"manifest member {entry.name!r}: test_set_norm_blocks: {exc}") from exc
     return model.to(device).eval()
 
 

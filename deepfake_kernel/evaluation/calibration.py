@@ -81,16 +81,18 @@ def calibration_report(rows: list[dict]) -> dict:
 
 
 def store_calibration(weights: str | Path, report: dict, source: str, evaluated: list[str],
-                      video_norm: dict[str, int | None] | None = None) -> None:
+                      video_norm: dict[str, int | None] | None = None, set_norm: int | None = None) -> None:
     """The out-of-family fit becomes the manifest's calibration and clip; members that the cross-family folds did
     not score get ensemble weight 0 (no out-of-family evidence supports them), with that reason recorded. The
-    members' per-video normalisation (``video_norm``, as the folds were scored) is stored with the fit it made."""
+    members' per-video normalisation (``video_norm``) and test-set BatchNorm statistics (``set_norm``), as the
+    folds were scored, are stored with the fit they made."""
     from ..detectors.weights import read_manifest, write_manifest
 
     manifest = read_manifest(weights)
     reasons = {}
     for entry in manifest.members:
         entry.video_norm_blocks = (video_norm or {}).get(entry.name)
+        entry.test_set_norm_blocks = set_norm if entry.name in evaluated else None
         if entry.name in evaluated:
             reasons[entry.name] = {"weight": entry.ensemble_weight,
                                    "reason": f"scored out of family in {source} (the table)"}

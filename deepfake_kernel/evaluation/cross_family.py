@@ -42,6 +42,10 @@ class CrossFamilyConfig:
     video_norm_blocks: int | None = field(default=None, metadata={
         "help": "score the folds with per-video normalisation of the stem and this many blocks (test-time AdaBN; "
                 "-1: off; unset: as each fold's manifest says); --calibrate-weights stores it with the fit"})
+    test_set_norm_blocks: int | None = field(default=None, metadata={
+        "help": "score each held-out family with the BatchNorm statistics of the stem and this many blocks "
+                "re-estimated on that family's own crops, all its videos together (test-set AdaBN, as a kernel could "
+                "take them from its unlabelled test videos); unset: the fold's training statistics"})
     init_from: str | None = field(default=None, metadata={
         "help": "start each fold's members from the same fold of another cross_family run (its --out; with --seeds, "
                 "the same seed of it): that fold's work/MEMBER/last.pt, trained without the same families, e.g. "
@@ -62,11 +66,28 @@ def cached_tracks(cache: CropCache, item: VideoItem):
     return [out[k] for k in sorted(out)]
 
 
+def test_set_crops(cache: CropCache, items: list[VideoItem]) -> np.ndarray:
+    """The faces a test-set BatchNorm adaptation averages over, chosen as ``predict`` chooses them
+    (:mod:`~deepfake_kernel.pipeline.adapt`: evenly spaced videos, evenly spaced faces of each), from the cache."""
+    from ..pipeline.adapt import AdaptConfig, evenly_spaced
+
+    config = AdaptConfig()
+    chosen = []
+    for item in evenly_spaced(items, config.max_videos):
+        if cache.video_file(item).is_file():
+            with np.load(cache.video_file(item)) as data:
+                chosen.append(evenly_spaced(data["crops"], config.per_video))
+    chosen = [c for c in chosen if len(c)]
+    return np.concatenate(chosen) if chosen else np.zeros((0, 1, 1, 3), dtype=np.uint8)
+
+
 def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropCache, device: str = "cpu",
-                   video_norm_blocks: int | None = None) -> list[dict]:
+                   video_norm_blocks: int | None = None, test_set_norm_blocks: int | None = None) -> list[dict]:
     """One row per video: the fold's raw and submitted score as ``predict`` computes them from these crops.
     A video without crops gets the fallback 0.5 with its reason, as in ``predict``. ``video_norm_blocks``
-    overrides the members' per-video normalisation (-1: off; ``None``: as the manifest says)."""
+    overrides the members' per-video normalisation (-1: off; ``None``: as the manifest says);
+    ``test_set_norm_blocks`` first re-estimates the members' early BatchNorm statistics on ``items``' crops
+    (:meth:`~deepfake_kernel.detectors.classifier.FaceClassifier.adapt_batchnorm`)."""
     from ..pipeline.detector import Detector
 
     detector = Detector.from_weights(weights_dir, device=device)
@@ -77,12 +98,17 @@ def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropC
     if detector.cropper.crop_size != cache.config.crop_size:
         raise ValueError(f"predict cuts {detector.cropper.crop_size} px crops for these members, the cache holds "
                          f"{cache.config.crop_size} px ones: pass --cache-size {detector.cropper.crop_size}")
+    if test_set_norm_blocks is not None:
+        sample = test_set_crops(cache, items)
+        for member in detector.members.values():
+            member.adapt_batchnorm(sample, test_set_norm_blocks)
     models = detector.member_names
     skipped = cache.skipped()
     rows = []
     for item in items:
         row = {"path": item.path, "label": item.label, "family": item.family, "group": item.group,
-               "method": item.method, "dataset": item.dataset}
+               "method": item.method, "dataset": item.dataset,
+               "set_norm": "" if test_set_norm_blocks is None else str(test_set_norm_blocks)}
         if cache.video_file(item).is_file():
             raw, member_scores, _ = detector.score_tracks(cached_tracks(cache, item), models)
             row.update(raw=raw, score=float(detector.clipper_for(models)(raw)), reason="",
@@ -146,6 +172,11 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
                 raise ValueError(f"fold {fold} was scored with other per-video normalisation than --video-norm-blocks "
                                  f"{config.video_norm_blocks}: rerun without --resume (with --score-only to keep its "
                                  f"weights)")
+            if {str(r.get("set_norm") or "") for r in scored} != {"" if config.test_set_norm_blocks is None
+                                                                   else str(config.test_set_norm_blocks)}:
+                raise ValueError(f"fold {fold} was scored with other test-set BatchNorm statistics than "
+                                 f"--test-set-norm-blocks {config.test_set_norm_blocks}: rerun without --resume "
+                                 f"(with --score-only to keep its weights)")
         else:
             if not config.score_only:
                 fold_config = dataclasses.replace(train_config, hold_out_family=families, out=str(weights),
@@ -154,7 +185,8 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
                 training.run(fold_config, augment, command=(command or "") + f"  # fold {fold}")
             held_out = [i for i in items if i.family in families]
             scored = score_held_out(weights, held_out, cache, device=device,
-                                    video_norm_blocks=config.video_norm_blocks)
+                                    video_norm_blocks=config.video_norm_blocks,
+                                    test_set_norm_blocks=config.test_set_norm_blocks)
             for row in scored:
                 row["fold"] = fold
             write_predictions(fold_dir / "predictions.csv", scored)
@@ -188,7 +220,7 @@ def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | 
 
 
 PREDICTION_COLUMNS = ("fold", "family", "path", "label", "raw", "score", "members", "reason", "group", "method",
-                      "dataset", "video_norm")
+                      "dataset", "video_norm", "set_norm")
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
@@ -219,7 +251,7 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
         report["calibration"] = calibration_report(rows)
         if config.calibrate_weights:
             store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
-                              video_norm_of(rows))
+                              video_norm_of(rows), set_norm_of(rows))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "table.md").write_text(render(report))
     return report
@@ -228,6 +260,16 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
 def evaluated_members(rows: list[dict]) -> list[str]:
     """The members whose scores the predictions hold."""
     return sorted({part.split("=")[0] for r in rows for part in str(r.get("members", "")).split(";") if "=" in part})
+
+
+def set_norm_of(rows: list[dict]) -> int | None:
+    """The test-set BatchNorm setting the rows were scored with; the folds must agree (the fit holds for one)."""
+    settings = {str(r.get("set_norm") or "") for r in rows}
+    if len(settings) > 1:
+        raise ValueError(f"the folds were scored with different test-set BatchNorm statistics ({sorted(settings)}): "
+                         f"rescore them with one --test-set-norm-blocks before fitting")
+    value = settings.pop() if settings else ""
+    return int(value) if value else None
 
 
 def video_norm_of(rows: list[dict]) -> dict[str, int | None]:

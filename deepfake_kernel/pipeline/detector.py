@@ -102,6 +102,7 @@ class Detector:
         self.strict = strict  # an exception in a stage propagates instead of becoming a fallback row
         self._prefetch_pool = None
         self._prefetched: dict = {}
+        self.test_set_norm: dict[str, int] = {}  # member → blocks whose BatchNorm statistics adapt (.adapt)
         # a video scored by exactly one of these member sets gets that set's own calibration and clip
         self.member_set_clippers = {
             key: ensemble.ProbabilityClipper.from_fit(fit, manifest.clip)
@@ -117,12 +118,15 @@ class Detector:
                      min_prob: float = 0.9, max_side: int = 1920, decode_timeout: float = 60.0,
                      fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None,
                      detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None,
-                     min_face_size: int = 24, strict: bool = False) -> "Detector":
+                     min_face_size: int = 24, strict: bool = False,
+                     test_set_norm_blocks: int | None = None) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset).
 
         ``reader`` picks the frame reader (see :class:`FrameReader`); ``compile_mode`` (``"default"``,
         ``"reduce-overhead"``, ``"max-autotune"``) runs the members through ``torch.compile``. ``strict`` lets an
         exception inside a stage propagate (for developing a member) instead of giving the fallback score.
+        ``test_set_norm_blocks`` sets every member's test-set BatchNorm adaptation (:mod:`.adapt`; -1: off;
+        ``None``: as the manifest says), kept in :attr:`test_set_norm` for the run to apply.
         """
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
@@ -144,9 +148,21 @@ class Detector:
         cropper = CropperConfig(detect_long_side=detect_long_side, min_prob=min_prob, margin=margin,
                                 max_faces=max_faces, min_face_size=min_face_size, detect_every=detect_every,
                                 batch_size=batch_size).build(crop_size, device)
-        return cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
-                   fallback_score=fallback_score, device=device, manifest=manifest, video_timeout=video_timeout,
-                   strict=strict)
+        detector = cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
+                       fallback_score=fallback_score, device=device, manifest=manifest,
+                       video_timeout=video_timeout, strict=strict)
+        if test_set_norm_blocks is None:
+            detector.test_set_norm = {e.name: e.test_set_norm_blocks for e in entries
+                                      if e.test_set_norm_blocks is not None}
+        elif test_set_norm_blocks >= 0:
+            for name, member in members.items():
+                try:
+                    member.early_norm_layers(test_set_norm_blocks)
+                except ValueError as exc:
+                    raise ValueError(f"--test-set-norm-blocks {test_set_norm_blocks}: member {name}: {exc}; pick "
+                                     f"members that can adapt with --models, or leave the option out") from None
+            detector.test_set_norm = {name: test_set_norm_blocks for name in members}
+        return detector
 
     @property
     def member_names(self) -> list[str]:
@@ -225,6 +241,19 @@ class Detector:
         if self._prefetch_pool is not None:
             self._prefetch_pool.shutdown(wait=False, cancel_futures=True)
             self._prefetch_pool = None
+
+    def face_crops(self, path: str | Path, frames: int | None = None) -> np.ndarray:
+        """The face crops predict would score for ``path`` (all tracks, frame order), uint8 ``(N, S, S, 3)``;
+        a read error raises :class:`VideoReadError`, a run without faces gives none. The watchdog's
+        ``video_timeout`` applies."""
+        def crops() -> np.ndarray:
+            batch = self.reader.read(path, frames or self.frames)
+            tracks = self._detect(batch.frames, None)
+            faces = [face.crop for track in tracks for face in track.faces if face.crop is not None]
+            size = self.cropper.crop_size
+            return np.stack(faces) if faces else np.zeros((0, size, size, 3), dtype=np.uint8)
+
+        return run_with_timeout(crops, self.video_timeout, name=f"faces of {Path(path).name}")
 
     def _take_prefetched(self, path: str | Path, frames: int):
         """The prefetched frames of ``path`` (its read error re-raised), or ``None`` when none were asked for."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .adapt import AdaptConfig, adapt_to_videos
 from .budget import PRESET_NAMES, Level, TimeBudget, default_ladder, parse_duration, presets
 # light imports only: torch and the models load inside run(), after the SIGTERM handler is in place
 from .stage_config import CropperConfig
@@ -81,6 +82,14 @@ class PredictConfig:
     strict: bool = field(default=False, metadata={
         "help": "stop at the first exception inside a stage, with its traceback (for developing a member); "
                 "by default such a video gets --fallback-score and its reason, and the run goes on"})
+    test_set_norm_blocks: int | None = field(default=None, metadata={
+        "help": "before scoring, re-estimate the BatchNorm statistics of each member's stem and this many blocks on "
+                "faces of the videos to score (test-set AdaBN, docs/cross_family.md); -1: off; unset: as the "
+                "manifest says (the shipped weights' calibration was fitted with it: see the README)"})
+    adapt_videos: int = field(default=AdaptConfig.max_videos, metadata={
+        "help": "videos read (evenly spaced over the run) for those statistics, before the first row is scored"})
+    adapt_min_videos: int = field(default=AdaptConfig.min_videos, metadata={
+        "help": "fewer usable videos than this: the members keep their training statistics"})
     compile: str | None = field(default=None, metadata={
         "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
                 "compiling happens at load time (about 33 s for the shipped members on a 2-core CPU with an empty "
@@ -138,6 +147,10 @@ def check_config(config: PredictConfig) -> tuple[Path, list[str], float | None]:
                           "--min-face-size at least 12 pixels (MTCNN's smallest window)")
     if config.compile not in (None, "", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
         raise ConfigError(f"--compile {config.compile!r}: use default, reduce-overhead or max-autotune")
+    if config.adapt_videos < 1 or config.adapt_min_videos < 1:
+        raise ConfigError("--adapt-videos and --adapt-min-videos must be at least 1")
+    if config.test_set_norm_blocks is not None and config.test_set_norm_blocks < -1:
+        raise ConfigError("--test-set-norm-blocks: give the number of blocks (0 = the stem alone), or -1 for off")
     try:
         budget_seconds = parse_duration(config.time_budget)
     except ValueError as exc:
@@ -219,6 +232,7 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
     levels: collections.Counter = collections.Counter()
     interrupted = None
     detector = None
+    adaptation = None
 
     # While torch and the models load, an interruption is only recorded and raised once loading returns: an
     # exception raised by a signal handler inside torch's import (C++ calling back into Python) aborts the
@@ -254,6 +268,12 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
         # a complete submission exists from the start, so nothing that happens later can lose a row
         write_submission(config.out, names, {}, config.fallback_score)
         last_checkpoint = time.monotonic()
+        if detector.test_set_norm:
+            # at most half of the budget goes to reading faces for the statistics; the rest scores the videos
+            deadline = None if budget_seconds is None else started + 0.5 * budget_seconds
+            adaptation = adapt_to_videos(detector, [video_dir / n for n in names], detector.test_set_norm,
+                                         AdaptConfig(config.adapt_videos, AdaptConfig.per_video,
+                                                     config.adapt_min_videos), deadline)
         ladder = default_ladder(*top_and_light(config, detector))
         remaining = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
         budget = TimeBudget(remaining, len(names), ladder)
@@ -299,6 +319,8 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                "fallbacks": dict(reasons), "levels": dict(levels), "seconds": round(elapsed, 2),
                "seconds_per_video": round(elapsed / max(1, len(names)), 3), "out": str(config.out),
                "interrupted": interrupted, "abandoned_workers": abandoned_alive()}
+    if adaptation is not None:
+        summary["test_set_norm"] = adaptation
     if detector is not None:  # which decoder ran, and why GPU decoding was off or dropped
         summary["reader"] = detector.reader.primary.name
         summary["reader_notes"] = list(detector.reader.notes)
@@ -318,7 +340,8 @@ def _load_detector(config: PredictConfig):
                                  margin=config.margin, min_prob=config.min_face_prob,
                                  fallback_score=config.fallback_score, detect_every=config.detect_every,
                                  reader=config.reader, compile_mode=config.compile or None,
-                                 min_face_size=config.min_face_size, strict=config.strict)
+                                 min_face_size=config.min_face_size, strict=config.strict,
+                                 test_set_norm_blocks=config.test_set_norm_blocks)
 
 
 def top_and_light(config: PredictConfig, detector) -> tuple[Level, Level]:

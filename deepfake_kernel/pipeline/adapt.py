@@ -1,0 +1,83 @@
+"""Test-set BatchNorm statistics: before scoring, the members' early BatchNorm layers take their statistics from
+faces of the videos about to be scored (AdaBN, Li et al. 2016), so what a new source's videos share (camera,
+compression, light) is taken out while the differences between its videos stay.
+
+A member adapts when its manifest entry says ``test_set_norm_blocks`` (stored with the out-of-family calibration
+that was fitted on scores made this way, ``cross_family --test-set-norm-blocks``) or ``predict
+--test-set-norm-blocks`` asks for it. The faces come from up to ``max_videos`` evenly spaced videos of the run,
+``per_video`` evenly spaced faces each, read and cropped by the detector's own stages; a video that fails or
+has no face is skipped. With fewer than ``min_videos`` usable videos the members keep their training
+statistics (a handful of videos would stand for one source's look, not the test set's).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, TypeVar
+
+import numpy as np
+
+log = logging.getLogger("deepfake_kernel.predict")
+
+T = TypeVar("T")
+
+
+@dataclass
+class AdaptConfig:
+    """How many faces of which videos the test-set statistics are estimated from."""
+
+    max_videos: int = field(default=128, metadata={"help": "videos read for the test-set BatchNorm statistics"})
+    per_video: int = field(default=8, metadata={"help": "faces taken from each of them"})
+    min_videos: int = field(default=16, metadata={
+        "help": "fewer usable videos than this: keep the training statistics"})
+
+
+def evenly_spaced(items: Sequence[T], count: int) -> Sequence[T]:
+    """``count`` items spread evenly over ``items`` (first and last included); all of them when there are fewer."""
+    if len(items) <= count:
+        return items
+    picks = np.linspace(0, len(items) - 1, count).round().astype(int)
+    return items[picks] if isinstance(items, np.ndarray) else [items[i] for i in picks]
+
+
+def adapt_to_videos(detector, paths: Sequence[str | Path], blocks: dict[str, int],
+                    config: AdaptConfig | None = None, deadline: float | None = None) -> dict:
+    """Re-estimate the early BatchNorm statistics of ``detector``'s members named in ``blocks`` (member → blocks)
+    on faces of ``paths`` (see the module). ``deadline`` (a ``time.monotonic()`` value) stops reading further
+    videos. Never raises for a bad video; returns a summary: videos read and usable, faces, members adapted,
+    seconds, and ``reason`` when the members kept their training statistics."""
+    config = config or AdaptConfig()
+    started = time.monotonic()
+    chosen = evenly_spaced(list(paths), config.max_videos)
+    crops, failures = [], 0
+    if len(chosen) < config.min_videos:  # cannot reach the minimum: read nothing
+        chosen = []
+    for path in chosen:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        try:
+            faces = detector.face_crops(path)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a bad video only leaves the sample
+            failures += 1
+            log.info("test-set statistics: %s skipped (%s: %s)", Path(path).name, type(exc).__name__, exc)
+            continue
+        if len(faces):
+            crops.append(evenly_spaced(faces, config.per_video))
+    summary = {"videos_tried": len(chosen), "videos_used": len(crops), "failed": failures,
+               "faces": int(sum(len(c) for c in crops)), "members": {}}
+    if len(crops) < config.min_videos:
+        summary["reason"] = (f"only {len(crops) if chosen else len(paths)} {'usable ' if chosen else ''}videos "
+                             f"(fewer than {config.min_videos}): training statistics kept")
+        log.warning("test-set BatchNorm statistics not estimated: %s", summary["reason"])
+    else:
+        sample = np.concatenate(crops)
+        for name, count in blocks.items():
+            summary["members"][name] = detector.members[name].adapt_batchnorm(sample, count)
+        log.info("test-set BatchNorm statistics from %d faces of %d videos: %s", len(sample), len(crops),
+                 summary["members"])
+    summary["seconds"] = round(time.monotonic() - started, 2)
+    return summary

@@ -1,0 +1,76 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+
+from deepfake_kernel import predict
+from deepfake_kernel.pipeline.adapt import evenly_spaced
+
+
+def raw_scores(path):
+    with open(path, newline="") as handle:
+        return {r["filename"]: (r["raw_score"], r["reason"]) for r in csv.DictReader(handle)}
+
+
+def test_evenly_spaced_keeps_the_ends_and_everything_when_short():
+    assert evenly_spaced(list(range(10)), 4) == [0, 3, 6, 9]
+    assert evenly_spaced([1, 2], 8) == [1, 2]
+    picked = evenly_spaced(np.arange(33), 8)
+    assert isinstance(picked, np.ndarray) and len(set(picked.tolist())) == 8 and picked[-1] == 32
+
+
+def _run(video_dir, weights, tmp_path, tag, *extra):
+    out, details = tmp_path / f"{tag}.csv", tmp_path / f"{tag}_details.csv"
+    summary = predict.run(predict.PredictConfig(
+        video_dir=str(video_dir), weights=str(weights), out=str(out), details=str(details), frames=4,
+        detect_long_side=480, progress=False, models=["efficientnet_lite0"], prefetch=False, **dict(extra)))
+    return summary, raw_scores(details)
+
+
+def test_predict_rescores_with_the_test_sets_batchnorm_statistics(video_dir, tiny_weights, tmp_path):
+    plain_summary, plain = _run(video_dir, tiny_weights, tmp_path, "plain")
+    assert "test_set_norm" not in plain_summary
+    summary, adapted = _run(video_dir, tiny_weights, tmp_path, "adapted", ("test_set_norm_blocks", 2),
+                            ("adapt_min_videos", 2))
+    info = summary["test_set_norm"]
+    # the corrupt file fails and the noise clip has no face: two videos give faces, none crashes the run
+    assert info["videos_tried"] == 4 and info["videos_used"] == 2 and info["failed"] == 1
+    assert 2 <= info["faces"] <= 16 and info["members"]["efficientnet_lite0"] > 1 and "reason" not in info
+    assert set(adapted) == set(plain) and adapted["corrupt.mp4"] == plain["corrupt.mp4"]
+    assert abs(float(adapted["one_face.mp4"][0]) - float(plain["one_face.mp4"][0])) > 1e-4
+    # too few usable videos: the training statistics stay, and so do the scores
+    summary, kept = _run(video_dir, tiny_weights, tmp_path, "kept", ("test_set_norm_blocks", 2),
+                         ("adapt_min_videos", 3))
+    assert "fewer than 3" in summary["test_set_norm"]["reason"] and not summary["test_set_norm"]["members"]
+    assert kept == plain
+    summary, _ = _run(video_dir, tiny_weights, tmp_path, "small", ("test_set_norm_blocks", 2),
+                      ("adapt_min_videos", 5))
+    assert summary["test_set_norm"]["videos_tried"] == 0  # a run smaller than the minimum reads nothing extra
+    assert "only 4 videos (fewer than 5)" in summary["test_set_norm"]["reason"]
+
+
+def test_the_manifest_turns_it_on_and_the_command_line_off(video_dir, tiny_weights, tmp_path):
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    for entry in manifest["members"]:
+        if entry["name"] == "efficientnet_lite0":
+            entry["test_set_norm_blocks"] = 1
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    summary, _ = _run(video_dir, weights, tmp_path, "manifest", ("adapt_min_videos", 2))
+    assert summary["test_set_norm"]["members"] == {"efficientnet_lite0": 3}  # stem + block 0: bn1 and 2 layers
+    summary, _ = _run(video_dir, weights, tmp_path, "off", ("test_set_norm_blocks", -1))
+    assert "test_set_norm" not in summary
+
+
+def test_bad_settings_fail_before_any_video(video_dir, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    base = [str(video_dir), "--weights", str(tiny_weights), "--out", str(out), "--no-progress"]
+    assert predict.main(base + ["--test-set-norm-blocks", "-3"]) == 2
+    assert predict.main(base + ["--adapt-videos", "0"]) == 2
+    assert predict.main(base + ["--test-set-norm-blocks", "2", "--models", "resnet50"]) == 2
+    assert "member resnet50" in capsys.readouterr().err and not out.exists()
+    assert predict.main(base + ["--test-set-norm-blocks", "1", "--adapt-min-videos", "2", "--frames", "3",
+                                "--models", "efficientnet_lite0", "--detect-long-side", "480"]) == 0
+    assert "test-set BatchNorm statistics: " in capsys.readouterr().out and out.is_file()
