@@ -87,12 +87,11 @@ class FaceClassifier(nn.Module):
     def adapt_batchnorm(self, crops: np.ndarray, blocks: int | None, batch_size: int = 32, seed: int = 0) -> int:
         """Test-set BatchNorm statistics (AdaBN, Li et al. 2016): the running mean and variance of the stem's and
         the first ``blocks`` blocks' BatchNorm layers (``None``: every BatchNorm layer, any architecture) become
-        their average over ``crops``, faces of many videos of
-        the set to be scored, so what those videos share (the source's camera, compression, light) is taken out
-        while the differences between them stay; unlike per-video normalisation the statistics are fixed
-        afterwards. Each layer's new statistics are the average of its batches' statistics (shuffled batches of
-        ``batch_size``), as BatchNorm's cumulative running average computes them. Returns how many layers were
-        re-estimated (none without crops)."""
+        their average over ``crops``, faces of many videos of the set to be scored, so what those videos share
+        (the source's camera, compression, light) is taken out while the differences between them stay; unlike
+        per-video normalisation the statistics are fixed afterwards. Each layer's statistics are the average of
+        its batches' (shuffled batches of ``batch_size``), as BatchNorm's cumulative running average computes
+        them. Returns how many layers were re-estimated (none without crops)."""
         layers = (self.early_norm_layers(blocks) if blocks is not None
                   else [m for m in self.network.modules() if isinstance(m, nn.BatchNorm2d)])
         if len(crops) == 0 or not layers:

@@ -243,7 +243,7 @@ class Detector:
             self._prefetch_pool = None
 
     def face_crops(self, path: str | Path, frames: int | None = None) -> np.ndarray:
-        """The face crops predict would score for ``path`` (all tracks, frame order), uint8 ``(N, S, S, 3)``;
+        """The face crops predict would score for ``path`` (track by track), uint8 ``(N, S, S, 3)``;
         a read error raises :class:`VideoReadError`, a run without faces gives none. The watchdog's
         ``video_timeout`` applies."""
         def crops() -> np.ndarray:
