@@ -56,12 +56,10 @@ class FaceClassifier(nn.Module):
         if blocks is None or blocks < 0:
             self.video_norm_blocks = None
             return self
-        if getattr(self.spec, "sequence_length", 0) or not all(
-                hasattr(self.network, a) for a in ("conv_stem", "bn1", "blocks")):
-            raise ValueError(f"{self.spec.name}: per-video normalisation needs an EfficientNet-style network "
-                             f"(conv_stem, bn1, blocks); leave video_norm_blocks unset for this member")
-        if blocks > len(self.network.blocks):
-            raise ValueError(f"{self.spec.name} has {len(self.network.blocks)} blocks, not {blocks}")
+        try:
+            self.early_norm_layers(blocks)
+        except ValueError as exc:
+            raise ValueError(f"per-video normalisation: {exc}; leave video_norm_blocks unset for this member") from None
         self.video_norm_blocks = int(blocks)
         return self
 
