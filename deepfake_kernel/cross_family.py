@@ -16,6 +16,7 @@ mean; per manipulation of a family, its fakes' AUC against the family's real vid
 ``--fit-calibration`` then fits the clipper on these out-of-family predictions so that no family's log loss passes
 the constant's 0.693 (minimax over families), reports each fold's log loss with the calibration fitted on the
 *other* folds, and with ``--calibrate-weights DIR`` stores it in that weights folder's manifest.
+``--test-set-center`` fits it on logits centred on each test set's median (predict then centres on its run).
 """
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_predictions and config.seeds:
             raise ValueError("--from-predictions rebuilds one run's table: point --out at one seed's folder "
                              "(OUT/seed_S) and leave out --seeds")
+        if (config.test_set_center or config.calibrate_weights) and not config.fit_calibration:
+            raise ValueError("--test-set-center and --calibrate-weights shape the calibration fit: add "
+                             "--fit-calibration")
         if config.seeds:
             report = run_seeds(config, train_config, augment, command)
         else:

@@ -36,6 +36,10 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  test-set BatchNorm statistics: " + (
             f"kept the training ones ({adapted['reason']})" if adapted.get("reason") else
             f"{adapted['faces']} faces of {adapted['videos_used']} videos, {adapted['seconds']:.1f}s"))
+    centred = summary.get("test_set_center")
+    if centred:
+        lines.append("  test-set centring: " + (f"off ({centred['reason']})" if centred.get("reason") else
+                                                f"{centred['videos']} videos, median logit {centred['median_logit']:+.3f}"))
     if summary.get("interrupted"):
         lines.append(f"  run interrupted ({summary['interrupted']}); unreached videos got the fallback score")
     if summary.get("abandoned_workers"):

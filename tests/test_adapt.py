@@ -74,3 +74,47 @@ def test_bad_settings_fail_before_any_video(video_dir, tiny_weights, tmp_path, c
     assert predict.main(base + ["--test-set-norm-blocks", "1", "--adapt-min-videos", "2", "--frames", "3",
                                 "--models", "efficientnet_lite0", "--detect-long-side", "480"]) == 0
     assert "test-set BatchNorm statistics: " in capsys.readouterr().out and out.is_file()
+
+
+def test_predict_centres_the_scores_on_the_runs_median_logit(video_dir, tiny_weights, tmp_path):
+    import math
+
+    from deepfake_kernel.detectors.weights import read_manifest
+    from deepfake_kernel.pipeline.ensemble import ProbabilityClipper
+
+    plain_summary, plain = _run(video_dir, tiny_weights, tmp_path, "plain")
+    assert "test_set_center" not in plain_summary
+    summary, centred = _run(video_dir, tiny_weights, tmp_path, "centred", ("test_set_center", True),
+                            ("adapt_min_videos", 2))
+    assert summary["test_set_center"]["videos"] == 2  # the corrupt file and the faceless clip take no part
+    labels = {r["filename"]: float(r["label"]) for r in csv.DictReader(open(tmp_path / "centred.csv"))}
+    assert labels["corrupt.mp4"] == 0.5 and labels["no_face.mp4"] == 0.5
+    raws = {n: float(centred[n][0]) for n in ("one_face.mp4", "two_faces.mp4")}
+    assert raws == {n: float(plain[n][0]) for n in raws}  # centring changes the label, not the raw score
+    median = sum(math.log(r / (1 - r)) for r in raws.values()) / 2
+    assert summary["test_set_center"]["median_logit"] == round(median, 4)
+    manifest = read_manifest(tiny_weights)
+    clipper = ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)
+    for name, raw in raws.items():
+        expected = ProbabilityClipper(clipper.lo, clipper.hi, clipper.temperature, clipper.bias, shift=median)(raw)
+        assert abs(labels[name] - expected) < 1e-5  # the details round the raw score to 6 digits
+        assert abs(labels[name] - clipper(raw)) > 1e-3
+    submitted = {r["filename"]: float(r["label"]) for r in csv.DictReader(open(tmp_path / "centred_details.csv"))}
+    assert submitted == labels  # the details say what the submission says
+    # under the minimum, nothing is centred
+    summary, _ = _run(video_dir, tiny_weights, tmp_path, "few", ("test_set_center", True), ("adapt_min_videos", 3))
+    assert "fewer than 3" in summary["test_set_center"]["reason"]
+    few = {r["filename"]: float(r["label"]) for r in csv.DictReader(open(tmp_path / "few.csv"))}
+    assert few == {r["filename"]: float(r["label"]) for r in csv.DictReader(open(tmp_path / "plain.csv"))}
+
+
+def test_the_manifests_calibration_turns_centring_on(video_dir, tiny_weights, tmp_path):
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["calibration"]["center"] = "test_set_median"
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    summary, _ = _run(video_dir, weights, tmp_path, "m", ("adapt_min_videos", 2))
+    assert summary["test_set_center"]["videos"] == 2
+    summary, _ = _run(video_dir, weights, tmp_path, "off", ("test_set_center", False), ("adapt_min_videos", 2))
+    assert "test_set_center" not in summary

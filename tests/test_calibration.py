@@ -16,3 +16,22 @@ def test_minimax_calibration_says_half_when_the_ranking_flips_between_families()
     good = calibration.fit_minimax_calibration(np.array([0.9, 0.8, 0.2, 0.1] * 2), np.array([1, 1, 0, 0] * 2),
                                                 families)
     assert good["worst_family_log_loss"] < 0.3
+
+
+def test_centring_on_each_test_set_removes_a_sources_offset():
+    # both families rank perfectly, but every video of family a looks fake (logits +2 and +4): one slope cannot
+    # serve both; centred on each test set's median, both families read ±1 and the fit may be confident
+    logits = np.array([4, 4, 2, 2, 1, 1, -1, -1], np.float64)
+    raw = 1 / (1 + np.exp(-logits))
+    labels = np.array([1, 1, 0, 0] * 2)
+    rows = [{"raw": r, "label": int(y), "family": f, "fold": f, "seed": 0}
+            for r, y, f in zip(raw, labels, ["a"] * 4 + ["b"] * 4)]
+    shifts = calibration.test_set_shifts(rows)
+    np.testing.assert_allclose(shifts, [3] * 4 + [0] * 4, atol=1e-6)
+    plain = calibration.calibration_report(rows)
+    centred = calibration.calibration_report(rows, center=True)
+    assert centred["fit"]["center"] == "test_set_median" and plain["fit"]["center"] is None
+    assert centred["fit"]["worst_family_log_loss"] < plain["fit"]["worst_family_log_loss"] - 0.1
+    # another seed of the same fold is another test set, centred on its own median
+    rows2 = rows + [dict(r, seed=1, raw=1 / (1 + np.exp(-(np.log(r["raw"] / (1 - r["raw"])) - 5)))) for r in rows]
+    np.testing.assert_allclose(calibration.test_set_shifts(rows2)[8:], [-2] * 4 + [-5] * 4, atol=1e-6)

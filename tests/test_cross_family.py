@@ -166,6 +166,30 @@ def test_test_set_batchnorm_statistics_rescore_the_folds(crossed, family_csv, tm
     assert read_manifest(shipped).member("efficientnet_lite0").test_set_norm_blocks == 2
 
 
+def test_test_set_centring_is_fitted_judged_and_shipped(crossed, tmp_path, capsys):
+    """--test-set-center fits the calibration on logits centred per test set (a fold's videos) and stores that
+    with the fit, which turns centring on in predict; without --fit-calibration it is refused."""
+    import json
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(crossed / "out", out)
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--test-set-center"]) == 2
+    assert "--fit-calibration" in capsys.readouterr().err
+    shipped = tmp_path / "shipped"
+    shutil.copytree(crossed / "out" / "beta" / "weights", shipped)
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration", "--test-set-center",
+                              "--calibrate-weights", str(shipped)]) == 0
+    report = json.loads((out / "report.json").read_text())["calibration"]
+    assert report["fit"]["center"] == "test_set_median"
+    assert set(report["leave_one_fold_out"]["families"]) == {"alpha", "beta"}
+    from deepfake_kernel.detectors.weights import read_manifest
+    from deepfake_kernel.pipeline.detector import Detector
+    assert read_manifest(shipped).calibration["center"] == "test_set_median"
+    assert Detector.from_weights(shipped, device="cpu").test_set_center
+    assert not Detector.from_weights(shipped, device="cpu", test_set_center=False).test_set_center
+
+
 def test_seeds_run_every_fold_per_seed_and_report_the_spread(crossed, family_csv, tmp_path):
     import json
 

@@ -3,6 +3,9 @@
 ``sigmoid(slope · logit(raw))`` clipped to ``[c, 1 − c]``, the slope and clip chosen so that the *worst*
 held-out family's log loss is as low as it gets (in sample never above the constant's 0.693); each fold is then
 judged with the fit made on the other folds.
+
+With ``center`` each video's logit is first taken relative to the median logit of its test set (the fold's
+held-out videos of one seed, as ``predict`` would see them in one run: :func:`~..pipeline.ensemble.test_set_shift`).
 """
 from __future__ import annotations
 
@@ -26,12 +29,23 @@ CLIPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
 def family_losses(raw: np.ndarray, labels: np.ndarray, families: np.ndarray, slope: float, bias: float,
-                   clip: float) -> dict[str, float]:
-    probs = np.clip(ensemble.sigmoid(slope * ensemble.logit(raw) + bias), clip, 1 - clip)
+                   clip: float, shift: np.ndarray | float = 0.0) -> dict[str, float]:
+    probs = np.clip(ensemble.sigmoid(slope * (ensemble.logit(raw) - shift) + bias), clip, 1 - clip)
     return {f: metrics.log_loss(labels[families == f], probs[families == f]) for f in np.unique(families)}
 
 
-def fit_minimax_calibration(raw: np.ndarray, labels: np.ndarray, families: np.ndarray) -> dict:
+def test_set_shifts(rows: list[dict]) -> np.ndarray:
+    """Per row, the median logit of its test set: the rows of its fold and seed (``seed`` absent: one run)."""
+    keys = np.array([f"{r.get('seed', '')}/{r['fold']}" for r in rows])
+    raw = np.array([r["raw"] for r in rows], np.float64)
+    shifts = np.zeros(len(rows))
+    for key in np.unique(keys):
+        shifts[keys == key] = ensemble.test_set_shift(raw[keys == key])
+    return shifts
+
+
+def fit_minimax_calibration(raw: np.ndarray, labels: np.ndarray, families: np.ndarray,
+                            shift: np.ndarray | float = 0.0) -> dict:
     """``sigmoid(slope · logit(raw))`` clipped to ``[c, 1 − c]``, chosen on a grid to minimise the *worst*
     family's log loss (ties: the mean). The smallest slope is nearly the constant 0.5 (raw scores in [0.01, 0.99]
     land within 0.5 ± 0.03), so the worst family does no worse than about 0.693 on the videos it is fitted on: a
@@ -40,7 +54,7 @@ def fit_minimax_calibration(raw: np.ndarray, labels: np.ndarray, families: np.nd
     for slope in SLOPES:
         for bias in BIASES:
             for clip in CLIPS:
-                losses = family_losses(raw, labels, families, slope, bias, clip)
+                losses = family_losses(raw, labels, families, slope, bias, clip, shift)
                 key = (round(max(losses.values()), 6), round(float(np.mean(list(losses.values()))), 6))
                 if key < best_key:
                     best, best_key = (float(slope), float(bias), float(clip)), key
@@ -49,31 +63,35 @@ def fit_minimax_calibration(raw: np.ndarray, labels: np.ndarray, families: np.nd
             "worst_family_log_loss": best_key[0], "mean_family_log_loss": best_key[1]}
 
 
-def apply_calibration(fit: dict, raw: np.ndarray) -> np.ndarray:
+def apply_calibration(fit: dict, raw: np.ndarray, shift: np.ndarray | float = 0.0) -> np.ndarray:
     clipper = ensemble.ProbabilityClipper(fit["clip"][0], fit["clip"][1], fit["temperature"], fit["bias"])
-    return clipper(raw)
+    return clipper(ensemble.sigmoid(ensemble.logit(raw) - shift))
 
 
-def calibration_report(rows: list[dict]) -> dict:
-    """The fit on all out-of-family predictions, and each fold scored with the fit made on the other folds."""
+def calibration_report(rows: list[dict], center: bool = False) -> dict:
+    """The fit on all out-of-family predictions, and each fold scored with the fit made on the other folds;
+    ``center``: on logits centred per test set (:func:`test_set_shifts`), recorded in the fit as
+    ``"center": "test_set_median"``."""
     raw = np.array([r["raw"] for r in rows], np.float64)
     labels = np.array([r["label"] for r in rows], np.float64)
     families = np.array([r["family"] for r in rows])
     folds = np.array([r["fold"] for r in rows])
-    fit = fit_minimax_calibration(raw, labels, families)
+    shift = test_set_shifts(rows) if center else np.zeros(len(rows))
+    fit = fit_minimax_calibration(raw, labels, families, shift)
     held = {}
     oof = np.full(len(rows), np.nan)
     for fold in np.unique(folds):
         inside = folds == fold
-        others = fit_minimax_calibration(raw[~inside], labels[~inside], families[~inside])
-        oof[inside] = apply_calibration(others, raw[inside])
+        others = fit_minimax_calibration(raw[~inside], labels[~inside], families[~inside], shift[~inside])
+        oof[inside] = apply_calibration(others, raw[inside], shift[inside])
         held[fold] = others
     per_family = {}
     for family in np.unique(families):
         chosen = families == family
         per_family[family] = {"log_loss": round(metrics.log_loss(labels[chosen], oof[chosen]), 4),
                               "in_sample_log_loss": round(metrics.log_loss(
-                                  labels[chosen], apply_calibration(fit, raw[chosen])), 4)}
+                                  labels[chosen], apply_calibration(fit, raw[chosen], shift[chosen])), 4)}
+    fit["center"] = "test_set_median" if center else None
     return {"fit": fit, "fits_without_each_fold": held,
             "leave_one_fold_out": {"families": per_family, "mean_log_loss": round(float(np.mean(
                 [v["log_loss"] for v in per_family.values()])), 4),
@@ -103,6 +121,7 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
     manifest.notes["ensemble_weights"] = reasons
     fit = report["fit"]
     manifest.calibration = {"temperature": fit["temperature"], "bias": fit["bias"],
+                            "center": fit.get("center"),
                             "fitted_on": f"out-of-family predictions of {source}",
                             "rule": "minimax over held-out families",
                             "leave_one_fold_out_log_loss": report["leave_one_fold_out"]["families"]}

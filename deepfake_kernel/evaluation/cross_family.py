@@ -33,6 +33,9 @@ class CrossFamilyConfig:
     score_only: bool = field(default=False, metadata={"help": "score existing fold weights, train nothing"})
     fit_calibration: bool = field(default=False, metadata={
         "help": "fit the clipper on the out-of-family predictions (minimax over families), judged leave-one-fold-out"})
+    test_set_center: bool = field(default=False, metadata={
+        "help": "with --fit-calibration: fit on each video's logit minus the median logit of its test set (the fold's "
+                "held-out videos, per seed), as predict then applies it over a run's videos; stored with the fit"})
     calibrate_weights: str | None = field(default=None, metadata={
         "help": "store that fit in this weights folder's manifest (the shipped model trained on every family)"})
     seeds: list[int] = field(default_factory=list, metadata={
@@ -213,7 +216,7 @@ def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | 
                                           calibrate_weights=None,
                                           init_from=config.init_from and str(Path(config.init_from) / f"seed_{seed}"))
         tables[seed] = run(seed_config, dataclasses.replace(train_config, seed=seed), augment, command)["table"]
-        rows += read_predictions(Path(seed_config.out) / "predictions.csv")
+        rows += [dict(r, seed=seed) for r in read_predictions(Path(seed_config.out) / "predictions.csv")]
     report = {"command": command, "folds": config.folds, "seeds": list(config.seeds),
               "over_seeds": seed_summary(tables)}
     return finish_report(config, report, rows, render_seed_table)
@@ -248,7 +251,7 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
     normalisation), then write ``report.json`` and ``table.md`` under ``config.out``."""
     out = Path(config.out)
     if config.fit_calibration:
-        report["calibration"] = calibration_report(rows)
+        report["calibration"] = calibration_report(rows, center=config.test_set_center)
         if config.calibrate_weights:
             store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
                               video_norm_of(rows), set_norm_of(rows))

@@ -8,9 +8,14 @@ that was fitted on scores made this way, ``cross_family --test-set-norm-blocks``
 ``per_video`` evenly spaced faces each, read and cropped by the detector's own stages; a video that fails or
 has no face is skipped. With fewer than ``min_videos`` usable videos the members keep their training
 statistics (a handful of videos would stand for one source's look, not the test set's).
+
+After scoring, :func:`centre_scores` takes each video's logit relative to the median logit of the run's scored
+videos before calibrating it, when the manifest's calibration was fitted that way (``cross_family
+--test-set-center``) or ``predict --test-set-center`` asks; again not under ``min_videos`` scored videos.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,6 +23,8 @@ from pathlib import Path
 from typing import Sequence, TypeVar
 
 import numpy as np
+
+from . import ensemble
 
 log = logging.getLogger("deepfake_kernel.predict")
 
@@ -81,3 +88,17 @@ def adapt_to_videos(detector, paths: Sequence[str | Path], blocks: dict[str, int
                  summary["members"])
     summary["seconds"] = round(time.monotonic() - started, 2)
     return summary
+
+
+def centre_scores(detector, scored: dict, min_videos: int = AdaptConfig.min_videos) -> tuple[dict[str, float], dict]:
+    """Calibrated scores of ``scored`` (name → :class:`~.detector.VideoPrediction` with a raw score) with each
+    logit taken relative to their median (:func:`~.ensemble.test_set_shift`), each through the clipper of the
+    members that scored it; with fewer than ``min_videos`` of them, nothing changes (empty dict). Returns the
+    scores and a summary (videos, median logit, or ``reason``)."""
+    if len(scored) < min_videos:
+        return {}, {"videos": len(scored), "reason": f"only {len(scored)} scored videos (fewer than {min_videos}): "
+                                                     f"scores not centred"}
+    shift = ensemble.test_set_shift([p.raw_score for p in scored.values()])
+    scores = {name: float(dataclasses.replace(detector.clipper_for(list(p.models)), shift=shift)(p.raw_score))
+              for name, p in scored.items()}
+    return scores, {"videos": len(scored), "median_logit": round(shift, 4)}

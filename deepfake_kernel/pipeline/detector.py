@@ -103,6 +103,7 @@ class Detector:
         self._prefetch_pool = None
         self._prefetched: dict = {}
         self.test_set_norm: dict[str, int] = {}  # member → blocks whose BatchNorm statistics adapt (.adapt)
+        self.test_set_center = False  # centre the scores on the run's median logit (.adapt.centre_scores)
         # a video scored by exactly one of these member sets gets that set's own calibration and clip
         self.member_set_clippers = {
             key: ensemble.ProbabilityClipper.from_fit(fit, manifest.clip)
@@ -119,14 +120,17 @@ class Detector:
                      fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None,
                      detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None,
                      min_face_size: int = 24, strict: bool = False,
-                     test_set_norm_blocks: int | None = None) -> "Detector":
+                     test_set_norm_blocks: int | None = None,
+                     test_set_center: bool | None = None) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset).
 
         ``reader`` picks the frame reader (see :class:`FrameReader`); ``compile_mode`` (``"default"``,
         ``"reduce-overhead"``, ``"max-autotune"``) runs the members through ``torch.compile``. ``strict`` lets an
         exception inside a stage propagate (for developing a member) instead of giving the fallback score.
         ``test_set_norm_blocks`` sets every member's test-set BatchNorm adaptation (:mod:`.adapt`; -1: off;
-        ``None``: as the manifest says), kept in :attr:`test_set_norm` for the run to apply.
+        ``None``: as the manifest says), kept in :attr:`test_set_norm` for the run to apply; likewise
+        ``test_set_center`` (centring each video's logit on the run's median, :func:`.adapt.centre_scores`) in
+        :attr:`test_set_center`.
         """
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
@@ -162,6 +166,8 @@ class Detector:
                     raise ValueError(f"--test-set-norm-blocks {test_set_norm_blocks}: member {name}: {exc}; pick "
                                      f"members that can adapt with --models, or leave the option out") from None
             detector.test_set_norm = {name: test_set_norm_blocks for name in members}
+        detector.test_set_center = (manifest.calibration.get("center") == "test_set_median"
+                                    if test_set_center is None else bool(test_set_center))
         return detector
 
     @property

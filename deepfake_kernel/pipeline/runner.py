@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .adapt import AdaptConfig, adapt_to_videos
+from .adapt import AdaptConfig, adapt_to_videos, centre_scores
 from .budget import PRESET_NAMES, Level, TimeBudget, default_ladder, parse_duration, presets
 # light imports only: torch and the models load inside run(), after the SIGTERM handler is in place
 from .stage_config import CropperConfig
@@ -89,7 +89,12 @@ class PredictConfig:
     adapt_videos: int = field(default=AdaptConfig.max_videos, metadata={
         "help": "videos read (evenly spaced over the run) for those statistics, before the first row is scored"})
     adapt_min_videos: int = field(default=AdaptConfig.min_videos, metadata={
-        "help": "fewer usable videos than this: the members keep their training statistics"})
+        "help": "fewer usable videos than this: the members keep their training statistics (and, with "
+                "--test-set-center, fewer scored videos than this: the scores are not centred)"})
+    test_set_center: bool | None = field(default=None, metadata={
+        "help": "calibrate each video's logit relative to the median logit of the run's scored videos (assumes "
+                "about half of them are fake, as in DFDC's test sets; docs/predict.md); unset: as the manifest's "
+                "calibration says (the shipped one was fitted with it: see the README)"})
     compile: str | None = field(default=None, metadata={
         "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
                 "compiling happens at load time (about 33 s for the shipped members on a 2-core CPU with an empty "
@@ -232,7 +237,13 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
     levels: collections.Counter = collections.Counter()
     interrupted = None
     detector = None
-    adaptation = None
+    adaptation = centring = None
+    to_centre: dict[str, "VideoPrediction"] = {}  # scored videos whose logits take part in test-set centring
+
+    def current_scores() -> dict[str, float]:
+        if not to_centre:
+            return scores
+        return {**scores, **centre_scores(detector, to_centre, config.adapt_min_videos)[0]}
 
     # While torch and the models load, an interruption is only recorded and raised once loading returns: an
     # exception raised by a signal handler inside torch's import (C++ calling back into Python) aborts the
@@ -284,6 +295,9 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                                           levels, names[index + 1] if index + 1 < len(names) else None)
                 if predictions is not None and prediction is not None:
                     predictions[name] = prediction
+                if (detector.test_set_center and prediction is not None and not prediction.reason
+                        and prediction.raw_score is not None):
+                    to_centre[name] = prediction
             except (KeyboardInterrupt, _Interrupted):
                 raise
             except Exception as exc:  # a bug outside predict_video must not cost the other rows
@@ -293,12 +307,13 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                 details[name] = _details_row(name, None, config.fallback_score, f"error:{type(exc).__name__}")
                 reasons[f"error:{type(exc).__name__}"] += 1
                 scores.pop(name, None)
+                to_centre.pop(name, None)
             if bar is not None:
                 bar.update(1)
                 if budget_seconds:
                     bar.set_postfix_str(f"budget left {max(0.0, budget.remaining()):.0f}s")
             if time.monotonic() - last_checkpoint > CHECKPOINT_SECONDS:
-                write_submission(config.out, names, scores, config.fallback_score)
+                write_submission(config.out, names, current_scores(), config.fallback_score)
                 last_checkpoint = time.monotonic()
     except (KeyboardInterrupt, _Interrupted) as exc:
         interrupted = "SIGTERM" if isinstance(exc, _Interrupted) else type(exc).__name__
@@ -307,6 +322,8 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
     finally:
         if bar is not None:
             bar.close()
+        if detector is not None and detector.test_set_center:
+            centring = _apply_centring(detector, to_centre, config.adapt_min_videos, scores, details)
         if detector is not None or interrupted is not None:  # not a configuration error: write every row
             _write_outputs(config, names, scores, details, reasons, previous_handler)
         elif previous_handler is not None:
@@ -321,9 +338,29 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                "interrupted": interrupted, "abandoned_workers": abandoned_alive()}
     if adaptation is not None:
         summary["test_set_norm"] = adaptation
+    if centring is not None:
+        summary["test_set_center"] = centring
     if detector is not None:  # which decoder ran, and why GPU decoding was off or dropped
         summary["reader"] = detector.reader.primary.name
         summary["reader_notes"] = list(detector.reader.notes)
+    return summary
+
+
+def _apply_centring(detector, to_centre: dict, min_videos: int, scores: dict, details: dict) -> dict:
+    """The final test-set centring (:func:`.adapt.centre_scores`) written into ``scores``, the details rows and the
+    predictions; a failure here keeps the uncentred scores (every row is still written)."""
+    try:
+        centred, summary = centre_scores(detector, to_centre, min_videos)
+    except Exception as exc:  # never at the cost of the submission
+        log.exception("test-set centring failed: scores left uncentred")
+        return {"videos": len(to_centre), "reason": f"failed: {type(exc).__name__}: {exc}"}
+    for name, score in centred.items():
+        scores[name] = score
+        to_centre[name].score = score
+        if name in details:
+            details[name][1] = f"{score:.6f}"
+    if "reason" in summary:
+        log.warning("test-set centring: %s", summary["reason"])
     return summary
 
 
@@ -341,7 +378,8 @@ def _load_detector(config: PredictConfig):
                                  fallback_score=config.fallback_score, detect_every=config.detect_every,
                                  reader=config.reader, compile_mode=config.compile or None,
                                  min_face_size=config.min_face_size, strict=config.strict,
-                                 test_set_norm_blocks=config.test_set_norm_blocks)
+                                 test_set_norm_blocks=config.test_set_norm_blocks,
+                                 test_set_center=config.test_set_center)
 
 
 def top_and_light(config: PredictConfig, detector) -> tuple[Level, Level]:
