@@ -2,9 +2,10 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 
-from deepfake_kernel import evaluate
+from deepfake_kernel import evaluate, metrics
 from deepfake_kernel.evaluation import labelled
 from deepfake_kernel.detectors.weights import read_manifest
 from deepfake_kernel.pipeline import runner
@@ -121,3 +122,23 @@ def test_fit_calibration_keeps_an_out_of_family_calibration_unless_told(training
     assert not (tmp_path / "r").exists()  # refused before any video was scored
     labelled.check_calibration_replaceable(manifest.calibration, allowed=True)
     labelled.check_calibration_replaceable({"temperature": 0.3, "fitted_on": "val split"}, allowed=False)
+
+
+def test_an_in_domain_refit_replaces_centring_and_judges_the_old_fit_as_predict_applied_it(tiny_weights, tmp_path):
+    from deepfake_kernel.detectors.weights import write_manifest
+    from deepfake_kernel.pipeline import ensemble
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    manifest = read_manifest(weights)
+    manifest.calibration = {"temperature": 2.0, "bias": 0.0, "center": "test_set_median"}
+    write_manifest(manifest, weights)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0.0, 1.0], 10)
+    raw = ensemble.sigmoid(3.0 + labels + rng.normal(0, 0.5, 20))  # every video fakish: centring matters
+    result = labelled.fit_calibration(raw, labels, np.arange(20) % 4, read_manifest(weights), str(weights))
+    centred = ensemble.ProbabilityClipper(0.01, 0.99, 2.0, shift=ensemble.test_set_shift(raw))(raw)
+    uncentred = ensemble.ProbabilityClipper(0.01, 0.99, 2.0)(raw)
+    before = result["log_loss_before (manifest as it was)"]
+    assert before == round(metrics.log_loss(labels, centred), 4) != round(metrics.log_loss(labels, uncentred), 4)
+    assert "center" not in read_manifest(weights).calibration  # the new fit was made on uncentred scores

@@ -5,6 +5,7 @@ matters is the cross-family one (:mod:`.cross_family`). The command line is ``py
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy as np
 from .. import metrics
 from ..detectors.weights import read_manifest, write_manifest
 from ..pipeline import ensemble
+from ..pipeline.adapt import AdaptConfig
 from ..pipeline.submission import read_submission, render_csv
 from ..training.data import VideoItem, read_dfdc_folder, read_video_csv
 
@@ -309,8 +311,12 @@ def fit_calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, mani
                     member_raw: dict[str, np.ndarray] | None = None) -> dict:
     """Temperature/bias and clip bounds fitted on all given videos, judged out-of-fold over groups, stored in the
     manifest; with ``member_raw`` also one fit per single member (``calibration_by_members``), used when a video
-    runs with that member alone (the light preset, ``--models``)."""
-    before = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)(raw)
+    runs with that member alone (the light preset, ``--models``). The new fit is made on uncentred scores, so it
+    replaces a manifest's test-set centring (``"center"``) too; the "before" figure applies it as predict did."""
+    clipper = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)
+    if manifest.calibration.get("center") == "test_set_median" and len(raw) >= AdaptConfig.min_videos:
+        clipper = dataclasses.replace(clipper, shift=ensemble.test_set_shift(raw))
+    before = clipper(raw)
     result, stored = _calibration(raw, labels, folds)
     result["log_loss_before (manifest as it was)"] = round(metrics.log_loss(labels, before), 4)
     manifest.calibration = {k: v for k, v in stored.items() if k != "clip"}
