@@ -8,19 +8,13 @@ one class (it assumes a balanced test set, like the test-set centring). Printed 
 (predict's rule) with the test-set statistics alone and after each loss. Run from the repository root:
     python docs/xfam_set_infomax.py runs/xfam/sbi12ft_ffpp/seed_0/ffpp/weights --family ffpp
 """
-import argparse
 import copy
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from deepfake_kernel.detectors.weights import load_member, read_manifest
-from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
-
-
-def track_max(values, tracks):
-    return max(values[tracks == t].mean() for t in np.unique(tracks))
+from xfam_set_adabn import family_faces, family_parser, video_aucs  # beside this script in docs/
 
 
 def binary_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -59,11 +53,7 @@ def test_time_trained(model, pool: np.ndarray, loss_name: str, epochs: int, lr: 
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("weights", nargs="+", help="fold weights folders (one member each)")
-    parser.add_argument("--family", required=True)
-    parser.add_argument("--videos", default="../shared/data/videos.csv,../shared/data/videos_extra.csv")
-    parser.add_argument("--cache-dir", default="cache")
+    parser = family_parser(__doc__)
     parser.add_argument("--per-video", type=int, default=8)
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--losses", default="tent,infomax")
@@ -72,16 +62,7 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cache = CropCache(args.cache_dir, CacheConfig(frames=32, crop_size=224))
-    items = [i for csv in args.videos.split(",") for i in read_video_csv(csv)
-             if i.family == args.family and cache.video_file(i).is_file()]
-    videos = []
-    for item in items:
-        with np.load(cache.video_file(item)) as data:
-            videos.append((item.label, data["crops"], data["tracks"]))
-    rng = np.random.default_rng(0)
-    pool = np.concatenate([c[rng.choice(len(c), min(args.per_video, len(c)), replace=False)] for _, c, _ in videos])
-    labels = np.array([v[0] for v in videos])
+    videos, labels, pool = family_faces(args.family, args.videos, args.cache_dir, args.per_video)
     print(f"{args.family}: {len(videos)} videos ({labels.sum()} fake), {len(pool)} faces for adaptation", flush=True)
     for weights in args.weights:
         base = load_member(read_manifest(weights).members[0], weights).eval()
@@ -89,12 +70,7 @@ def main():
         variants = {"test-set statistics": base}
         for loss_name in args.losses.split(","):
             variants[loss_name] = test_time_trained(base, pool, loss_name, args.epochs, args.lr, args.batch, 0)
-        line = []
-        for name, model in variants.items():
-            with torch.inference_mode():
-                scores = [track_max(model.predict_proba(crops), tracks) for _, crops, tracks in videos]
-            line.append(f"{name} {roc_auc_score(labels, scores):.3f}")
-        print(f"{weights}: " + " | ".join(line), flush=True)
+        print(f"{weights}: " + video_aucs(variants, videos, labels), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,50 @@
 """Exploration (fifteenth session): zoomed crops as test-time augmentation, after the test-set statistics.
 
 Each cached face is centre-cropped to a fraction of its side and resized back (zoom 0.85, 0.7), scored, and the
-video AUC printed for each zoom and for the mean of the plain and 0.85 scores. Run from the repository root:
-    python docs/xfam_zoom_tta.py runs/xfam/sbi12ft_ffpp/seed_0/ffpp/weights ffpp
+video AUC (predict's rule) printed for each zoom and for the mean of the plain and 0.85 scores. Run from the
+repository root:
+    python docs/xfam_zoom_tta.py runs/xfam/sbi12ft_ffpp/seed_0/ffpp/weights --family ffpp
 """
-import sys, numpy as np, torch
-from sklearn.metrics import roc_auc_score
-from deepfake_kernel.detectors.weights import load_member, read_manifest
-from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
+import numpy as np
+import torch
 import torch.nn.functional as F
-torch.set_num_threads(1)
-weights, family = sys.argv[1], sys.argv[2]
-cache = CropCache("cache", CacheConfig(frames=32, crop_size=224))
-items = [i for c in "../shared/data/videos.csv,../shared/data/videos_extra.csv".split(",") for i in read_video_csv(c) if i.family == family and cache.video_file(i).is_file()]
-videos = []
-for it in items:
-    with np.load(cache.video_file(it)) as d: videos.append((it.label, d["crops"], d["tracks"]))
-rng = np.random.default_rng(0)
-pool = np.concatenate([c[rng.choice(len(c), min(8, len(c)), replace=False)] for _, c, _ in videos])
-labels = np.array([v[0] for v in videos])
-m = load_member(read_manifest(weights).members[0], weights).eval(); m.adapt_batchnorm(pool, 4)
-def zoom(crops, f):
-    n = crops.shape[1]; k = int(round(n * f)); o = (n - k) // 2
-    t = torch.as_tensor(crops[:, o:o + k, o:o + k]).permute(0, 3, 1, 2).float()
-    t = F.interpolate(t, size=(n, n), mode="bilinear", align_corners=False, antialias=True)
-    return t.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-def tm(v, tr): return max(v[tr == t].mean() for t in np.unique(tr))
-res = {}
-with torch.inference_mode():
-    for f in (1.0, 0.85, 0.7):
-        res[f] = [m.predict_proba(zoom(c, f) if f < 1 else c) for _, c, _ in videos]
-out = {f"zoom {f}": roc_auc_score(labels, [tm(p, tr) for p, (_, _, tr) in zip(res[f], videos)]) for f in res}
-out["mean 1+0.85"] = roc_auc_score(labels, [tm((a + b) / 2, tr) for a, b, (_, _, tr) in zip(res[1.0], res[0.85], videos)])
-print(weights, {k: round(v, 3) for k, v in out.items()}, flush=True)
+from sklearn.metrics import roc_auc_score
+
+from deepfake_kernel.detectors.weights import load_member, read_manifest
+from xfam_set_adabn import family_faces, family_parser, track_max  # beside this script in docs/
+
+
+def zoomed(crops: np.ndarray, fraction: float) -> np.ndarray:
+    """The central ``fraction`` of each uint8 crop, resized back to the crop's size."""
+    side = crops.shape[1]
+    keep = int(round(side * fraction))
+    start = (side - keep) // 2
+    images = torch.as_tensor(crops[:, start:start + keep, start:start + keep]).permute(0, 3, 1, 2).float()
+    images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+    return images.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def main():
+    parser = family_parser(__doc__)
+    parser.add_argument("--blocks", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    videos, labels, pool = family_faces(args.family, args.videos, args.cache_dir, per_video=8)
+    tracks = [t for _, _, t in videos]
+    for weights in args.weights:
+        model = load_member(read_manifest(weights).members[0], weights).eval()
+        model.adapt_batchnorm(pool, args.blocks)
+        scores = {}
+        with torch.inference_mode():
+            for fraction in (1.0, 0.85, 0.7):
+                scores[fraction] = [model.predict_proba(crops if fraction == 1.0 else zoomed(crops, fraction))
+                                    for _, crops, _ in videos]
+        result = {f"zoom {f}": roc_auc_score(labels, [track_max(p, t) for p, t in zip(s, tracks)])
+                  for f, s in scores.items()}
+        result["mean of 1 and 0.85"] = roc_auc_score(labels, [track_max((a + b) / 2, t) for a, b, t
+                                                               in zip(scores[1.0], scores[0.85], tracks)])
+        print(weights, {k: round(v, 3) for k, v in result.items()}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
