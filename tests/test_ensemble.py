@@ -63,3 +63,13 @@ def test_stacker_learns_which_member_to_trust():
     assert abs(stacker.coef[0]) > 5 * abs(stacker.coef[1])
     again = Stacker.from_dict(stacker.to_dict())
     assert again(features[0]) == pytest.approx(stacker(features[0]))
+
+
+def test_test_set_shift_is_the_median_logit_and_ignores_a_nan():
+    from deepfake_kernel.pipeline.ensemble import logit, test_set_shift
+
+    raw = [0.2, 0.5, 0.9]
+    assert test_set_shift(raw) == pytest.approx(0.0, abs=1e-9)
+    assert test_set_shift(raw + [float("nan")]) == pytest.approx(float(np.median(logit(np.array(raw)))))
+    with pytest.raises(ValueError):
+        test_set_shift([float("nan")])

@@ -30,3 +30,10 @@ def test_write_submission_every_row_atomically(tmp_path):
     assert out.read_text().splitlines() == ["filename,label", "b.mp4,0.500000", "a.mp4,0.250000"]
     assert read_submission(out) == {"b.mp4": 0.5, "a.mp4": 0.25}
     assert [p.name for p in out.parent.iterdir()] == ["submission.csv"]  # no temporary file left
+
+
+def test_a_non_finite_score_is_written_as_the_fallback(tmp_path):
+    out = tmp_path / "submission.csv"
+    write_submission(out, ["a.mp4", "b.mp4", "c.mp4"], {"a.mp4": float("nan"), "b.mp4": float("inf"), "c.mp4": 0.3},
+                     fallback=0.5)
+    assert read_submission(out) == {"a.mp4": 0.5, "b.mp4": 0.5, "c.mp4": 0.3}

@@ -57,8 +57,9 @@ def test_set_shift(raw_scores) -> float:
     confidence. It assumes about half the videos are fake (DFDC's test sets are); docs/cross_family.md measures it
     on held-out families with 31 % to 91 % fakes."""
     values = logit(np.asarray(list(raw_scores), dtype=np.float64))
+    values = values[np.isfinite(values)]  # a NaN score takes no part (it would make every video's NaN)
     if not len(values):
-        raise ValueError("test_set_shift needs at least one raw score")
+        raise ValueError("test_set_shift needs at least one finite raw score")
     return float(np.median(values))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import os
 import signal
 import threading
@@ -296,7 +297,7 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                 if predictions is not None and prediction is not None:
                     predictions[name] = prediction
                 if (detector.test_set_center and prediction is not None and not prediction.reason
-                        and prediction.raw_score is not None):
+                        and prediction.raw_score is not None and math.isfinite(prediction.raw_score)):
                     to_centre[name] = prediction
             except (KeyboardInterrupt, _Interrupted):
                 raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -74,9 +75,15 @@ def render_csv(columns: Iterable[str], rows: Iterable[Iterable]) -> str:
 
 def write_submission(path: str | Path, filenames: list[str], scores: dict[str, float],
                      fallback: float = 0.5) -> None:
-    """One ``filename,label`` row per name in ``filenames``; names without a score get ``fallback``."""
-    rows = [(name, f"{float(scores.get(name, fallback)):.6f}") for name in filenames]
+    """One ``filename,label`` row per name in ``filenames``; names without a finite score get ``fallback``."""
+    rows = [(name, f"{_finite_or(scores.get(name, fallback), fallback):.6f}") for name in filenames]
     atomic_write_text(path, render_csv(COLUMNS, rows))
+
+
+def _finite_or(value, fallback: float) -> float:
+    """``value`` as a float, or ``fallback`` where it is NaN or infinite (a scorer's NaN must not reach the file)."""
+    value = float(value)
+    return value if math.isfinite(value) else float(fallback)
 
 
 def read_submission(path: str | Path) -> dict[str, float]:
