@@ -118,3 +118,36 @@ def test_the_manifests_calibration_turns_centring_on(video_dir, tiny_weights, tm
     assert summary["test_set_center"]["videos"] == 2
     summary, _ = _run(video_dir, weights, tmp_path, "off", ("test_set_center", False), ("adapt_min_videos", 2))
     assert "test_set_center" not in summary
+
+
+def test_videos_scored_by_another_member_set_are_centred_on_their_own_median():
+    """A run the budget moved to the light preset mid-way: each member set's videos are centred on their own
+    median logit once that set holds the minimum, else on the median of all, and through their own clipper."""
+    from deepfake_kernel.pipeline.adapt import centre_scores
+    from deepfake_kernel.pipeline.detector import VideoPrediction
+    from deepfake_kernel.pipeline.ensemble import ProbabilityClipper, logit, sigmoid
+
+    class Clippers:
+        pair = ProbabilityClipper(0.01, 0.99, 2.0, 0.0)
+        alone = ProbabilityClipper(0.1, 0.9, 4.0, 0.0)
+
+        def clipper_for(self, models):
+            return self.alone if list(models) == ["a"] else self.pair
+
+    def scored(raws, models):
+        return {f"{'+'.join(models)}{i}.mp4": VideoPrediction(path="x", score=0.5, raw_score=r, models=models)
+                for i, r in enumerate(raws)}
+
+    pair = scored([0.8, 0.85, 0.9, 0.95], ("a", "b"))
+    alone = scored([0.2, 0.3, 0.4], ("a",))
+    scores, summary = centre_scores(Clippers(), {**pair, **alone}, min_videos=3)
+    assert summary["median_logit_by_members"] == {"a+b": round(float(np.median(logit([0.8, 0.85, 0.9, 0.95]))), 4),
+                                                  "a": round(float(logit(0.3)), 4)}
+    assert scores["a1.mp4"] == 0.5  # its own set's median video
+    assert scores["a0.mp4"] == float(np.clip(sigmoid((logit(0.2) - logit(0.3)) / 4.0), 0.1, 0.9))
+    assert abs(scores["a+b0.mp4"] - scores["a+b3.mp4"]) > 0.05 and min(scores.values()) >= 0.01
+    # a set under the minimum takes the median of all
+    scores, summary = centre_scores(Clippers(), {**pair, **alone}, min_videos=4)
+    everything = float(np.median(logit([0.8, 0.85, 0.9, 0.95, 0.2, 0.3, 0.4])))
+    assert summary["median_logit_by_members"]["a"] == round(everything, 4)
+    assert scores["a1.mp4"] == float(np.clip(sigmoid((logit(0.3) - everything) / 4.0), 0.1, 0.9))

@@ -190,6 +190,49 @@ def test_test_set_centring_is_fitted_judged_and_shipped(crossed, tmp_path, capsy
     assert not Detector.from_weights(shipped, device="cpu", test_set_center=False).test_set_center
 
 
+def test_a_member_sets_own_out_of_family_fit_is_stored_beside_the_main_one(crossed, tmp_path, capsys):
+    """--calibrate-member-set stores the fit as the calibration of exactly the scored members (the light preset's
+    member scoring alone), leaves the main fit alone, survives a later main fit, and is refused where the manifest
+    would score those members otherwise than the folds were scored."""
+    import json
+    import shutil
+
+    from deepfake_kernel.detectors.weights import read_manifest, write_manifest
+    from deepfake_kernel.pipeline.detector import Detector
+
+    out = tmp_path / "out"
+    shutil.copytree(crossed / "out", out)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(crossed / "out" / "beta" / "weights", shipped)
+    base = ["--out", str(out), "--from-predictions", "--fit-calibration", "--test-set-center"]
+    assert cross_family.main(base + ["--calibrate-member-set"]) == 2
+    assert "--calibrate-weights" in capsys.readouterr().err
+    assert cross_family.main(base + ["--calibrate-weights", str(shipped)]) == 0
+    main_fit = read_manifest(shipped).calibration
+    main_fit["temperature"] = 7.0  # stands in for the pair's fit, which the member set's must not touch
+    manifest = read_manifest(shipped)
+    manifest.calibration = main_fit
+    write_manifest(manifest, shipped)
+    assert cross_family.main(base + ["--calibrate-weights", str(shipped), "--calibrate-member-set"]) == 0
+    manifest = read_manifest(shipped)
+    fit = json.loads((out / "report.json").read_text())["calibration"]["fit"]
+    entry = manifest.calibration_by_members["efficientnet_lite0"]
+    assert manifest.calibration["temperature"] == 7.0
+    assert entry["temperature"] == fit["temperature"] and entry["clip"] == fit["clip"]
+    assert entry["center"] == "test_set_median" and entry["fitted_on"].startswith("out-of-family")
+    assert "efficientnet_lite0" in Detector.from_weights(shipped, device="cpu").member_set_clippers
+    assert cross_family.main(base + ["--calibrate-weights", str(shipped)]) == 0  # a main fit keeps it
+    assert "efficientnet_lite0" in read_manifest(shipped).calibration_by_members
+    # refused: fitted uncentred while the main fit centres; the manifest scoring the member with other statistics
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration", "--calibrate-weights",
+                              str(shipped), "--calibrate-member-set"]) == 2
+    assert "centring" in capsys.readouterr().err
+    manifest.member("efficientnet_lite0").test_set_norm_blocks = 4
+    write_manifest(manifest, shipped)
+    assert cross_family.main(base + ["--calibrate-weights", str(shipped), "--calibrate-member-set"]) == 2
+    assert "test-set BatchNorm" in capsys.readouterr().err
+
+
 def test_seeds_run_every_fold_per_seed_and_report_the_spread(crossed, family_csv, tmp_path):
     import json
 

@@ -98,15 +98,27 @@ def calibration_report(rows: list[dict], center: bool = False) -> dict:
                 "worst_log_loss": round(max(v["log_loss"] for v in per_family.values()), 4)}}
 
 
+OUT_OF_FAMILY = "out-of-family predictions of "  # how a fit stored from cross_family's folds begins its source
+
+
 def store_calibration(weights: str | Path, report: dict, source: str, evaluated: list[str],
-                      video_norm: dict[str, int | None] | None = None, set_norm: int | None = None) -> None:
+                      video_norm: dict[str, int | None] | None = None, set_norm: int | None = None,
+                      as_member_set: bool = False) -> None:
     """The out-of-family fit becomes the manifest's calibration and clip; members that the cross-family folds did
     not score get ensemble weight 0 (no out-of-family evidence supports them), with that reason recorded. The
     members' per-video normalisation (``video_norm``) and test-set BatchNorm statistics (``set_norm``), as the
-    folds were scored, are stored with the fit they made."""
+    folds were scored, are stored with the fit they made.
+
+    ``as_member_set``: the fit is instead stored as the calibration of exactly the ``evaluated`` members
+    (``calibration_by_members``), used when a video is scored by those members alone (the light preset); the
+    main calibration, weights and test-time settings stay, and must match how the folds were scored."""
     from ..detectors.weights import read_manifest, write_manifest
 
     manifest = read_manifest(weights)
+    if as_member_set:
+        store_member_set_calibration(manifest, report, source, evaluated, video_norm, set_norm)
+        write_manifest(manifest, weights)
+        return
     reasons = {}
     for entry in manifest.members:
         entry.video_norm_blocks = (video_norm or {}).get(entry.name)
@@ -119,12 +131,40 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
             reasons[entry.name] = {"weight": 0.0, "reason": f"not among the members scored out of family in "
                                                              f"{source}: no held-out-family evidence supports it"}
     manifest.notes["ensemble_weights"] = reasons
-    fit = report["fit"]
-    manifest.calibration = {"temperature": fit["temperature"], "bias": fit["bias"],
-                            "center": fit.get("center"),
-                            "fitted_on": f"out-of-family predictions of {source}",
-                            "rule": "minimax over held-out families",
-                            "leave_one_fold_out_log_loss": report["leave_one_fold_out"]["families"]}
-    manifest.clip = {"lo": fit["clip"][0], "hi": fit["clip"][1]}
-    manifest.calibration_by_members = {}  # in-domain per-member fits would overclaim on new sources
+    manifest.calibration = out_of_family_entry(report, source)
+    manifest.clip = {"lo": report["fit"]["clip"][0], "hi": report["fit"]["clip"][1]}
+    # in-domain per-member fits would overclaim on new sources; out-of-family ones of unchanged members stay
+    manifest.calibration_by_members = {key: fit for key, fit in manifest.calibration_by_members.items()
+                                       if str(fit.get("fitted_on", "")).startswith(OUT_OF_FAMILY)}
     write_manifest(manifest, weights)
+
+
+def out_of_family_entry(report: dict, source: str) -> dict:
+    fit = report["fit"]
+    return {"temperature": fit["temperature"], "bias": fit["bias"], "center": fit.get("center"),
+            "fitted_on": f"{OUT_OF_FAMILY}{source}", "rule": "minimax over held-out families",
+            "leave_one_fold_out_log_loss": report["leave_one_fold_out"]["families"]}
+
+
+def store_member_set_calibration(manifest, report: dict, source: str, evaluated: list[str],
+                                 video_norm: dict[str, int | None] | None, set_norm: int | None) -> None:
+    """``calibration_by_members[evaluated]`` from the fit; refused where the manifest would score those members
+    otherwise than the folds were scored (test-set or per-video BatchNorm, centring)."""
+    names = {entry.name for entry in manifest.members}
+    if not evaluated or not set(evaluated) <= names:
+        raise ValueError(f"the predictions' members {evaluated} are not all in the weights' manifest "
+                         f"({sorted(names)})")
+    for name in evaluated:
+        entry = manifest.member(name)
+        if entry.test_set_norm_blocks != set_norm or entry.video_norm_blocks != (video_norm or {}).get(name):
+            raise ValueError(
+                f"{name} was scored in the folds with test-set BatchNorm {set_norm} and per-video normalisation "
+                f"{(video_norm or {}).get(name)}, but the manifest scores it with {entry.test_set_norm_blocks} and "
+                f"{entry.video_norm_blocks}: store the main calibration first, from folds scored alike")
+    if report["fit"].get("center") != manifest.calibration.get("center"):
+        raise ValueError(f"the fit's centring ({report['fit'].get('center')}) differs from the main calibration's "
+                         f"({manifest.calibration.get('center')}), which decides centring for every member set: "
+                         f"fit both alike (--test-set-center)")
+    entry = out_of_family_entry(report, source)
+    entry["clip"] = list(report["fit"]["clip"])
+    manifest.calibration_by_members[ensemble.member_set_key(evaluated)] = entry

@@ -38,6 +38,10 @@ class CrossFamilyConfig:
                 "held-out videos, per seed), as predict then applies it over a run's videos; stored with the fit"})
     calibrate_weights: str | None = field(default=None, metadata={
         "help": "store that fit in this weights folder's manifest (the shipped model trained on every family)"})
+    calibrate_member_set: bool = field(default=False, metadata={
+        "help": "with --calibrate-weights: store the fit as the calibration of exactly the scored members, for "
+                "videos those members score alone (e.g. the light preset's lightest member), leaving the main "
+                "calibration as it is"})
     seeds: list[int] = field(default_factory=list, metadata={
         "help": "run every fold once per seed (OUT/seed_S/...) and report each family's AUC over the seeds, mean ± "
                 "sd: one run's AUC moves by about 0.06 with the seed (docs/cross_family.md), so compare recipes "
@@ -254,7 +258,7 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
         report["calibration"] = calibration_report(rows, center=config.test_set_center)
         if config.calibrate_weights:
             store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
-                              video_norm_of(rows), set_norm_of(rows))
+                              video_norm_of(rows), set_norm_of(rows), as_member_set=config.calibrate_member_set)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "table.md").write_text(render(report))
     return report

@@ -93,12 +93,22 @@ def adapt_to_videos(detector, paths: Sequence[str | Path], blocks: dict[str, int
 def centre_scores(detector, scored: dict, min_videos: int = AdaptConfig.min_videos) -> tuple[dict[str, float], dict]:
     """Calibrated scores of ``scored`` (name → :class:`~.detector.VideoPrediction` with a raw score) with each
     logit taken relative to their median (:func:`~.ensemble.test_set_shift`), each through the clipper of the
-    members that scored it; with fewer than ``min_videos`` of them, nothing changes (empty dict). Returns the
-    scores and a summary (videos, median logit, or ``reason``)."""
+    members that scored it; with fewer than ``min_videos`` of them, nothing changes (empty dict). Videos scored by
+    a different member set (the budget dropped to the light preset) are centred on their own set's median where
+    that set holds ``min_videos`` videos, else on the median of all. Returns the scores and a summary (videos,
+    median logit, per member set where more than one, or ``reason``)."""
     if len(scored) < min_videos:
         return {}, {"videos": len(scored), "reason": f"only {len(scored)} scored videos (fewer than {min_videos}): "
                                                      f"scores not centred"}
     shift = ensemble.test_set_shift([p.raw_score for p in scored.values()])
-    scores = {name: float(dataclasses.replace(detector.clipper_for(list(p.models)), shift=shift)(p.raw_score))
+    by_set: dict[str, list[float]] = {}
+    for p in scored.values():
+        by_set.setdefault(ensemble.member_set_key(p.models), []).append(p.raw_score)
+    shifts = {key: ensemble.test_set_shift(raw) if len(raw) >= min_videos else shift for key, raw in by_set.items()}
+    scores = {name: float(dataclasses.replace(detector.clipper_for(list(p.models)),
+                                              shift=shifts[ensemble.member_set_key(p.models)])(p.raw_score))
               for name, p in scored.items()}
-    return scores, {"videos": len(scored), "median_logit": round(shift, 4)}
+    summary = {"videos": len(scored), "median_logit": round(shift, 4)}
+    if len(by_set) > 1:
+        summary["median_logit_by_members"] = {key: round(value, 4) for key, value in shifts.items()}
+    return scores, summary
