@@ -16,6 +16,26 @@ def test_quick_bench_reports_stages_floor_and_memory(tiny_weights, tmp_path, cap
     assert light["decode_floor_s"] > 0 and light["e2e_over_floor"] > 0 and light["peak_rss_mb"] > 0
     printed = capsys.readouterr().out
     assert "e2e/floor" in printed and "light" in printed
+    assert len(light["passes"]) == 1  # --quick: one pass
+
+
+def test_repeated_passes_report_medians_and_their_range(tiny_weights, tmp_path):
+    """--repeats N alternates N end-to-end and decode-floor passes; the ratio is the median of the passes' ratios."""
+    import statistics
+
+    from deepfake_kernel.evaluation.speed import format_table
+
+    out = tmp_path / "bench.json"
+    assert bench.main(["--weights", str(tiny_weights), "--clips", "1", "--clip-seconds", "2", "--height", "360",
+                       "--presets", "light", "--repeats", "3", "--clip-dir", str(tmp_path / "clips"),
+                       "--json", str(out), "--device", "cpu"]) == 0
+    light = json.loads(out.read_text())["presets"][0]
+    passes = light["passes"]
+    assert len(passes) == 3 and all(p["decode_floor_s"] > 0 for p in passes)
+    assert abs(light["e2e_over_floor"] - statistics.median(p["e2e_over_floor"] for p in passes)) < 2e-3
+    assert light["decode_floor_s"] == round(statistics.median(p["decode_floor_s"] for p in passes), 4)
+    ratios = [p["e2e_over_floor"] for p in passes]
+    assert f"({min(ratios):.2f}–{max(ratios):.2f})" in format_table([light])
 
 
 def test_fast_path_gives_the_plain_answer(video_dir, shipped_weights, tmp_path, caplog):

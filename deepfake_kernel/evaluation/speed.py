@@ -31,7 +31,10 @@ class BenchConfig:
     compile: str | None = field(default=None, metadata={"help": "torch.compile mode for the members, as predict's"})
     clip_dir: str = field(default="runs/bench/clips", metadata={"help": "where generated clips are kept"})
     json: str | None = field(default=None, metadata={"help": "write the results here"})
-    quick: bool = field(default=False, metadata={"help": "tiny run (1 short 360p clip, light preset) for CI"})
+    repeats: int = field(default=3, metadata={
+        "help": "end-to-end and decode-floor passes per preset, alternated; the table gives the median of each and "
+                "of their per-pass ratios (a single pass's floor moves by up to a third from run to run)"})
+    quick: bool = field(default=False, metadata={"help": "tiny run (1 short 360p clip, light preset, 1 pass) for CI"})
 
 
 # ---------------------------------------------------------------------------------------------- clips
@@ -87,7 +90,11 @@ def end_to_end(detector, paths: list[Path], preset: Level) -> float:
     return (time.perf_counter() - started) / len(paths)
 
 
-def bench_preset(detector, paths: list[Path], preset: Level) -> dict:
+def bench_preset(detector, paths: list[Path], preset: Level, repeats: int = 1) -> dict:
+    """Stage profile, then ``repeats`` alternated end-to-end and decode-floor passes: medians of each and of the
+    per-pass ratio (a pass and its floor run back to back, so they share the machine's state of the moment)."""
+    import statistics
+
     import torch
 
     if torch.cuda.is_available():
@@ -96,12 +103,19 @@ def bench_preset(detector, paths: list[Path], preset: Level) -> dict:
     run_level(detector, paths[0], preset)  # warm-up (and, with --compile, the compilation)
     warm_up = time.perf_counter() - clock
     stages = stage_profile(detector, paths, preset)
-    e2e = end_to_end(detector, paths, preset)
-    floor = decode_floor(paths, preset.frames, detector.reader.primary)
+    passes = []
+    for _ in range(max(1, repeats)):
+        e2e = end_to_end(detector, paths, preset)
+        passes.append((e2e, decode_floor(paths, preset.frames, detector.reader.primary)))
+    e2e = statistics.median(p[0] for p in passes)
+    floor = statistics.median(p[1] for p in passes)
+    ratios = [p[0] / p[1] for p in passes]
     return {"preset": asdict(preset), "videos": len(paths), "warm_up_s": round(warm_up, 2),
             "reader": detector.reader.primary.name, "stages_s": {k: round(v, 4) for k, v in stages.items()},
             "end_to_end_s_per_video": round(e2e, 4), "videos_per_s": round(1 / e2e, 3),
-            "decode_floor_s": round(floor, 4), "e2e_over_floor": round(e2e / floor, 3),
+            "decode_floor_s": round(floor, 4), "e2e_over_floor": round(statistics.median(ratios), 3),
+            "passes": [{"end_to_end_s_per_video": round(a, 4), "decode_floor_s": round(b, 4),
+                        "e2e_over_floor": round(a / b, 3)} for a, b in passes],
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None}
 
@@ -124,6 +138,13 @@ def scaling_tables(detector, config: BenchConfig, preset: Level, folder: Path) -
                     "number of frames either way"}
 
 
+def ratio_cell(result: dict) -> str:
+    """The median e2e/floor ratio, with the passes' range when there were several."""
+    ratios = [p["e2e_over_floor"] for p in result.get("passes", [])]
+    spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return f"{result['e2e_over_floor']:.2f}{spread}"
+
+
 def format_table(results: list[dict]) -> str:
     order = {"decode": 0, "detect": 1, "crop": 2, "aggregate": 4, "overhead": 5}
     stages = sorted({s for r in results for s in r["stages_s"] if s != "total"},
@@ -135,7 +156,7 @@ def format_table(results: list[dict]) -> str:
         rows.append([p["name"], str(p["frames"]), str(len(p["models"]))]
                     + [f"{r['stages_s'].get(s, 0):.3f}" for s in stages]
                     + [f"{r['stages_s']['total']:.3f}", f"{r['end_to_end_s_per_video']:.3f}",
-                       f"{r['decode_floor_s']:.3f}", f"{r['e2e_over_floor']:.2f}", f"{r['videos_per_s']:.2f}",
+                       f"{r['decode_floor_s']:.3f}", ratio_cell(r), f"{r['videos_per_s']:.2f}",
                        f"{r['peak_rss_mb']:.0f}"])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
@@ -158,7 +179,7 @@ def run(config: BenchConfig) -> dict:
     from ..pipeline.detector import Detector
 
     if config.quick:
-        config.clips, config.clip_seconds, config.height, config.presets = 1, 2.0, 360, ["light"]
+        config.clips, config.clip_seconds, config.height, config.presets, config.repeats = 1, 2.0, 360, ["light"], 1
     folder = Path(config.clip_dir)
     paths = [generated_clip(folder, config.height, config.clip_seconds, seed=i) for i in range(config.clips)]
     clock = time.perf_counter()
@@ -169,12 +190,13 @@ def run(config: BenchConfig) -> dict:
     results = {"machine": machine(), "load_s": round(load_s, 2), "compile": config.compile, "clips": {"count": len(paths), "height": config.height,
                                                "seconds": config.clip_seconds, "fps": 30}, "presets": []}
     for name in config.presets:
-        results["presets"].append(bench_preset(detector, paths, available[name]))
+        results["presets"].append(bench_preset(detector, paths, available[name], config.repeats))
     if config.videos:
         from ..pipeline.submission import list_videos
         user = [Path(config.videos) / n for n in list_videos(config.videos)]
         if user:
-            results["user_videos"] = [bench_preset(detector, user, available[n]) for n in config.presets]
+            results["user_videos"] = [bench_preset(detector, user, available[n], config.repeats)
+                                      for n in config.presets]
     if config.scaling:
         results["scaling"] = scaling_tables(detector, config, available[config.presets[0]], folder)
     return results
