@@ -231,6 +231,9 @@ def test_a_member_sets_own_out_of_family_fit_is_stored_beside_the_main_one(cross
     write_manifest(manifest, shipped)
     assert cross_family.main(base + ["--calibrate-weights", str(shipped), "--calibrate-member-set"]) == 2
     assert "test-set BatchNorm" in capsys.readouterr().err
+    # a main fit that changes how the member is scored drops the member set's fit made the other way
+    assert cross_family.main(base + ["--calibrate-weights", str(shipped)]) == 0
+    assert "efficientnet_lite0" not in read_manifest(shipped).calibration_by_members
 
 
 def test_seeds_run_every_fold_per_seed_and_report_the_spread(crossed, family_csv, tmp_path):

@@ -120,6 +120,7 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
         write_manifest(manifest, weights)
         return
     reasons = {}
+    before = {entry.name: (entry.video_norm_blocks, entry.test_set_norm_blocks) for entry in manifest.members}
     for entry in manifest.members:
         entry.video_norm_blocks = (video_norm or {}).get(entry.name)
         entry.test_set_norm_blocks = set_norm if entry.name in evaluated else None
@@ -133,9 +134,13 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
     manifest.notes["ensemble_weights"] = reasons
     manifest.calibration = out_of_family_entry(report, source)
     manifest.clip = {"lo": report["fit"]["clip"][0], "hi": report["fit"]["clip"][1]}
-    # in-domain per-member fits would overclaim on new sources; out-of-family ones of unchanged members stay
+    # in-domain per-member fits would overclaim on new sources; out-of-family ones stay while their members are
+    # scored as before (same BatchNorm settings)
+    unchanged = {entry.name for entry in manifest.members
+                 if before[entry.name] == (entry.video_norm_blocks, entry.test_set_norm_blocks)}
     manifest.calibration_by_members = {key: fit for key, fit in manifest.calibration_by_members.items()
-                                       if str(fit.get("fitted_on", "")).startswith(OUT_OF_FAMILY)}
+                                       if str(fit.get("fitted_on", "")).startswith(OUT_OF_FAMILY)
+                                       and set(key.split("+")) <= unchanged}
     write_manifest(manifest, weights)
 
 
