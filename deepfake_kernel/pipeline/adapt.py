@@ -104,7 +104,8 @@ def centre_scores(detector, scored: dict, min_videos: int = AdaptConfig.min_vide
     by_set: dict[str, list[float]] = {}
     for p in scored.values():
         by_set.setdefault(ensemble.member_set_key(p.models), []).append(p.raw_score)
-    shifts = {key: ensemble.test_set_shift(raw) if len(raw) >= min_videos else shift for key, raw in by_set.items()}
+    shifts = {key: ensemble.test_set_shift(raw) if len(by_set) > 1 and len(raw) >= min_videos else shift
+              for key, raw in by_set.items()}  # one set: its median is the median of all
     scores = {name: float(dataclasses.replace(detector.clipper_for(list(p.models)),
                                               shift=shifts[ensemble.member_set_key(p.models)])(p.raw_score))
               for name, p in scored.items()}
