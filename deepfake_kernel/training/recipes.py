@@ -23,6 +23,7 @@ _ENSEMBLE: dict[str, dict[str, MemberRecipe]] = {
     # sized to finish on a 2-core CPU inside a working session (docs/cross_family.md has the measured wall time)
     "cpu": {
         "efficientnet_lite0": MemberRecipe(224, 3, 2048, 32, 1e-3, 0.5),
+        "efficientnet_lite1": MemberRecipe(224, 3, 2048, 32, 1e-3, 0.5),
         "efficientnet_lite2": MemberRecipe(224, 3, 1024, 32, 1e-3, 0.5),
         "efficientnet_lite0_patch": MemberRecipe(224, 3, 2048, 32, 1e-3, 0.5),
         "efficientnet_lite0_srm": MemberRecipe(224, 3, 2048, 32, 1e-3, 0.5),
@@ -31,6 +32,7 @@ _ENSEMBLE: dict[str, dict[str, MemberRecipe]] = {
     },
     "gpu": {
         "efficientnet_lite0": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
+        "efficientnet_lite1": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
         "efficientnet_lite2": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
         "efficientnet_lite0_patch": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
         "efficientnet_lite0_srm": MemberRecipe(224, 20, 0, 64, 1e-3, 0.25),
