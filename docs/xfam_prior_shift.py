@@ -8,12 +8,10 @@ each family's log loss with the fit made without its fold. A test set is one fol
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-from pathlib import Path
 
 import numpy as np
-from xfam_set_centring import load, transformed
+from xfam_set_centring import load_from_command_line, transformed
 
 from deepfake_kernel import metrics
 from deepfake_kernel.evaluation.calibration import CLIPS, SLOPES
@@ -32,11 +30,7 @@ def em_share(logits: np.ndarray, iterations: int = 100) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    args = parser.parse_args()
-    logits, labels, families, folds, sets = load(args.out, [int(s) for s in args.seeds.split(",")])
+    logits, labels, families, folds, sets = load_from_command_line(__doc__, "0,1,2,3,4")
     centred = transformed(logits, sets, "centre")
     keys = np.unique(sets)
     shares = {(key, slope): em_share(slope * centred[sets == key]) for key in keys for slope in SLOPES}

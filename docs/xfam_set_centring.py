@@ -72,12 +72,17 @@ def report(name, candidates, labels, families, folds):
           f"mean {np.mean(list(held.values())):.3f} worst {max(held.values()):.3f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def load_from_command_line(description: str, default_seeds: str):
+    """``load`` of the run and seeds named on the command line (``OUT [--seeds S,...]``)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--seeds", default="0,2,3")
+    parser.add_argument("--seeds", default=default_seeds)
     args = parser.parse_args()
-    logits, labels, families, folds, sets = load(args.out, [int(s) for s in args.seeds.split(",")])
+    return load(args.out, [int(s) for s in args.seeds.split(",")])
+
+
+def main() -> None:
+    logits, labels, families, folds, sets = load_from_command_line(__doc__, "0,2,3")
     for rule in ("none", "centre", "scale", "both", "half", "mean"):
         report(rule, {1.0: transformed(logits, sets, rule)}, labels, families, folds)
     medians = logits - transformed(logits, sets, "centre")
