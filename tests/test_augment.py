@@ -5,7 +5,8 @@ import pytest
 from deepfake_kernel.pipeline.faces import square_crop
 from deepfake_kernel.training.augment import (FAKE, FLIP_ORDER, REAL, AugmentConfig, FaceAugmenter, estimated_landmarks,
                                               face_ellipse_points, face_feature_mask, feature_mask, fwa_pseudo_fake,
-                                              horizontal_flip, hull_mask, jpeg_recompress, self_blend_pseudo_fake)
+                                              horizontal_flip, hull_mask, jpeg_recompress, low_quality,
+                                              self_blend_pseudo_fake)
 from tests import synthetic
 
 SIZE = 160
@@ -200,6 +201,28 @@ def test_jpeg_recompression_differs_slightly(face):
     red = np.zeros((32, 32, 3), np.uint8)
     red[..., 0] = 200
     assert jpeg_recompress(red, rng(0))[..., 0].mean() > 150
+
+
+def test_low_quality_removes_fine_detail_and_is_off_by_default(face):
+    image = face[0]
+    out = low_quality(image, rng(0))
+    assert out.shape == image.shape and out.dtype == np.uint8
+
+    def detail(x):
+        return cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    assert detail(out) < 0.5 * detail(image)  # downscaled and blocky: most fine detail gone
+    assert np.abs(out.astype(np.int16) - image).mean() < 25  # still the same face
+    assert abs(float(out.mean()) - float(image.mean())) < 5
+    degraded, _ = FaceAugmenter(AugmentConfig(**{**NOTHING, "degrade": 1.0}))(image, None, REAL, rng(0))
+    assert detail(degraded) < 0.5 * detail(image)
+    # degrade 0 draws nothing, so a recipe without it keeps the random stream it had before the option existed:
+    # a tiny probability (one draw, never applied) leaves its generator exactly one draw ahead
+    off, tiny = rng(5), rng(5)
+    FaceAugmenter(AugmentConfig(degrade=0.0))(image, None, REAL, off)
+    FaceAugmenter(AugmentConfig(degrade=1e-12))(image, None, REAL, tiny)
+    off.random()
+    assert off.random() == tiny.random()
 
 
 def test_hull_mask_fills_and_dilates():

@@ -11,7 +11,8 @@ margin around its box (``faces.square_crop``). The estimate is centred and uprig
 still target the eyes, nose, mouth and face oval of a typical crop.
 
 :class:`FaceAugmenter` applies, in order: one pseudo-fake (FWA or SBI, REAL samples only, label becomes FAKE),
-random crop/scale, horizontal flip, rotation, Face Feature Mask, brightness/contrast, gaussian blur, JPEG.
+random crop/scale, horizontal flip, rotation, Face Feature Mask, brightness/contrast, gaussian blur, JPEG,
+low-quality re-encoding.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class AugmentConfig:
     face_feature_mask: float = 0.33  # Face Feature Mask
     fwa: float = 0.0             # FWA pseudo-fake on REAL samples (label becomes FAKE)
     sbi: float = 0.0             # self-blended pseudo-fake on REAL samples (label becomes FAKE)
+    degrade: float = 0.0         # heavy-compression look (FF++ c40): downscale, JPEG quality 15..40, upscale back
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -479,6 +481,17 @@ def jpeg_recompress(image: np.ndarray, rng: np.random.Generator, quality: tuple[
     return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1])
 
 
+def low_quality(image: np.ndarray, rng: np.random.Generator, scale: tuple[float, float] = (0.35, 0.7),
+                quality: tuple[int, int] = (15, 40)) -> np.ndarray:
+    """The look of a heavily compressed, low-resolution video face (FF++ c40, a small face in a DFDC frame):
+    downscale to ``scale`` of the side, JPEG at a quality in ``quality``, upscale back to the input size."""
+    h, w = image.shape[:2]
+    factor = rng.uniform(*scale)
+    small = cv2.resize(image, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA)
+    small = jpeg_recompress(small, rng, quality)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 # ----------------------------------------------------------------------------------------------- pipeline
 
 class FaceAugmenter:
@@ -486,7 +499,7 @@ class FaceAugmenter:
 
     Order: pseudo-fake (REAL only: FWA with probability ``fwa``, else SBI with probability ``sbi``, from one
     draw, so at most one per call; label becomes FAKE), crop/scale, flip, rotation, Face Feature Mask,
-    brightness/contrast, blur, JPEG. Missing landmarks are replaced by :func:`estimated_landmarks` where a
+    brightness/contrast, blur, JPEG, low-quality re-encoding. Missing landmarks are replaced by :func:`estimated_landmarks` where a
     step needs them.
     """
 
@@ -545,7 +558,7 @@ class FaceAugmenter:
     def post_process(self, image: np.ndarray, points: np.ndarray | None,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         """The label-preserving steps: :meth:`geometry` (crop/scale, flip, rotation), then Face Feature Mask,
-        colour, blur, JPEG."""
+        colour, blur, JPEG, low-quality re-encoding."""
         cfg = self.config
         image, points = self.geometry(image, points, rng)
         if rng.random() < cfg.face_feature_mask:
@@ -556,6 +569,8 @@ class FaceAugmenter:
             image = gaussian_blur(image, rng)
         if rng.random() < cfg.jpeg:
             image = jpeg_recompress(image, rng)
+        if cfg.degrade > 0 and rng.random() < cfg.degrade:  # no draw when off: older recipes' streams unchanged
+            image = low_quality(image, rng)
         return np.ascontiguousarray(image, dtype=np.uint8), points
 
     def geometry(self, image: np.ndarray, points: np.ndarray | None,
