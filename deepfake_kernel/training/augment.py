@@ -499,8 +499,8 @@ class FaceAugmenter:
 
     Order: pseudo-fake (REAL only: FWA with probability ``fwa``, else SBI with probability ``sbi``, from one
     draw, so at most one per call; label becomes FAKE), crop/scale, flip, rotation, Face Feature Mask,
-    brightness/contrast, blur, JPEG, low-quality re-encoding. Missing landmarks are replaced by :func:`estimated_landmarks` where a
-    step needs them.
+    brightness/contrast, blur, JPEG, low-quality re-encoding. Missing landmarks are replaced by
+    :func:`estimated_landmarks` where a step needs them.
     """
 
     def __init__(self, config: AugmentConfig):
