@@ -48,10 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a cross_family --out folder of one fold")
     parser.add_argument("--family", required=True)
-    parser.add_argument("--cache", default="cache")
+    parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--test-set-norm-blocks", type=int, default=4)
     args = parser.parse_args()
-    cache = CropCache(args.cache, CacheConfig(frames=32, crop_size=224))
+    cache = CropCache(args.cache_dir, CacheConfig(frames=32, crop_size=224))
     items = [i for f in VIDEOS for i in read_video_csv(f) if i.family == args.family]
     detector = Detector.from_weights(f"{args.run}/{args.family}/weights")
     member = detector.members[detector.member_names[0]]

@@ -83,11 +83,11 @@ def relative(logits: np.ndarray, groups: list, alpha: float) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="cross_family --out folders (predictions.csv with 'raw')")
-    parser.add_argument("--cache", default="cache")
+    parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--box-tol", type=float, nargs="+", default=[2.5, 4.0])
     parser.add_argument("--ring-tol", type=float, default=8.0)
     args = parser.parse_args()
-    cache = CropCache(args.cache, CacheConfig(frames=32, crop_size=224))
+    cache = CropCache(args.cache_dir, CacheConfig(frames=32, crop_size=224))
     keys = {Path(item.path).resolve(): item for f in VIDEOS for item in read_video_csv(f)}
     for run in args.runs:
         rows = [r for r in csv.DictReader(open(Path(run) / "predictions.csv"))
@@ -95,7 +95,8 @@ def main() -> None:
         for family in sorted({r["family"] for r in rows}):
             mine = [r for r in rows if r["family"] == family]
             labels = np.array([int(r["label"]) for r in mine])
-            logits = ensemble.logit(np.clip([float(r["raw"]) for r in mine], 1e-6, 1 - 1e-6))
+            raw = np.clip([float(r["raw"]) for r in mine], 1e-6, 1 - 1e-6)  # as the recorded figures were made
+            logits = ensemble.logit(raw)
             signatures = [signature(cache.video_file(keys[Path(r["path"]).resolve()])) for r in mine]
             groupings = {"group": [r["group"] for r in mine], "scene": [scene(r) for r in mine]}
             for tol in args.box_tol:
