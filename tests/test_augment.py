@@ -5,7 +5,7 @@ import pytest
 from deepfake_kernel.pipeline.faces import square_crop
 from deepfake_kernel.training.augment import (FAKE, FLIP_ORDER, REAL, AugmentConfig, FaceAugmenter, estimated_landmarks,
                                               face_ellipse_points, face_feature_mask, feature_mask, fwa_pseudo_fake,
-                                              horizontal_flip, hull_mask, jpeg_recompress, low_quality,
+                                              horizontal_flip, hull_mask, h264_recompress, jpeg_recompress, low_quality,
                                               self_blend_pseudo_fake)
 from tests import synthetic
 
@@ -221,6 +221,30 @@ def test_low_quality_removes_fine_detail_and_is_off_by_default(face):
     off, tiny = rng(5), rng(5)
     FaceAugmenter(AugmentConfig(degrade=0.0))(image, None, REAL, off)
     FaceAugmenter(AugmentConfig(degrade=1e-12))(image, None, REAL, tiny)
+    off.random()
+    assert off.random() == tiny.random()
+
+
+def test_h264_round_trip_blocks_fine_detail_and_is_off_by_default(face):
+    image = face[0]
+    light = h264_recompress(image, rng(0), crf=(23, 23), scale=(1.0, 1.0))
+    heavy = h264_recompress(image, rng(0), crf=(40, 40), scale=(1.0, 1.0))
+    assert light.shape == heavy.shape == image.shape and heavy.dtype == np.uint8
+    error_light = np.abs(light.astype(np.int16) - image).mean()
+    error_heavy = np.abs(heavy.astype(np.int16) - image).mean()
+    assert 0 < error_light < error_heavy < 25  # the codec really ran; a higher CRF loses more; still the same face
+    assert abs(float(heavy.mean()) - float(image.mean())) < 5  # colours survive the yuv420p round trip
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 200
+    assert h264_recompress(red, rng(1))[..., 0].mean() > 150
+    np.testing.assert_array_equal(h264_recompress(image, rng(3)), h264_recompress(image, rng(3)))  # seeded
+    odd = h264_recompress(image[:101, :77], rng(2))  # odd sides in, the same sides out
+    assert odd.shape == (101, 77, 3)
+    coded, _ = FaceAugmenter(AugmentConfig(**{**NOTHING, "h264": 1.0}))(image, None, REAL, rng(0))
+    assert np.abs(coded.astype(np.int16) - image).mean() > 0
+    off, tiny = rng(5), rng(5)  # h264 0 draws nothing: older recipes keep their random stream
+    FaceAugmenter(AugmentConfig(h264=0.0))(image, None, REAL, off)
+    FaceAugmenter(AugmentConfig(h264=1e-12))(image, None, REAL, tiny)
     off.random()
     assert off.random() == tiny.random()
 

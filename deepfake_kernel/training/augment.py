@@ -12,11 +12,12 @@ still target the eyes, nose, mouth and face oval of a typical crop.
 
 :class:`FaceAugmenter` applies, in order: one pseudo-fake (FWA or SBI, REAL samples only, label becomes FAKE),
 random crop/scale, horizontal flip, rotation, Face Feature Mask, brightness/contrast, gaussian blur, JPEG,
-low-quality re-encoding.
+low-quality re-encoding, H.264 round trip.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -45,6 +46,7 @@ class AugmentConfig:
     fwa: float = 0.0             # FWA pseudo-fake on REAL samples (label becomes FAKE)
     sbi: float = 0.0             # self-blended pseudo-fake on REAL samples (label becomes FAKE)
     degrade: float = 0.0         # heavy-compression look (FF++ c40): downscale, JPEG quality 15..40, upscale back
+    h264: float = 0.0            # H.264 round trip (libx264 CRF 23..40, as FF++ c23..c40) at 0.4..1 of the side
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -492,6 +494,33 @@ def low_quality(image: np.ndarray, rng: np.random.Generator, scale: tuple[float,
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def h264_recompress(image: np.ndarray, rng: np.random.Generator, crf: tuple[int, int] = (23, 40),
+                    scale: tuple[float, float] = (0.4, 1.0)) -> np.ndarray:
+    """A video codec's look instead of JPEG's: resize to ``scale`` of the side (the face's size in its frame),
+    encode as one H.264 frame with libx264 (preset medium, yuv420p, CRF in ``crf``: FaceForensics++ c23 is CRF 23,
+    c40 CRF 40), decode back, resize to the input size. Intra-coded only: no motion between frames."""
+    import av  # PyAV, already a dependency (the clip generator); imported here so augment stays light
+
+    h, w = image.shape[:2]
+    factor = rng.uniform(*scale)
+    level = int(rng.integers(crf[0], crf[1] + 1))
+    side_w, side_h = max(16, 2 * round(w * factor / 2)), max(16, 2 * round(h * factor / 2))  # yuv420p: even sides
+    small = cv2.resize(image, (side_w, side_h), interpolation=cv2.INTER_AREA)
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = side_w, side_h, "yuv420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.options = {"crf": str(level), "preset": "medium", "tune": "zerolatency", "threads": "1"}
+    packets = list(encoder.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(small), format="rgb24")))
+    packets += list(encoder.encode(None))
+    decoder = av.CodecContext.create("h264", "r")
+    decoder.thread_count = 1
+    frames = [frame for packet in packets for frame in decoder.decode(packet)] + list(decoder.decode(None))
+    if not frames:
+        raise RuntimeError("libx264 round trip gave no frame")
+    decoded = frames[0].to_ndarray(format="rgb24")
+    return cv2.resize(decoded, (w, h), interpolation=cv2.INTER_LINEAR if factor < 1 else cv2.INTER_AREA)
+
+
 # ----------------------------------------------------------------------------------------------- pipeline
 
 class FaceAugmenter:
@@ -499,7 +528,7 @@ class FaceAugmenter:
 
     Order: pseudo-fake (REAL only: FWA with probability ``fwa``, else SBI with probability ``sbi``, from one
     draw, so at most one per call; label becomes FAKE), crop/scale, flip, rotation, Face Feature Mask,
-    brightness/contrast, blur, JPEG, low-quality re-encoding. Missing landmarks are replaced by
+    brightness/contrast, blur, JPEG, low-quality re-encoding, H.264. Missing landmarks are replaced by
     :func:`estimated_landmarks` where a step needs them.
     """
 
@@ -558,7 +587,7 @@ class FaceAugmenter:
     def post_process(self, image: np.ndarray, points: np.ndarray | None,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         """The label-preserving steps: :meth:`geometry` (crop/scale, flip, rotation), then Face Feature Mask,
-        colour, blur, JPEG, low-quality re-encoding."""
+        colour, blur, JPEG, low-quality re-encoding, H.264 round trip."""
         cfg = self.config
         image, points = self.geometry(image, points, rng)
         if rng.random() < cfg.face_feature_mask:
@@ -571,6 +600,8 @@ class FaceAugmenter:
             image = jpeg_recompress(image, rng)
         if cfg.degrade > 0 and rng.random() < cfg.degrade:  # no draw when off: older recipes' streams unchanged
             image = low_quality(image, rng)
+        if cfg.h264 > 0 and rng.random() < cfg.h264:  # likewise
+            image = h264_recompress(image, rng)
         return np.ascontiguousarray(image, dtype=np.uint8), points
 
     def geometry(self, image: np.ndarray, points: np.ndarray | None,
