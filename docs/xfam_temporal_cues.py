@@ -20,9 +20,10 @@ chance, below 0.5 = fakes lower), and within FF++'s c23 and c40 videos. Run from
     python docs/xfam_temporal_cues.py [--positions 8] [--limit N]
 
 ``--combine RUN_A[,RUN_B]`` (cross_family ``--out`` folders holding ``FAMILY/predictions.csv``, ``{family}`` in the
-name standing for the held-out family; several runs are averaged in logit) adds, per family, the AUC of the network's logit plus w times the
-log flow residual, both as robust z-scores over the family's videos (median, interquartile range: label-free), for
-a few w; ``--from-csv`` reads the cues written by an earlier run instead of decoding again.
+name standing for the held-out family; several runs are averaged in logit) adds, per family, the AUC of the
+network's logit plus w times the log flow residual, both as robust z-scores over the family's videos (median,
+interquartile range: label-free), for a few w; ``--from-csv`` reads the cues written by an earlier run instead of
+decoding again.
 """
 from __future__ import annotations
 
