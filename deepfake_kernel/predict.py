@@ -40,6 +40,10 @@ def format_summary(summary: dict) -> str:
     if centred:
         lines.append("  test-set centring: " + (f"off ({centred['reason']})" if centred.get("reason") else
                                                 f"{centred['videos']} videos, median logit {centred['median_logit']:+.3f}"))
+    cue = summary.get("temporal_cue")
+    if cue:
+        lines.append(f"  temporal cue: {cue['videos']} videos (weight {cue['weight']:g}, for the member set "
+                     f"{'+'.join(cue['members']) or 'any'})")
     if summary.get("interrupted"):
         lines.append(f"  run interrupted ({summary['interrupted']}); unreached videos got the fallback score")
     if summary.get("abandoned_workers"):

@@ -14,6 +14,10 @@ i + 2 are decoded with decord and cut with predict's own ``square_crop`` (margin
   over the uncompensated change, and ``flow residual ratio`` / ``flow high-pass ratio`` = the compensated residual
   (of the image / of its high-pass) inside over in the ring.
 
+* ``flow residual (box)``, ``box 0.85``, ``box 0.7`` (twenty-second session): the flow residual inside an ellipse
+  inscribed in the MTCNN box, its axes times 1, 0.85, 0.7 (no landmark model: what ``predict`` can compute;
+  ``deepfake_kernel/pipeline/temporal.py`` ships 0.85).
+
 Per video the median over positions. Nothing is fitted: printed is each cue's video AUC within each family (0.5 =
 chance, below 0.5 = fakes lower), and within FF++'s c23 and c40 videos. Run from the repository root:
 
@@ -34,6 +38,7 @@ import cv2
 import numpy as np
 
 from deepfake_kernel.pipeline.faces import square_crop
+from deepfake_kernel.pipeline.temporal import face_ellipse, flow_residual
 from deepfake_kernel.pipeline.video import _scaled_size
 from deepfake_kernel.training.augment import hull_mask
 from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
@@ -41,7 +46,7 @@ from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
 VIDEOS = ("../shared/data/videos.csv", "../shared/data/videos_extra.csv")
 EPS = 1e-3
 CUES = ("jitter", "jitter ratio", "texture flicker", "motion ratio", "colour flicker", "flow residual",
-        "flow residual ratio", "flow high-pass ratio")
+        "flow residual ratio", "flow high-pass ratio", "flow residual (box)", "box 0.85", "box 0.7")
 
 
 def regions(points: np.ndarray, size: int = 224) -> tuple[np.ndarray, np.ndarray]:
@@ -106,10 +111,13 @@ def video_cues(path: str, data: dict, marks68: np.ndarray, positions: int) -> di
         crops = [square_crop(f, data["boxes"][k], 0.3, 224) for f in frames]
         cues = position_cues(crops, marks68[k])
         if cues is not None:
+            for name, shrink in (("flow residual (box)", 1.0), ("box 0.85", 0.85), ("box 0.7", 0.7)):
+                box_cue = flow_residual(crops[0], crops[1], face_ellipse(data["boxes"][k], 0.3, shrink=shrink))
+                cues[name] = np.nan if box_cue is None else box_cue
             rows.append(cues)
     if not rows:
         return None
-    return {name: float(np.median([r[name] for r in rows])) for name in CUES}
+    return {name: float(np.nanmedian([r[name] for r in rows])) for name in CUES}
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -128,11 +136,12 @@ def main() -> None:
     parser.add_argument("--out", default="runs/temporal_cues.csv")
     parser.add_argument("--from-csv", default=None)
     parser.add_argument("--combine", default=None)
+    parser.add_argument("--cue", default="flow residual", help="the cue --combine adds")
     args = parser.parse_args()
     rows = read_cues(args.from_csv) if args.from_csv else measure(args)
     print_table(rows)
     if args.combine:
-        print_combination(rows, args.combine.split(","))
+        print_combination(rows, args.combine.split(","), args.cue)
 
 
 def read_cues(path: str) -> list[dict]:
@@ -187,9 +196,9 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / (q3 - q1 + 1e-9)
 
 
-def print_combination(rows: list[dict], runs: list[str]) -> None:
-    cues = {r["path"]: np.log(r["flow residual"]) for r in rows}
-    print("network logit + w * log flow residual (robust z-scores over the family's videos)")
+def print_combination(rows: list[dict], runs: list[str], cue_name: str = "flow residual") -> None:
+    cues = {r["path"]: np.log(r[cue_name]) for r in rows if np.isfinite(r[cue_name])}
+    print(f"network logit + w * log {cue_name} (robust z-scores over the family's videos)")
     for family in ("ffpp", "talking-head"):
         logits, labels, flow = {}, {}, {}
         for run in runs:

@@ -294,3 +294,39 @@ def test_init_from_starts_each_fold_from_the_same_fold_of_another_run(crossed, f
     assert cross_family.main(base + ["--out", str(tmp_path / "d"), "--init-from", str(crossed / "out"),
                                      "--seeds", "0,1"]) == 2  # with --seeds it reads OUT/seed_S: none there
     assert started == {}
+
+
+def test_the_temporal_cue_is_scored_fitted_and_shipped_together(crossed, family_csv, tmp_path, capsys):
+    """--temporal-cue-weight reads each held-out video's frame pairs again and adds predict's cue to its logit;
+    the fit stores the cue with the calibration, for the members that were scored with it."""
+    import shutil
+
+    from deepfake_kernel.detectors.weights import read_manifest
+    from deepfake_kernel.pipeline.detector import Detector
+    from deepfake_kernel.pipeline.ensemble import logit
+
+    out = tmp_path / "out"
+    shutil.copytree(crossed / "out", out)
+    base = ["--videos", str(family_csv), "--folds", "alpha,beta", "--out", str(out), "--preset", "tiny",
+            "--members", "efficientnet_lite0", "--cache-dir", str(crossed / "cache"), "--cache-frames", "4",
+            "--cache-size", "48", "--no-progress", "--bootstrap", "50", "--device", "cpu"]
+    assert cross_family.main(base + ["--score-only", "--temporal-cue-weight", "1.5", "--temporal-cue-reference",
+                                     "-1", "--temporal-cue-positions", "4"]) == 0
+    rows = read_predictions(out / "predictions.csv")
+    assert len(rows) == 8 and all(r["temporal_cue"] != "" for r in rows)
+    assert len(list((crossed / "cache").rglob("*.cue_p4_m0.3.json"))) == 8  # kept for every later fold and seed
+    assert len({round(float(r["temporal_cue"]), 4) for r in rows}) > 4  # a measurement per video, not a constant
+    for r in rows:
+        assert logit(r["raw"]) - logit(float(r["network_raw"])) == pytest.approx(
+            1.5 * (float(r["temporal_cue"]) + 1), abs=1e-3)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(crossed / "out" / "beta" / "weights", shipped)
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration", "--calibrate-weights",
+                              str(shipped), "--calibrate-member-set"]) == 2
+    assert "without --temporal-cue-weight" in capsys.readouterr().err
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration",
+                              "--calibrate-weights", str(shipped)]) == 0
+    entry = read_manifest(shipped).calibration["temporal_cue"]
+    assert entry["weight"] == 1.5 and entry["positions"] == 4 and entry["members"] == ["efficientnet_lite0"]
+    cue = Detector.from_weights(shipped, device="cpu").temporal_cue
+    assert cue.weight == 1.5 and cue.applies_to(["efficientnet_lite0"])

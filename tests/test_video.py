@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from deepfake_kernel.pipeline.video import (DecordReader, FrameReader, PyAVReader, TorchCodecReader, VideoReadError,
-                                            sample_indices, torchcodec_status)
+                                            pair_positions, sample_indices, torchcodec_status, with_next_frames)
 from tests import synthetic
 
 needs_torchcodec = pytest.mark.skipif(torchcodec_status() is not None,
@@ -39,6 +39,26 @@ def test_reader_returns_the_sampled_frames(numbered_video, reader):
     assert batch.fps == pytest.approx(25, abs=0.1)
 
 
+@pytest.mark.parametrize("reader", [DecordReader(batch_size=3), PyAVReader(),
+                                    pytest.param(TorchCodecReader(batch_size=3), marks=needs_torchcodec)],
+                         ids=["decord", "pyav", "torchcodec"])
+def test_reader_adds_the_next_frame_of_the_paired_positions(numbered_video, reader):
+    """The temporal cue's pairs: the sampled frames stay exactly as without pairs, and each paired position gets
+    the source frame right after it."""
+    batch = reader.read(numbered_video, 8, pairs=3)
+    assert batch.indices == sample_indices(50, 8) and frame_numbers(batch) == batch.indices
+    assert sorted(batch.next_frames) == pair_positions(8, 3) == [0, 4, 7]
+    for position, image in batch.next_frames.items():
+        assert int(round((image.mean() - 20) / 4)) == batch.indices[position] + 1
+    assert reader.read(numbered_video, 8).next_frames == {}
+
+
+def test_pairs_stay_inside_the_video():
+    assert with_next_frames([0, 5, 9], 3, 10) == [0, 1, 5, 6, 9]  # frame 10 does not exist
+    assert with_next_frames([0, 1, 2], 3, 3) == [0, 1, 2]  # every frame sampled: the next ones are among them
+    assert pair_positions(4, 8) == [0, 1, 2, 3] and pair_positions(5, 0) == []
+
+
 def test_decord_and_pyav_agree(tmp_path):
     frames, _ = synthetic.face_frames(n=20)
     path = synthetic.write_video(tmp_path / "face.mp4", frames)
@@ -68,7 +88,7 @@ def test_portrait_and_other_containers(tmp_path):
 def test_fallback_reader_used_when_decord_fails(numbered_video, monkeypatch):
     reader = FrameReader()
 
-    def broken(path, num_frames):
+    def broken(path, num_frames, pairs=0):
         raise VideoReadError("decode_failed", "simulated decord failure")
 
     monkeypatch.setattr(reader.primary, "read", broken)
@@ -81,7 +101,7 @@ def test_stalled_decord_is_abandoned(numbered_video, monkeypatch):
     import time
 
     reader = FrameReader(timeout=0.5)
-    monkeypatch.setattr(reader.primary, "read", lambda path, n: time.sleep(3))
+    monkeypatch.setattr(reader.primary, "read", lambda path, n, pairs=0: time.sleep(3))
     started = time.monotonic()
     batch = reader.read(numbered_video, 4)
     assert time.monotonic() - started < 2.5
@@ -118,7 +138,7 @@ def test_torchcodec_chain_falls_back_and_drops_a_failing_torchcodec(numbered_vid
     reader = FrameReader(reader="torchcodec", demote_after=2)
     assert [r.name for r in reader.readers] == ["torchcodec", "decord"]
 
-    def broken(path, num_frames):
+    def broken(path, num_frames, pairs=0):
         raise VideoReadError("decode_failed", "simulated torchcodec failure")
 
     monkeypatch.setattr(reader.readers[0], "read", broken)

@@ -103,11 +103,12 @@ OUT_OF_FAMILY = "out-of-family predictions of "  # how a fit stored from cross_f
 
 def store_calibration(weights: str | Path, report: dict, source: str, evaluated: list[str],
                       video_norm: dict[str, int | None] | None = None, set_norm: int | None = None,
-                      as_member_set: bool = False) -> None:
+                      as_member_set: bool = False, temporal_cue: dict | None = None) -> None:
     """The out-of-family fit becomes the manifest's calibration and clip; members that the cross-family folds did
     not score get ensemble weight 0 (no out-of-family evidence supports them), with that reason recorded. The
     members' per-video normalisation (``video_norm``) and test-set BatchNorm statistics (``set_norm``), as the
-    folds were scored, are stored with the fit they made.
+    folds were scored, are stored with the fit they made, and so is the temporal cue they added (``temporal_cue``,
+    a manifest entry of :class:`~deepfake_kernel.pipeline.temporal.TemporalCue`; ``None``: none).
 
     ``as_member_set``: the fit is instead stored as the calibration of exactly the ``evaluated`` members
     (``calibration_by_members``), used when a video is scored by those members alone (the light preset); the
@@ -116,6 +117,9 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
 
     manifest = read_manifest(weights)
     if as_member_set:
+        if temporal_cue:
+            raise ValueError("a member set's own calibration serves videos scored without the temporal cue (the "
+                             "light preset): fit it on folds scored without --temporal-cue-weight")
         store_member_set_calibration(manifest, report, source, evaluated, video_norm, set_norm)
         write_manifest(manifest, weights)
         return
@@ -133,6 +137,9 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
                                                              f"{source}: no held-out-family evidence supports it"}
     manifest.notes["ensemble_weights"] = reasons
     manifest.calibration = out_of_family_entry(report, source)
+    if temporal_cue:  # for the member set the fit calibrates (the evaluated members the manifest holds)
+        manifest.calibration["temporal_cue"] = dict(
+            temporal_cue, members=[entry.name for entry in manifest.members if entry.name in evaluated])
     manifest.clip = {"lo": report["fit"]["clip"][0], "hi": report["fit"]["clip"][1]}
     # in-domain per-member fits would overclaim on new sources; out-of-family ones stay while their members are
     # scored as before (same BatchNorm settings)

@@ -53,6 +53,13 @@ class CrossFamilyConfig:
         "help": "score each held-out family with the BatchNorm statistics of the stem and this many blocks "
                 "re-estimated on that family's own crops, all its videos together (test-set AdaBN, as a kernel could "
                 "take them from its unlabelled test videos); unset: the fold's training statistics"})
+    temporal_cue_weight: float | None = field(default=None, metadata={
+        "help": "add predict's temporal cue (log optical-flow residual between consecutive frames, docs/predict.md) "
+                "to each held-out video's logit with this weight: logit + W * (cue - --temporal-cue-reference); the "
+                "frames are read again at the cached faces; --calibrate-weights stores it with the fit"})
+    temporal_cue_reference: float = field(default=-0.666, metadata={
+        "help": "the cue value that adds nothing (the median over ../shared/data's videos)"})
+    temporal_cue_positions: int = field(default=8, metadata={"help": "frame pairs per video for the temporal cue"})
     init_from: str | None = field(default=None, metadata={
         "help": "start each fold's members from the same fold of another cross_family run (its --out; with --seeds, "
                 "the same seed of it): that fold's work/MEMBER/last.pt, trained without the same families, e.g. "
@@ -88,16 +95,47 @@ def test_set_crops(cache: CropCache, items: list[VideoItem]) -> np.ndarray:
     return np.concatenate(chosen) if chosen else np.zeros((0, 1, 1, 3), dtype=np.uint8)
 
 
+def held_out_cue(reader, cache: CropCache, item: VideoItem, cue) -> float | None:
+    """``predict``'s temporal cue (:func:`~deepfake_kernel.pipeline.temporal.video_cue`) for a cached video: its
+    frames read again with ``cue.positions`` pairs, the cached faces placed on them; ``None`` when it cannot be
+    read or measured. The value is kept beside the cached crops (it depends on the video alone), so every other
+    fold, seed or weight reads no frame again."""
+    from ..files import atomic_write_text
+    from ..pipeline.faces import Track
+    from ..pipeline.temporal import video_cue
+    from ..pipeline.video import VideoReadError
+
+    stored = cache.video_file(item).with_suffix(f".cue_p{cue.positions}_m{cue.margin:g}.json")
+    if stored.is_file():
+        return json.loads(stored.read_text())["cue"]
+    try:
+        batch = reader.read(item.path, cache.config.frames, cue.positions)
+    except VideoReadError as exc:
+        log.warning("temporal cue of %s not measured: %s", item.path, exc)
+        return None
+    where = {index: position for position, index in enumerate(batch.indices)}
+    tracks = [Track(t.track_id, [dataclasses.replace(f, frame=where[f.frame]) for f in t.faces if f.frame in where])
+              for t in cached_tracks(cache, item)]
+    value = video_cue(batch.frames, batch.next_frames, [t for t in tracks if t.faces], cue.margin)
+    atomic_write_text(stored, json.dumps({"cue": value}) + "\n")
+    return value
+
+
 def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropCache, device: str = "cpu",
-                   video_norm_blocks: int | None = None, test_set_norm_blocks: int | None = None) -> list[dict]:
+                   video_norm_blocks: int | None = None, test_set_norm_blocks: int | None = None,
+                   temporal_cue=None) -> list[dict]:
     """One row per video: the fold's raw and submitted score as ``predict`` computes them from these crops.
     A video without crops gets the fallback 0.5 with its reason, as in ``predict``. ``video_norm_blocks``
     overrides the members' per-video normalisation (-1: off; ``None``: as the manifest says);
     ``test_set_norm_blocks`` first re-estimates the members' early BatchNorm statistics on ``items``' crops
-    (:meth:`~deepfake_kernel.detectors.classifier.FaceClassifier.adapt_batchnorm`)."""
+    (:meth:`~deepfake_kernel.detectors.classifier.FaceClassifier.adapt_batchnorm`). ``temporal_cue``
+    (a :class:`~deepfake_kernel.pipeline.temporal.TemporalCue`, else the fold manifest's) adds the temporal cue
+    to each video's logit, as ``predict`` does; the rows keep the cue and the members' score without it."""
     from ..pipeline.detector import Detector
+    from ..pipeline.ensemble import logit, sigmoid
 
     detector = Detector.from_weights(weights_dir, device=device)
+    cue = temporal_cue or detector.temporal_cue
     if video_norm_blocks is not None:
         for member in detector.members.values():
             member.set_video_norm(video_norm_blocks)
@@ -118,6 +156,10 @@ def score_held_out(weights_dir: str | Path, items: list[VideoItem], cache: CropC
                "set_norm": "" if test_set_norm_blocks is None else str(test_set_norm_blocks)}
         if cache.video_file(item).is_file():
             raw, member_scores, _ = detector.score_tracks(cached_tracks(cache, item), models)
+            if cue is not None:
+                value = held_out_cue(detector.reader, cache, item, cue)
+                row.update(network_raw=raw, temporal_cue="" if value is None else value, cue=cue.describe())
+                raw = float(sigmoid(cue.adjust_logit(float(logit(raw)), value)))
             row.update(raw=raw, score=float(detector.clipper_for(models)(raw)), reason="",
                        members=";".join(f"{k}={v:.6f}" for k, v in member_scores.items()),
                        video_norm=";".join(f"{k}={v}" for k, v in norm.items() if v is not None))
@@ -193,7 +235,8 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
             held_out = [i for i in items if i.family in families]
             scored = score_held_out(weights, held_out, cache, device=device,
                                     video_norm_blocks=config.video_norm_blocks,
-                                    test_set_norm_blocks=config.test_set_norm_blocks)
+                                    test_set_norm_blocks=config.test_set_norm_blocks,
+                                    temporal_cue=temporal_cue_of(config))
             for row in scored:
                 row["fold"] = fold
             write_predictions(fold_dir / "predictions.csv", scored)
@@ -227,7 +270,18 @@ def run_seeds(config: CrossFamilyConfig, train_config, augment: AugmentConfig | 
 
 
 PREDICTION_COLUMNS = ("fold", "family", "path", "label", "raw", "score", "members", "reason", "group", "method",
-                      "dataset", "video_norm", "set_norm")
+                      "dataset", "video_norm", "set_norm", "network_raw", "temporal_cue", "cue")
+
+
+def temporal_cue_of(config: CrossFamilyConfig):
+    """The :class:`~deepfake_kernel.pipeline.temporal.TemporalCue` that ``--temporal-cue-weight`` asks for, or
+    ``None``."""
+    from ..pipeline.temporal import TemporalCue
+
+    if not config.temporal_cue_weight:
+        return None
+    return TemporalCue(weight=config.temporal_cue_weight, reference=config.temporal_cue_reference,
+                       positions=config.temporal_cue_positions)
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
@@ -258,7 +312,8 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
         report["calibration"] = calibration_report(rows, center=config.test_set_center)
         if config.calibrate_weights:
             store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
-                              video_norm_of(rows), set_norm_of(rows), as_member_set=config.calibrate_member_set)
+                              video_norm_of(rows), set_norm_of(rows), as_member_set=config.calibrate_member_set,
+                              temporal_cue=cue_of(rows))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "table.md").write_text(render(report))
     return report
@@ -267,6 +322,19 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
 def evaluated_members(rows: list[dict]) -> list[str]:
     """The members whose scores the predictions hold."""
     return sorted({part.split("=")[0] for r in rows for part in str(r.get("members", "")).split(";") if "=" in part})
+
+
+def cue_of(rows: list[dict]) -> dict | None:
+    """The temporal cue the rows were scored with (:meth:`TemporalCue.describe`) as a manifest entry; the folds must
+    agree (the fit holds for one)."""
+    from ..pipeline.temporal import TemporalCue
+
+    settings = {str(r.get("cue") or "") for r in rows if r.get("members")}
+    if len(settings) > 1:
+        raise ValueError(f"the folds were scored with different temporal cues ({sorted(settings)}): rescore them with "
+                         f"one --temporal-cue-weight before fitting")
+    value = settings.pop() if settings else ""
+    return TemporalCue.parse(value).entry() if value else None
 
 
 def set_norm_of(rows: list[dict]) -> int | None:

@@ -29,6 +29,7 @@ from ..device import resolve_device
 from . import ensemble
 from .faces import FaceCropper, Track
 from .stage_config import CropperConfig, ReaderConfig
+from .temporal import TemporalCue, video_cue
 from .video import FrameReader, VideoReadError
 from .watchdog import StageTimeout, run_with_timeout
 
@@ -67,6 +68,8 @@ class VideoPrediction:
     models: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    temporal_cue: float | None = None  # log flow residual (.temporal); raw_score includes its weight
+    network_score: float | None = None  # the members' raw score before the temporal cue
 
     @property
     def detection_prob(self) -> float:
@@ -111,6 +114,9 @@ class Detector:
         stacking = (manifest.stacking if manifest is not None else None) or {}
         self.stacker = (ensemble.Stacker.from_dict(stacking)
                         if stacking.get("use") and set(stacking.get("members", [])) <= set(members) else None)
+        # the temporal cue was fitted with the main calibration (manifest calibration["temporal_cue"])
+        self.temporal_cue = TemporalCue.from_manifest(
+            (manifest.calibration or {}).get("temporal_cue") if manifest is not None else None)
 
     @classmethod
     def from_weights(cls, weights_dir: str | Path = "weights", device: str = "auto",
@@ -121,7 +127,7 @@ class Detector:
                      detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None,
                      min_face_size: int = 24, strict: bool = False,
                      test_set_norm_blocks: int | None = None,
-                     test_set_center: bool | None = None) -> "Detector":
+                     test_set_center: bool | None = None, temporal_cue: bool | None = None) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset).
 
         ``reader`` picks the frame reader (see :class:`FrameReader`); ``compile_mode`` (``"default"``,
@@ -130,7 +136,8 @@ class Detector:
         ``test_set_norm_blocks`` sets every member's test-set BatchNorm adaptation (:mod:`.adapt`; -1: off;
         ``None``: as the manifest says), kept in :attr:`test_set_norm` for the run to apply; likewise
         ``test_set_center`` (centring each video's logit on the run's median, :func:`.adapt.centre_scores`) in
-        :attr:`test_set_center`.
+        :attr:`test_set_center`. ``temporal_cue=False`` leaves out the manifest's temporal cue (:mod:`.temporal`;
+        ``None`` or ``True``: as the manifest says).
         """
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
@@ -168,6 +175,8 @@ class Detector:
             detector.test_set_norm = {name: test_set_norm_blocks for name in members}
         detector.test_set_center = (manifest.calibration.get("center") == "test_set_median"
                                     if test_set_center is None else bool(test_set_center))
+        if temporal_cue is False:
+            detector.temporal_cue = None
         return detector
 
     @property
@@ -179,6 +188,12 @@ class Detector:
         set when there is one (the light preset's single member is not calibrated like the ensemble mean), else
         the main one."""
         return self.member_set_clippers.get(ensemble.member_set_key(models), self.clipper)
+
+    def pairs_for(self, models: list[str]) -> int:
+        """Frame pairs to read for a video scored by ``models``: the temporal cue's positions when it applies to
+        that member set, else none."""
+        cue = self.temporal_cue
+        return cue.positions if cue is not None and cue.applies_to(models) else 0
 
     def lightest_member(self) -> str:
         """The member with the fewest parameters (the light preset's model)."""
@@ -220,19 +235,21 @@ class Detector:
             timings["aggregate"] = time.perf_counter() - clock
         return raw, member_scores, results
 
-    def prefetch(self, path: str | Path, frames: int | None = None) -> None:
-        """Start decoding ``path`` in a background thread; the next ``predict_video`` of the same path and frame
-        count takes the frames from there (decoding overlaps detection and classification of this video)."""
+    def prefetch(self, path: str | Path, frames: int | None = None, models: list[str] | None = None) -> None:
+        """Start decoding ``path`` in a background thread; the next ``predict_video`` of the same path, frame
+        count and member set takes the frames from there (decoding overlaps detection and classification of this
+        video)."""
         import concurrent.futures
 
         frames = frames or self.frames
+        pairs = self.pairs_for(models or self.member_names)
         if self._prefetch_pool is None:
             self._prefetch_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prefetch")
-        key = (str(path), frames)
+        key = (str(path), frames, pairs)
         if key not in self._prefetched:
             while len(self._prefetched) >= 2:  # a guess that was never used (the budget changed the frames)
                 self._prefetched.pop(next(iter(self._prefetched)))
-            self._prefetched[key] = self._prefetch_pool.submit(self.reader.read, path, frames)
+            self._prefetched[key] = self._prefetch_pool.submit(self.reader.read, path, frames, pairs)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop prefetching: cancel what has not started, wait (up to ``timeout``) for a read in progress, so that
@@ -261,9 +278,9 @@ class Detector:
 
         return run_with_timeout(crops, self.video_timeout, name=f"faces of {Path(path).name}")
 
-    def _take_prefetched(self, path: str | Path, frames: int):
+    def _take_prefetched(self, path: str | Path, frames: int, pairs: int = 0):
         """The prefetched frames of ``path`` (its read error re-raised), or ``None`` when none were asked for."""
-        future = self._prefetched.pop((str(path), frames), None)
+        future = self._prefetched.pop((str(path), frames, pairs), None)
         return None if future is None else future.result()
 
     def _classify(self, name: str, crops: np.ndarray, notes: list[str] | None,
@@ -307,12 +324,18 @@ class Detector:
         try:
             stage[0] = "decode"
             clock = time.perf_counter()
-            batch = self._take_prefetched(path, frames) or self.reader.read(path, frames)
+            pairs = self.pairs_for(models)
+            batch = self._take_prefetched(path, frames, pairs) or self.reader.read(path, frames, pairs)
             result.timings["decode"] = time.perf_counter() - clock
             result.frames_read, result.reader, result.notes = len(batch), batch.reader, list(batch.notes)
             stage[0] = "detect"
             tracks = self._detect(batch.frames, result.notes, **(detection or {}))
             result.timings.update(self.cropper.last_timings)
+            if pairs and tracks:
+                stage[0] = "temporal"
+                clock = time.perf_counter()
+                result.temporal_cue = video_cue(batch.frames, batch.next_frames, tracks, self.temporal_cue.margin)
+                result.timings["temporal"] = time.perf_counter() - clock
             del batch
             result.faces = sum(len(t.faces) for t in tracks)
             if not tracks:
@@ -320,6 +343,10 @@ class Detector:
             else:
                 stage[0] = "classify"
                 raw, member_scores, track_results = self.score_tracks(tracks, models, result.notes, result.timings)
+                if result.temporal_cue is not None:
+                    result.network_score = raw
+                    raw = float(ensemble.sigmoid(self.temporal_cue.adjust_logit(float(ensemble.logit(raw)),
+                                                                                result.temporal_cue)))
                 result.raw_score, result.member_scores, result.tracks = raw, member_scores, track_results
                 result.score = float(self.clipper_for(models)(raw))
         except VideoReadError as exc:

@@ -35,7 +35,8 @@ FINAL_WRITE_RESERVE = 1.0  # seconds of the time budget kept for writing the fil
 EXIT_SIGINT, EXIT_SIGTERM, EXIT_CONFIG = 130, 143, 2
 
 DETAIL_COLUMNS = ("filename", "label", "raw_score", "reason", "frames_requested", "frames_read", "faces",
-                  "tracks", "detection_prob", "models", "member_scores", "reader", "seconds", "timings", "notes")
+                  "tracks", "detection_prob", "models", "member_scores", "reader", "seconds", "timings", "notes",
+                  "temporal_cue", "network_score")
 
 
 @dataclass
@@ -96,6 +97,10 @@ class PredictConfig:
         "help": "calibrate each video's logit relative to the median logit of the run's scored videos (assumes "
                 "about half of them are fake, as in DFDC's test sets; docs/predict.md); unset: as the manifest's "
                 "calibration says (the shipped one was fitted with it: see the README)"})
+    temporal_cue: bool | None = field(default=None, metadata={
+        "help": "add the temporal cue (optical-flow residual between consecutive frames at 8 positions of the main "
+                "face track, docs/predict.md) to the score with the manifest's weight; unset: as the manifest's "
+                "calibration says (it was fitted with it: see the README)"})
     compile: str | None = field(default=None, metadata={
         "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
                 "compiling happens at load time (about 33 s for the shipped members on a 2-core CPU with an empty "
@@ -104,13 +109,14 @@ class PredictConfig:
 
 def _details_row(name: str, prediction: "VideoPrediction | None", fallback: float, reason: str) -> list:
     if prediction is None:
-        return [name, f"{fallback:.6f}", "", reason, 0, 0, 0, 0, "", "", "", "", 0, "", ""]
+        return [name, f"{fallback:.6f}", "", reason, 0, 0, 0, 0, "", "", "", "", 0, "", "", "", ""]
     p = prediction
     members = ";".join(f"{k}={v:.5f}" for k, v in p.member_scores.items())
     return [name, f"{p.score:.6f}", "" if p.raw_score is None else f"{p.raw_score:.6f}", p.reason or "",
             p.frames_requested, p.frames_read, p.faces, len(p.tracks), f"{p.detection_prob:.4f}", ";".join(p.models),
             members, p.reader, f"{p.seconds:.3f}", ";".join(f"{k}={v:.3f}" for k, v in p.timings.items()),
-            " | ".join(p.notes)[:500]]
+            " | ".join(p.notes)[:500], "" if p.temporal_cue is None else f"{p.temporal_cue:.5f}",
+            "" if p.network_score is None else f"{p.network_score:.6f}"]
 
 
 class _Interrupted(BaseException):
@@ -240,6 +246,7 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
     detector = None
     adaptation = centring = None
     to_centre: dict[str, "VideoPrediction"] = {}  # scored videos whose logits take part in test-set centring
+    with_cue = 0  # videos whose score includes the temporal cue
 
     def current_scores() -> dict[str, float]:
         if not to_centre:
@@ -296,6 +303,7 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                                           levels, names[index + 1] if index + 1 < len(names) else None)
                 if predictions is not None and prediction is not None:
                     predictions[name] = prediction
+                with_cue += prediction is not None and prediction.temporal_cue is not None
                 if (detector.test_set_center and prediction is not None and not prediction.reason
                         and prediction.raw_score is not None and math.isfinite(prediction.raw_score)):
                     to_centre[name] = prediction
@@ -341,6 +349,9 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
         summary["test_set_norm"] = adaptation
     if centring is not None:
         summary["test_set_center"] = centring
+    if detector is not None and detector.temporal_cue is not None:
+        summary["temporal_cue"] = {"videos": with_cue, "weight": detector.temporal_cue.weight,
+                                   "members": list(detector.temporal_cue.members)}
     if detector is not None:  # which decoder ran, and why GPU decoding was off or dropped
         summary["reader"] = detector.reader.primary.name
         summary["reader_notes"] = list(detector.reader.notes)
@@ -380,7 +391,7 @@ def _load_detector(config: PredictConfig):
                                  reader=config.reader, compile_mode=config.compile or None,
                                  min_face_size=config.min_face_size, strict=config.strict,
                                  test_set_norm_blocks=config.test_set_norm_blocks,
-                                 test_set_center=config.test_set_center)
+                                 test_set_center=config.test_set_center, temporal_cue=config.temporal_cue)
 
 
 def top_and_light(config: PredictConfig, detector) -> tuple[Level, Level]:
@@ -411,7 +422,7 @@ def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, bu
         if timeout is None or left < timeout:
             timeout, timeout_reason = left, "time_budget"
     if config.prefetch and next_name is not None:  # decode the next video while this one is scored
-        detector.prefetch(video_dir / next_name, level.frames)
+        detector.prefetch(video_dir / next_name, level.frames, list(level.models))
     prediction = detector.predict_video(video_dir / name, frames=level.frames, models=list(level.models),
                                         timeout=timeout, timeout_reason=timeout_reason,
                                         detect_every=level.detect_every, detect_long_side=level.detect_long_side)

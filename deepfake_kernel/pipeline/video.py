@@ -39,7 +39,9 @@ class FrameBatch:
     """Decoded frames of one video.
 
     ``frames`` is ``(N, H, W, 3)`` uint8 RGB; ``indices`` are the source frame numbers; ``frame_count`` is the
-    count the container reported (it may be wrong); ``scale`` is decoded size / native size.
+    count the container reported (it may be wrong); ``scale`` is decoded size / native size. ``next_frames`` maps a
+    position in ``frames`` to the source frame right after it, for the positions a read asked pairs for (the
+    temporal cue, :mod:`.temporal`).
     """
 
     frames: np.ndarray
@@ -49,6 +51,7 @@ class FrameBatch:
     reader: str
     scale: float = 1.0
     notes: list[str] = field(default_factory=list)
+    next_frames: dict[int, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -62,6 +65,36 @@ def sample_indices(frame_count: int, num_frames: int) -> list[int]:
         return list(range(frame_count))
     step = frame_count / num_frames
     return sorted({min(frame_count - 1, int(step * (i + 0.5))) for i in range(num_frames)})
+
+
+def pair_positions(num_frames: int, pairs: int) -> list[int]:
+    """Which of a video's ``num_frames`` sampled frames also get their next frame read: ``pairs`` evenly spaced
+    ones (the temporal cue's frame pairs, :mod:`.temporal`)."""
+    if pairs <= 0 or num_frames <= 0:
+        return []
+    return sorted({int(round(k)) for k in np.linspace(0, num_frames - 1, min(pairs, num_frames))})
+
+
+def with_next_frames(wanted: list[int], pairs: int, frame_count: int) -> list[int]:
+    """``wanted`` plus the frame after each of ``pairs`` evenly spaced ones of them (within ``frame_count``)."""
+    extra = {wanted[p] + 1 for p in pair_positions(len(wanted), pairs) if wanted[p] + 1 < frame_count}
+    return sorted(set(wanted) | extra)
+
+
+def split_next_frames(frames: np.ndarray, kept: list[int], wanted: list[int], pairs: int
+                      ) -> tuple[np.ndarray, list[int], dict[int, np.ndarray]]:
+    """Separate the frames read for :func:`with_next_frames`: the sampled ones (in order), their numbers, and the
+    next frames by position of the frame they follow."""
+    where = {index: row for row, index in enumerate(kept)}
+    main = [i for i in kept if i in set(wanted)]
+    next_frames = {}
+    if pairs:
+        for position in pair_positions(len(main), pairs):
+            row = where.get(main[position] + 1)
+            if row is not None:
+                next_frames[position] = frames[row]
+    rows = [where[i] for i in main]
+    return (frames if len(rows) == len(kept) else frames[rows]), main, next_frames
 
 
 def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int, float]:
@@ -171,7 +204,7 @@ class TorchCodecReader:
         return VideoDecoder(str(path), device=self.device, dimension_order="NHWC", seek_mode="approximate",
                             num_ffmpeg_threads=0, transforms=transforms)
 
-    def read(self, path: str | Path, num_frames: int) -> FrameBatch:
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
         import torch
 
         try:
@@ -189,7 +222,8 @@ class TorchCodecReader:
                 decoder = self._decoder(Path(path), [Resize((out_h, out_w))])
             except Exception:  # the transform is not supported here: the frames are resized below instead
                 pass
-        wanted = sample_indices(frame_count, num_frames)
+        sampled = sample_indices(frame_count, num_frames)
+        wanted = with_next_frames(sampled, pairs, frame_count)
         chunks, kept, notes = [], [], []
         for start in range(0, len(wanted), self.batch_size):
             batch = wanted[start:start + self.batch_size]
@@ -210,8 +244,9 @@ class TorchCodecReader:
             raise VideoReadError("decode_failed", f"torchcodec decoded no frame of {path}: {'; '.join(notes)}")
         if len(kept) < len(wanted):
             raise VideoReadError("partial_decode", f"torchcodec decoded {len(kept)}/{len(wanted)} frames")
-        return FrameBatch(np.ascontiguousarray(np.concatenate(chunks)), kept, fps, frame_count, self.name, scale,
-                          notes)
+        frames, kept, next_frames = split_next_frames(np.ascontiguousarray(np.concatenate(chunks)), kept, sampled,
+                                                      pairs)
+        return FrameBatch(frames, kept, fps, frame_count, self.name, scale, notes, next_frames)
 
 
 class DecordReader:
@@ -224,7 +259,7 @@ class DecordReader:
         self.max_side = max_side
         self.use_gpu = use_gpu
 
-    def read(self, path: str | Path, num_frames: int) -> FrameBatch:
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
         import decord
 
         ctx = decord.gpu(0) if self.use_gpu else decord.cpu(0)
@@ -238,7 +273,8 @@ class DecordReader:
             reader = decord.VideoReader(str(path), ctx=ctx, width=out_w, height=out_h)
         frame_count = len(reader)
         fps = float(reader.get_avg_fps() or 0.0)
-        wanted = sample_indices(frame_count, num_frames)
+        sampled = sample_indices(frame_count, num_frames)
+        wanted = with_next_frames(sampled, pairs, frame_count)  # a next frame follows its frame: no extra seek
         chunks, kept, notes = [], [], []
         for start in range(0, len(wanted), self.batch_size):
             batch = wanted[start:start + self.batch_size]
@@ -254,7 +290,8 @@ class DecordReader:
             raise VideoReadError("decode_failed", f"decord decoded no frame of {path}: {'; '.join(notes)}")
         if len(kept) < len(wanted):
             raise VideoReadError("partial_decode", f"decord decoded {len(kept)}/{len(wanted)} frames")
-        return FrameBatch(np.concatenate(chunks), kept, fps, frame_count, self.name, scale, notes)
+        frames, kept, next_frames = split_next_frames(np.concatenate(chunks), kept, sampled, pairs)
+        return FrameBatch(frames, kept, fps, frame_count, self.name, scale, notes, next_frames)
 
 
 class PyAVReader:
@@ -273,7 +310,7 @@ class PyAVReader:
         self.max_side = max_side
         self.max_bad_packets = max_bad_packets
 
-    def read(self, path: str | Path, num_frames: int) -> FrameBatch:
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
         import av
 
         try:
@@ -291,7 +328,8 @@ class PyAVReader:
                 frame_count = int(float(stream.duration * stream.time_base) * fps)
             if frame_count <= 0 and container.duration and fps:
                 frame_count = int(container.duration / 1_000_000 * fps)
-            wanted = sample_indices(frame_count, num_frames) if frame_count > 0 else None
+            sampled = sample_indices(frame_count, num_frames) if frame_count > 0 else None
+            wanted = with_next_frames(sampled, pairs, frame_count) if sampled else None
             wanted_set = set(wanted or ())
             size: tuple[int, int, float] | None = None
             held: list[tuple[int, np.ndarray]] = []  # (frame number, image)
@@ -356,11 +394,19 @@ class PyAVReader:
         if not held:
             raise VideoReadError("decode_failed", f"PyAV decoded no frame of {path}{': ' + notes[0] if notes else ''}")
         kept = [i for i, _ in held]
-        if wanted is not None and len(kept) < len(wanted):
-            notes.append(f"container reported {frame_count} frames; decoded {len(kept)}/{len(wanted)} sampled "
-                         f"frames up to frame {kept[-1]}")
+        next_frames: dict[int, np.ndarray] = {}
+        if sampled:  # the next frames are set apart (without a frame count PyAV reads no pairs)
+            images = dict(held)
+            main = [i for i in kept if i in set(sampled)] or kept
+            next_frames = {p: images[main[p] + 1] for p in pair_positions(len(main), pairs) if main[p] + 1 in images}
+            if len(main) < len(sampled):
+                notes.append(f"container reported {frame_count} frames; decoded {len(main)}/{len(sampled)} sampled "
+                             f"frames up to frame {main[-1]}")
+            held = [(i, images[i]) for i in main]
+            kept = main
         scale = size[2] if size else 1.0
-        return FrameBatch(np.stack([im for _, im in held]), kept, fps, frame_count, self.name, scale, notes)
+        return FrameBatch(np.stack([im for _, im in held]), kept, fps, frame_count, self.name, scale, notes,
+                          next_frames)
 
 
 def _quarter_turns(frame) -> int:
@@ -421,10 +467,10 @@ class FrameReader:
         """The reader tried first."""
         return self.readers[0] if self.readers else self.fallback
 
-    def _read_with_timeout(self, reader, path: Path, num_frames: int) -> FrameBatch:
+    def _read_with_timeout(self, reader, path: Path, num_frames: int, pairs: int = 0) -> FrameBatch:
         # decoders' FFI calls release the GIL, so a stuck call can be left behind in its daemon thread
         try:
-            return run_with_timeout(lambda: reader.read(path, num_frames), self.timeout, name=reader.name)
+            return run_with_timeout(lambda: reader.read(path, num_frames, pairs), self.timeout, name=reader.name)
         except StageTimeout:
             raise VideoReadError("decode_timeout", f"{reader.name} took over {self.timeout:.0f}s on {path}") from None
 
@@ -447,14 +493,15 @@ class FrameReader:
         if info.st_size == 0:
             raise VideoReadError("empty_file", f"{path} is empty")
 
-    def read(self, path: str | Path, num_frames: int) -> FrameBatch:
-        """Read ``num_frames`` evenly spaced frames; raise :class:`VideoReadError` when nothing decodes."""
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
+        """Read ``num_frames`` evenly spaced frames (and the next frame of ``pairs`` of them, in
+        ``next_frames``); raise :class:`VideoReadError` when nothing decodes."""
         path = Path(path)
         self.check_file(path)
         errors: list[VideoReadError] = []
         for reader in list(self.readers):
             try:
-                batch = self._read_with_timeout(reader, path, num_frames)
+                batch = self._read_with_timeout(reader, path, num_frames, pairs)
             except VideoReadError as error:
                 log.info("%s failed on %s (%s); trying the next reader", reader.name, path.name, error)
                 errors.append(error)
@@ -463,7 +510,7 @@ class FrameReader:
             batch.notes[:0] = [f"{e}" for e in errors]
             return batch
         try:
-            batch = self.fallback.read(path, num_frames)
+            batch = self.fallback.read(path, num_frames, pairs)
         except VideoReadError as fallback_error:
             if fallback_error.reason == "no_video_stream" or not errors:
                 raise

@@ -1,0 +1,112 @@
+"""Temporal cue: how much of a face's change between two consecutive frames optical flow cannot explain.
+
+A face generated or re-rendered frame by frame (swaps, re-enactment, lip-sync) changes in ways that smooth motion
+does not account for. At a few positions of a video's main face track, frames ``i`` and ``i + 1`` are cut with the
+same box (:func:`~.faces.square_crop`), frame ``i + 1`` is warped onto frame ``i`` with Farneback optical flow, and
+the cue is the mean absolute residual inside an ellipse inscribed in the face box over the mean absolute change
+before warping. The video's cue is the log of the median over positions. No training: docs/cross_family.md
+("temporal cue") has its per-family AUC and how its weight in the score was chosen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .faces import Track, crop_geometry, square_crop
+
+CUE_SIZE = 224  # pixels of the square crops the flow runs on
+MIN_CHANGE = 0.2  # mean grey-level change inside the face below which the pair is a repeated frame: skipped
+EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class TemporalCue:
+    """How the cue enters the score: ``logit += weight * (cue - reference)``, on ``positions`` frame pairs, for
+    videos scored by exactly ``members`` (the set whose calibration was fitted with it)."""
+
+    weight: float
+    reference: float
+    positions: int = 8
+    members: tuple[str, ...] = ()
+    margin: float = 0.3
+
+    @classmethod
+    def from_manifest(cls, entry: dict | None) -> "TemporalCue | None":
+        if not entry or not float(entry.get("weight", 0.0)):
+            return None
+        return cls(weight=float(entry["weight"]), reference=float(entry.get("reference", 0.0)),
+                   positions=int(entry.get("positions", 8)), members=tuple(entry.get("members", ())),
+                   margin=float(entry.get("margin", 0.3)))
+
+    def entry(self) -> dict:
+        """The manifest entry (``calibration["temporal_cue"]``)."""
+        return {"cue": "log_flow_residual", "weight": self.weight, "reference": self.reference,
+                "positions": self.positions, "margin": self.margin, "members": list(self.members)}
+
+    def describe(self) -> str:
+        """``weight=W;reference=R;positions=P;margin=M``: the setting as one field of a predictions row."""
+        return f"weight={self.weight:g};reference={self.reference:g};positions={self.positions};margin={self.margin:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> "TemporalCue":
+        """The inverse of :meth:`describe`."""
+        fields = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+        return cls(weight=float(fields["weight"]), reference=float(fields["reference"]),
+                   positions=int(fields["positions"]), margin=float(fields.get("margin", 0.3)))
+
+    def applies_to(self, models) -> bool:
+        """Whether videos scored by ``models`` take the cue (any set when ``members`` is empty)."""
+        return not self.members or sorted(set(models)) == sorted(set(self.members))
+
+    def adjust_logit(self, logit: float, cue: float | None) -> float:
+        return logit if cue is None else logit + self.weight * (cue - self.reference)
+
+
+def face_ellipse(box: np.ndarray, margin: float, size: int = CUE_SIZE, shrink: float = 1.0) -> np.ndarray:
+    """Boolean ``size`` × ``size`` mask: the ellipse inscribed in ``box`` (frame coordinates) in its square crop,
+    its axes times ``shrink``."""
+    left, top, side = crop_geometry(box, margin)
+    x1, y1, x2, y2 = [(float(v) - o) * size / side for v, o in zip(box, (left, top, left, top))]
+    mask = np.zeros((size, size), np.uint8)
+    centre = (int(round((x1 + x2) / 2)), int(round((y1 + y2) / 2)))
+    axes = (max(1, int(round(shrink * (x2 - x1) / 2))), max(1, int(round(shrink * (y2 - y1) / 2))))
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+def flow_residual(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> float | None:
+    """Residual over change inside ``mask`` for two RGB crops of one face; ``None`` for a repeated frame or a mask
+    too small to measure."""
+    if mask.sum() < 200:
+        return None
+    grey0 = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey1 = cv2.cvtColor(second, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    change = float(np.abs(grey1 - grey0)[mask].mean())
+    if change < MIN_CHANGE:
+        return None
+    flow = cv2.calcOpticalFlowFarneback(grey0, grey1, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    ys, xs = np.mgrid[0:grey0.shape[0], 0:grey0.shape[1]].astype(np.float32)
+    warped = cv2.remap(grey1, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR)
+    return float(np.abs(warped - grey0)[mask].mean()) / (change + EPS)
+
+
+def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: list[Track],
+              margin: float = 0.3) -> float | None:
+    """The log median flow residual of the longest track over the positions whose next frame was decoded
+    (``next_frames``: position in ``frames`` → the following source frame); ``None`` when none can be measured."""
+    if not tracks or not next_frames:
+        return None
+    track = max(tracks, key=lambda t: len(t.faces))
+    values = []
+    for face in track.faces:
+        following = next_frames.get(face.frame)
+        if following is None or following.shape != frames[face.frame].shape:
+            continue
+        mask = face_ellipse(face.box, margin)
+        value = flow_residual(square_crop(frames[face.frame], face.box, margin, CUE_SIZE),
+                              square_crop(following, face.box, margin, CUE_SIZE), mask)
+        if value is not None and np.isfinite(value) and value > 0:
+            values.append(value)
+    return float(np.log(np.median(values))) if values else None

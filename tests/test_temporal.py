@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from deepfake_kernel.pipeline.faces import Face, Track
+from deepfake_kernel.pipeline.temporal import TemporalCue, face_ellipse, flow_residual, video_cue
+from tests import synthetic
+
+
+def moving_face(flicker: float, n: int = 6, seed: int = 0):
+    """Consecutive frames of the astronaut moving smoothly; with ``flicker``, noise of that strength re-drawn inside
+    the face every frame (a face re-rendered frame by frame). Returns frames, next frames by position, tracks."""
+    frames, boxes = synthetic.face_frames(n=2 * n, width=320, height=240, face_height=150)
+    rng = np.random.default_rng(seed)
+    if flicker:
+        for frame, placed in zip(frames, boxes):
+            x1, y1, x2, y2 = placed[0]
+            inner = frame[y1 + 30:y2 - 20, x1 + 20:x2 - 20].astype(float)
+            frame[y1 + 30:y2 - 20, x1 + 20:x2 - 20] = np.clip(inner + rng.normal(0, flicker, inner.shape), 0, 255)
+    sampled, following = frames[0::2], {k: frames[2 * k + 1] for k in range(n)}
+    track = Track(0, [Face(k, np.array(boxes[2 * k][0], np.float32), 0.99, None) for k in range(n)])
+    return sampled, following, [track]
+
+
+def test_face_ellipse_lies_inside_the_face_box_of_the_crop():
+    mask = face_ellipse(np.array([100, 50, 200, 170]), margin=0.3, size=224)
+    ys, xs = np.nonzero(mask)
+    # the box is 100 x 120 px in a 156 px crop: its ellipse spans 100/156 and 120/156 of the 224 px side
+    assert xs.max() - xs.min() == pytest.approx(224 * 100 / 156, abs=3)
+    assert ys.max() - ys.min() == pytest.approx(224 * 120 / 156, abs=3)
+    assert face_ellipse(np.array([100, 50, 200, 170]), 0.3, shrink=0.5).sum() == pytest.approx(mask.sum() / 4, rel=0.1)
+
+
+def test_flow_explains_smooth_motion_but_not_flicker():
+    frames, following, (track,) = moving_face(0)
+    mask = face_ellipse(track.faces[0].box, 0.3)
+    from deepfake_kernel.pipeline.faces import square_crop
+    crop = lambda image: square_crop(image, track.faces[0].box, 0.3, 224)  # noqa: E731
+    smooth = flow_residual(crop(frames[0]), crop(following[0]), mask)
+    assert flow_residual(crop(frames[0]), crop(frames[0]), mask) is None  # a repeated frame says nothing
+    flickering, flicker_next, _ = moving_face(12)
+    noisy = flow_residual(crop(flickering[0]), crop(flicker_next[0]), mask)
+    assert smooth < 0.15 and noisy > 2 * smooth
+
+
+def test_video_cue_rises_with_flicker_and_needs_pairs():
+    smooth = video_cue(*moving_face(0))
+    mild, strong = video_cue(*moving_face(4)), video_cue(*moving_face(16))
+    assert smooth < mild < strong
+    frames, _, tracks = moving_face(0)
+    assert video_cue(frames, {}, tracks) is None
+    assert video_cue(frames, {0: frames[0]}, []) is None
+
+
+def test_the_manifest_entry_round_trips_and_names_its_member_set():
+    cue = TemporalCue(weight=2.5, reference=-0.5, positions=8, members=("a", "b"))
+    assert TemporalCue.from_manifest(cue.entry()) == cue
+    assert TemporalCue.parse(cue.describe()) == TemporalCue(2.5, -0.5, 8)
+    assert TemporalCue.from_manifest(None) is None and TemporalCue.from_manifest({"weight": 0}) is None
+    assert cue.applies_to(["b", "a"]) and not cue.applies_to(["a"])
+    assert cue.adjust_logit(1.0, 0.5) == pytest.approx(1.0 + 2.5) and cue.adjust_logit(1.0, None) == 1.0
+
+
+@pytest.fixture(scope="module")
+def cue_weights(tiny_weights, tmp_path_factory):
+    """The tiny members with a temporal cue in their calibration, for the efficientnet_lite0 + resnet50 set."""
+    import shutil
+
+    from deepfake_kernel.detectors.weights import read_manifest, write_manifest
+
+    root = tmp_path_factory.mktemp("cue_weights") / "weights"
+    shutil.copytree(tiny_weights, root)
+    manifest = read_manifest(root)
+    manifest.calibration["temporal_cue"] = TemporalCue(2.0, -1.0, 4, ("efficientnet_lite0", "resnet50")).entry()
+    write_manifest(manifest, root)
+    return root
+
+
+def test_predict_adds_the_cue_to_the_logit_for_its_member_set_only(cue_weights, video_dir, tmp_path, capsys):
+    import csv
+
+    from deepfake_kernel import predict
+    from deepfake_kernel.pipeline.detector import Detector
+    from deepfake_kernel.pipeline.ensemble import logit
+
+    detector = Detector.from_weights(cue_weights, device="cpu", frames=6)
+    pair = ["efficientnet_lite0", "resnet50"]
+    result = detector.predict_video(video_dir / "one_face.mp4", models=pair)
+    assert result.reason is None and result.temporal_cue is not None and "temporal" in result.timings
+    assert logit(result.raw_score) - logit(result.network_score) == pytest.approx(2.0 * (result.temporal_cue + 1.0),
+                                                                                  abs=1e-4)
+    alone = detector.predict_video(video_dir / "one_face.mp4", models=["efficientnet_lite0"])
+    assert alone.temporal_cue is None and alone.network_score is None  # another set: its own calibration, no cue
+    off = Detector.from_weights(cue_weights, device="cpu", frames=6, temporal_cue=False)
+    assert off.predict_video(video_dir / "one_face.mp4", models=pair).temporal_cue is None
+    details = tmp_path / "details.csv"
+    assert predict.main([str(video_dir), "--weights", str(cue_weights), "--out", str(tmp_path / "s.csv"), "--frames",
+                         "6", "--models", ",".join(pair), "--details", str(details), "--no-progress"]) == 0
+    assert "temporal cue: 2 videos (weight 2, for the member set efficientnet_lite0+resnet50)" in capsys.readouterr().out
+    rows = {r["filename"]: r for r in csv.DictReader(open(details))}
+    assert float(rows["one_face.mp4"]["temporal_cue"]) == pytest.approx(result.temporal_cue, abs=1e-4)
+    assert rows["no_face.mp4"]["temporal_cue"] == "" and rows["corrupt.mp4"]["temporal_cue"] == ""
