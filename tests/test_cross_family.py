@@ -314,7 +314,7 @@ def test_the_temporal_cue_is_scored_fitted_and_shipped_together(crossed, family_
                                      "-1", "--temporal-cue-positions", "4"]) == 0
     rows = read_predictions(out / "predictions.csv")
     assert len(rows) == 8 and all(r["temporal_cue"] != "" for r in rows)
-    assert len(list((crossed / "cache").rglob("*.cue_p4_m0.3.json"))) == 8  # kept for every later fold and seed
+    assert len(list((crossed / "cache").rglob("*.cue_p4_m0.3_s0.85.json"))) == 8  # kept for every later fold and seed
     assert len({round(float(r["temporal_cue"]), 4) for r in rows}) > 4  # a measurement per video, not a constant
     for r in rows:
         assert logit(r["raw"]) - logit(float(r["network_raw"])) == pytest.approx(

@@ -105,7 +105,7 @@ def held_out_cue(reader, cache: CropCache, item: VideoItem, cue) -> float | None
     from ..pipeline.temporal import video_cue
     from ..pipeline.video import VideoReadError
 
-    stored = cache.video_file(item).with_suffix(f".cue_p{cue.positions}_m{cue.margin:g}.json")
+    stored = cache.video_file(item).with_suffix(f".cue_p{cue.positions}_m{cue.margin:g}_s{cue.shrink:g}.json")
     if stored.is_file():
         return json.loads(stored.read_text())["cue"]
     try:
@@ -116,7 +116,7 @@ def held_out_cue(reader, cache: CropCache, item: VideoItem, cue) -> float | None
     where = {index: position for position, index in enumerate(batch.indices)}
     tracks = [Track(t.track_id, [dataclasses.replace(f, frame=where[f.frame]) for f in t.faces if f.frame in where])
               for t in cached_tracks(cache, item)]
-    value = video_cue(batch.frames, batch.next_frames, [t for t in tracks if t.faces], cue.margin)
+    value = video_cue(batch.frames, batch.next_frames, [t for t in tracks if t.faces], cue.margin, cue.shrink)
     atomic_write_text(stored, json.dumps({"cue": value}) + "\n")
     return value
 

@@ -334,7 +334,8 @@ class Detector:
             if pairs and tracks:
                 stage[0] = "temporal"
                 clock = time.perf_counter()
-                result.temporal_cue = video_cue(batch.frames, batch.next_frames, tracks, self.temporal_cue.margin)
+                result.temporal_cue = video_cue(batch.frames, batch.next_frames, tracks, self.temporal_cue.margin,
+                                                 self.temporal_cue.shrink)
                 result.timings["temporal"] = time.perf_counter() - clock
             del batch
             result.faces = sum(len(t.faces) for t in tracks)

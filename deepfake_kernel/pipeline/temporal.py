@@ -3,8 +3,8 @@
 A face generated or re-rendered frame by frame (swaps, re-enactment, lip-sync) changes in ways that smooth motion
 does not account for. At a few positions of a video's main face track, frames ``i`` and ``i + 1`` are cut with the
 same box (:func:`~.faces.square_crop`), frame ``i + 1`` is warped onto frame ``i`` with Farneback optical flow, and
-the cue is the mean absolute residual inside an ellipse inscribed in the face box over the mean absolute change
-before warping. The video's cue is the log of the median over positions. No training: docs/cross_family.md
+the cue is the mean absolute residual inside an ellipse inscribed in the face box (axes times 0.85) over the mean
+absolute change before warping. The video's cue is the log of the median over positions. No training: docs/cross_family.md
 ("temporal cue") has its per-family AUC and how its weight in the score was chosen.
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ class TemporalCue:
     positions: int = 8
     members: tuple[str, ...] = ()
     margin: float = 0.3
+    shrink: float = 0.85  # the face ellipse's axes, as a fraction of the box's
 
     @classmethod
     def from_manifest(cls, entry: dict | None) -> "TemporalCue | None":
@@ -38,23 +39,25 @@ class TemporalCue:
             return None
         return cls(weight=float(entry["weight"]), reference=float(entry.get("reference", 0.0)),
                    positions=int(entry.get("positions", 8)), members=tuple(entry.get("members", ())),
-                   margin=float(entry.get("margin", 0.3)))
+                   margin=float(entry.get("margin", 0.3)), shrink=float(entry.get("shrink", 0.85)))
 
     def entry(self) -> dict:
         """The manifest entry (``calibration["temporal_cue"]``)."""
         return {"cue": "log_flow_residual", "weight": self.weight, "reference": self.reference,
-                "positions": self.positions, "margin": self.margin, "members": list(self.members)}
+                "positions": self.positions, "margin": self.margin, "shrink": self.shrink, "members": list(self.members)}
 
     def describe(self) -> str:
-        """``weight=W;reference=R;positions=P;margin=M``: the setting as one field of a predictions row."""
-        return f"weight={self.weight:g};reference={self.reference:g};positions={self.positions};margin={self.margin:g}"
+        """``weight=W;reference=R;positions=P;margin=M;shrink=S``: the setting as one field of a predictions row."""
+        return (f"weight={self.weight:g};reference={self.reference:g};positions={self.positions};margin={self.margin:g};"
+                f"shrink={self.shrink:g}")
 
     @classmethod
     def parse(cls, text: str) -> "TemporalCue":
         """The inverse of :meth:`describe`."""
         fields = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
         return cls(weight=float(fields["weight"]), reference=float(fields["reference"]),
-                   positions=int(fields["positions"]), margin=float(fields.get("margin", 0.3)))
+                   positions=int(fields["positions"]), margin=float(fields.get("margin", 0.3)),
+                   shrink=float(fields.get("shrink", 0.85)))
 
     def applies_to(self, models) -> bool:
         """Whether videos scored by ``models`` take the cue (any set when ``members`` is empty)."""
@@ -93,7 +96,7 @@ def flow_residual(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> fl
 
 
 def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: list[Track],
-              margin: float = 0.3) -> float | None:
+              margin: float = 0.3, shrink: float = 0.85) -> float | None:
     """The log median flow residual of the longest track over the positions whose next frame was decoded
     (``next_frames``: position in ``frames`` → the following source frame); ``None`` when none can be measured."""
     if not tracks or not next_frames:
@@ -104,7 +107,7 @@ def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: li
         following = next_frames.get(face.frame)
         if following is None or following.shape != frames[face.frame].shape:
             continue
-        mask = face_ellipse(face.box, margin)
+        mask = face_ellipse(face.box, margin, shrink=shrink)
         value = flow_residual(square_crop(frames[face.frame], face.box, margin, CUE_SIZE),
                               square_crop(following, face.box, margin, CUE_SIZE), mask)
         if value is not None and np.isfinite(value) and value > 0:
