@@ -50,12 +50,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def decode_floor(paths: list[Path], frames: int, reader) -> float:
-    """Seconds per video to decode only the sampled frames with ``reader`` (the pipeline's first reader: NVDEC
-    through torchcodec on a GPU where installed, else decord ``get_batch``)."""
+def decode_floor(paths: list[Path], frames: int, reader, pairs: int = 0) -> float:
+    """Seconds per video to decode only the sampled frames (and the temporal cue's ``pairs``) with ``reader`` (the
+    pipeline's first reader: NVDEC through torchcodec on a GPU where installed, else decord ``get_batch``)."""
     started = time.perf_counter()
     for path in paths:
-        reader.read(path, frames)
+        reader.read(path, frames, pairs)
     return (time.perf_counter() - started) / len(paths)
 
 
@@ -85,7 +85,7 @@ def end_to_end(detector, paths: list[Path], preset: Level) -> float:
     started = time.perf_counter()
     for index, path in enumerate(paths):
         if index + 1 < len(paths):
-            detector.prefetch(paths[index + 1], preset.frames)
+            detector.prefetch(paths[index + 1], preset.frames, list(preset.models))
         run_level(detector, path, preset)
     return (time.perf_counter() - started) / len(paths)
 
@@ -106,7 +106,8 @@ def bench_preset(detector, paths: list[Path], preset: Level, repeats: int = 1) -
     passes = []
     for _ in range(max(1, repeats)):
         e2e = end_to_end(detector, paths, preset)
-        passes.append((e2e, decode_floor(paths, preset.frames, detector.reader.primary)))
+        passes.append((e2e, decode_floor(paths, preset.frames, detector.reader.primary,
+                                         detector.pairs_for(list(preset.models)))))
     e2e = statistics.median(p[0] for p in passes)
     floor = statistics.median(p[1] for p in passes)
     ratios = [p[0] / p[1] for p in passes]
