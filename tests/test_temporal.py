@@ -75,7 +75,8 @@ def cue_weights(tiny_weights, tmp_path_factory):
     return root
 
 
-def test_predict_adds_the_cue_to_the_logit_for_its_member_set_only(cue_weights, video_dir, tmp_path, capsys):
+def test_predict_adds_the_cue_to_the_logit_for_its_member_set_only(cue_weights, tiny_weights, video_dir, tmp_path,
+                                                                   capsys):
     import csv
 
     from deepfake_kernel import predict
@@ -90,6 +91,8 @@ def test_predict_adds_the_cue_to_the_logit_for_its_member_set_only(cue_weights, 
                                                                                   abs=1e-4)
     alone = detector.predict_video(video_dir / "one_face.mp4", models=["efficientnet_lite0"])
     assert alone.temporal_cue is None and alone.network_score is None  # another set: its own calibration, no cue
+    with pytest.raises(ValueError, match="carries no temporal cue"):
+        Detector.from_weights(tiny_weights, device="cpu", temporal_cue=True)
     off = Detector.from_weights(cue_weights, device="cpu", frames=6, temporal_cue=False)
     assert off.predict_video(video_dir / "one_face.mp4", models=pair).temporal_cue is None
     details = tmp_path / "details.csv"

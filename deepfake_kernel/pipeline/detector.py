@@ -177,6 +177,10 @@ class Detector:
                                     if test_set_center is None else bool(test_set_center))
         if temporal_cue is False:
             detector.temporal_cue = None
+        elif temporal_cue and detector.temporal_cue is None:
+            raise ValueError(f"--temporal-cue: {weights_dir}/manifest.json carries no temporal cue (its calibration "
+                             f"was fitted without one): leave the option out, or store a fit made with the cue "
+                             f"(cross_family --temporal-cue-weight W --fit-calibration --calibrate-weights)")
         return detector
 
     @property
