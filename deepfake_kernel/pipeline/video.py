@@ -81,20 +81,22 @@ def with_next_frames(wanted: list[int], pairs: int, frame_count: int) -> list[in
     return sorted(set(wanted) | extra)
 
 
-def split_next_frames(frames: np.ndarray, kept: list[int], wanted: list[int], pairs: int
-                      ) -> tuple[np.ndarray, list[int], dict[int, np.ndarray]]:
-    """Separate the frames read for :func:`with_next_frames`: the sampled ones (in order), their numbers, and the
-    next frames by position of the frame they follow."""
+def assemble_frames(chunks: list[np.ndarray], kept: list[int], sampled: list[int], pairs: int
+                    ) -> tuple[np.ndarray, list[int], dict[int, np.ndarray]]:
+    """The frames read for :func:`with_next_frames`, from the decoded chunks: the sampled ones as one array (in
+    order, one allocation), their numbers, and copies of the next frames by position of the frame they follow."""
+    rows = [frame for chunk in chunks for frame in chunk]
     where = {index: row for row, index in enumerate(kept)}
-    main = [i for i in kept if i in set(wanted)]
-    next_frames = {}
-    if pairs:
-        for position in pair_positions(len(main), pairs):
-            row = where.get(main[position] + 1)
-            if row is not None:
-                next_frames[position] = frames[row]
-    rows = [where[i] for i in main]
-    return (frames if len(rows) == len(kept) else frames[rows]), main, next_frames
+    wanted = set(sampled)
+    main = [i for i in kept if i in wanted]
+    if len(main) == len(rows):  # no pairs: the chunks in one array, as they came
+        return np.concatenate(chunks), main, {}
+    frames = np.empty((len(main),) + rows[0].shape, rows[0].dtype)
+    for position, index in enumerate(main):
+        frames[position] = rows[where[index]]
+    next_frames = {position: rows[where[main[position] + 1]].copy() for position in pair_positions(len(main), pairs)
+                   if main[position] + 1 in where}
+    return frames, main, next_frames
 
 
 def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int, float]:
@@ -244,8 +246,8 @@ class TorchCodecReader:
             raise VideoReadError("decode_failed", f"torchcodec decoded no frame of {path}: {'; '.join(notes)}")
         if len(kept) < len(wanted):
             raise VideoReadError("partial_decode", f"torchcodec decoded {len(kept)}/{len(wanted)} frames")
-        frames, kept, next_frames = split_next_frames(np.ascontiguousarray(np.concatenate(chunks)), kept, sampled,
-                                                      pairs)
+        frames, kept, next_frames = assemble_frames(chunks, kept, sampled, pairs)
+        frames = np.ascontiguousarray(frames)
         return FrameBatch(frames, kept, fps, frame_count, self.name, scale, notes, next_frames)
 
 
@@ -290,7 +292,7 @@ class DecordReader:
             raise VideoReadError("decode_failed", f"decord decoded no frame of {path}: {'; '.join(notes)}")
         if len(kept) < len(wanted):
             raise VideoReadError("partial_decode", f"decord decoded {len(kept)}/{len(wanted)} frames")
-        frames, kept, next_frames = split_next_frames(np.concatenate(chunks), kept, sampled, pairs)
+        frames, kept, next_frames = assemble_frames(chunks, kept, sampled, pairs)
         return FrameBatch(frames, kept, fps, frame_count, self.name, scale, notes, next_frames)
 
 
