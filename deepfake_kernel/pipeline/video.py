@@ -396,19 +396,16 @@ class PyAVReader:
         if not held:
             raise VideoReadError("decode_failed", f"PyAV decoded no frame of {path}{': ' + notes[0] if notes else ''}")
         kept = [i for i, _ in held]
-        next_frames: dict[int, np.ndarray] = {}
-        if sampled:  # the next frames are set apart (without a frame count PyAV reads no pairs)
-            images = dict(held)
-            main = [i for i in kept if i in set(sampled)] or kept
-            next_frames = {p: images[main[p] + 1] for p in pair_positions(len(main), pairs) if main[p] + 1 in images}
-            if len(main) < len(sampled):
-                notes.append(f"container reported {frame_count} frames; decoded {len(main)}/{len(sampled)} sampled "
-                             f"frames up to frame {main[-1]}")
-            held = [(i, images[i]) for i in main]
-            kept = main
+        if not sampled:  # no frame count: the kept frames are the sample, and no pairs are read
+            sampled, pairs = kept, 0
+        frames, kept, next_frames = assemble_frames([[im for _, im in held]], kept, sampled, pairs)
+        if not kept:
+            raise VideoReadError("decode_failed", f"PyAV decoded none of the sampled frames of {path}")
+        if len(kept) < len(sampled):
+            notes.append(f"container reported {frame_count} frames; decoded {len(kept)}/{len(sampled)} sampled "
+                         f"frames up to frame {kept[-1]}")
         scale = size[2] if size else 1.0
-        return FrameBatch(np.stack([im for _, im in held]), kept, fps, frame_count, self.name, scale, notes,
-                          next_frames)
+        return FrameBatch(frames, kept, fps, frame_count, self.name, scale, notes, next_frames)
 
 
 def _quarter_turns(frame) -> int:
