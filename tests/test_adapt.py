@@ -1,8 +1,10 @@
 import csv
+import dataclasses
 import json
 import shutil
 
 import numpy as np
+import pytest
 
 from deepfake_kernel import predict
 from deepfake_kernel.pipeline.adapt import evenly_spaced
@@ -151,3 +153,30 @@ def test_videos_scored_by_another_member_set_are_centred_on_their_own_median():
     everything = float(np.median(logit([0.8, 0.85, 0.9, 0.95, 0.2, 0.3, 0.4])))
     assert summary["median_logit_by_members"]["a"] == round(everything, 4)
     assert scores["a1.mp4"] == float(np.clip(sigmoid((logit(0.3) - everything) / 4.0), 0.1, 0.9))
+
+
+def test_the_temporal_cue_rides_on_top_of_the_centred_member_logits():
+    """The median is taken over the members' scores before the cue: a test set whose cue reads high everywhere (a
+    nearly one-class set of fakes) keeps that push instead of having it centred away."""
+    from deepfake_kernel.pipeline.adapt import centre_scores
+    from deepfake_kernel.pipeline.detector import VideoPrediction
+    from deepfake_kernel.pipeline.ensemble import ProbabilityClipper, logit, sigmoid
+
+    class Clippers:
+        def clipper_for(self, models):
+            return ProbabilityClipper(0.01, 0.99, 2.0, 0.0)
+
+    network = [0.6, 0.7, 0.8, 0.9]
+    with_cue = {f"v{i}.mp4": VideoPrediction(path="x", score=0.5, raw_score=float(sigmoid(logit(n) + 1.0)),
+                                             models=("a",), temporal_cue=0.5, network_score=n)
+                for i, n in enumerate(network)}
+    scores, summary = centre_scores(Clippers(), with_cue, min_videos=3)
+    median = float(np.median(logit(network)))
+    assert summary["median_logit"] == round(median, 4)
+    for name, p in with_cue.items():
+        assert scores[name] == pytest.approx(float(sigmoid((logit(p.network_score) - median + 1.0) / 2.0)))
+    assert np.median(list(scores.values())) > 0.6  # the cue's +1 survives centring
+    # without a cue the same members' scores centre on 0.5
+    plain = {k: dataclasses.replace(p, raw_score=p.network_score, network_score=None, temporal_cue=None)
+             for k, p in with_cue.items()}
+    assert np.median(list(centre_scores(Clippers(), plain, min_videos=3)[0].values())) == pytest.approx(0.5)

@@ -35,3 +35,13 @@ def test_centring_on_each_test_set_removes_a_sources_offset():
     # another seed of the same fold is another test set, centred on its own median
     rows2 = rows + [dict(r, seed=1, raw=1 / (1 + np.exp(-(np.log(r["raw"] / (1 - r["raw"])) - 5)))) for r in rows]
     np.testing.assert_allclose(calibration.test_set_shifts(rows2)[8:], [-2] * 4 + [-5] * 4, atol=1e-6)
+
+
+def test_test_sets_are_centred_on_the_members_scores_before_the_temporal_cue():
+    logits = np.array([1.0, 2.0, 3.0, 4.0])
+    rows = [{"raw": float(1 / (1 + np.exp(-(x + 2.0)))), "network_raw": str(1 / (1 + np.exp(-x))), "label": 1,
+             "family": "a", "fold": "a", "seed": 0} for x in logits]
+    np.testing.assert_allclose(calibration.test_set_shifts(rows), [2.5] * 4, atol=1e-6)  # not 4.5
+    rows[0]["network_raw"] = ""  # a video whose cue could not be measured: its score is the members' alone
+    rows[0]["raw"] = float(1 / (1 + np.exp(-1.0)))
+    np.testing.assert_allclose(calibration.test_set_shifts(rows), [2.5] * 4, atol=1e-6)

@@ -35,9 +35,12 @@ def family_losses(raw: np.ndarray, labels: np.ndarray, families: np.ndarray, slo
 
 
 def test_set_shifts(rows: list[dict]) -> np.ndarray:
-    """Per row, the median logit of its test set: the rows of its fold and seed (``seed`` absent: one run)."""
+    """Per row, the median logit of its test set: the rows of its fold and seed (``seed`` absent: one run). Taken
+    over the members' scores (``network_raw``, before the temporal cue, where a row has one), as ``predict``
+    centres (:func:`~deepfake_kernel.pipeline.adapt.centre_scores`)."""
     keys = np.array([f"{r.get('seed', '')}/{r['fold']}" for r in rows])
-    raw = np.array([r["raw"] for r in rows], np.float64)
+    raw = np.array([r["raw"] if r.get("network_raw") in (None, "") else float(r["network_raw"]) for r in rows],
+                   np.float64)
     shifts = np.zeros(len(rows))
     for key in np.unique(keys):
         shifts[keys == key] = ensemble.test_set_shift(raw[keys == key])

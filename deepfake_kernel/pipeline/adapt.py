@@ -9,8 +9,8 @@ that was fitted on scores made this way, ``cross_family --test-set-norm-blocks``
 has no face is skipped. With fewer than ``min_videos`` usable videos the members keep their training
 statistics (a handful of videos would stand for one source's look, not the test set's).
 
-After scoring, :func:`centre_scores` takes each video's logit relative to the median logit of the run's scored
-videos before calibrating it, when the manifest's calibration was fitted that way (``cross_family
+After scoring, :func:`centre_scores` takes each video's logit relative to the median of the members' logits over
+the run's scored videos (a temporal cue's term stays on top) before calibrating it, when the manifest's calibration was fitted that way (``cross_family
 --test-set-center``) or ``predict --test-set-center`` asks; again not under ``min_videos`` scored videos.
 """
 from __future__ import annotations
@@ -90,20 +90,27 @@ def adapt_to_videos(detector, paths: Sequence[str | Path], blocks: dict[str, int
     return summary
 
 
+def _network_score(prediction) -> float:
+    """The members' raw score of a video: before the temporal cue where it was added."""
+    return prediction.raw_score if prediction.network_score is None else prediction.network_score
+
+
 def centre_scores(detector, scored: dict, min_videos: int = AdaptConfig.min_videos) -> tuple[dict[str, float], dict]:
     """Calibrated scores of ``scored`` (name → :class:`~.detector.VideoPrediction` with a raw score) with each
-    logit taken relative to their median (:func:`~.ensemble.test_set_shift`), each through the clipper of the
-    members that scored it; with fewer than ``min_videos`` of them, nothing changes (empty dict). Videos scored by
+    logit taken relative to the median of the members' logits (:func:`~.ensemble.test_set_shift`; a video's
+    ``network_score``, its score before the temporal cue, where it has one: the cue's term stays on top of the
+    centred logit, its level measured against its fixed reference), each through the clipper of the members that
+    scored it; with fewer than ``min_videos`` of them, nothing changes (empty dict). Videos scored by
     a different member set (the budget dropped to the light preset) are centred on their own set's median where
     that set holds ``min_videos`` videos, else on the median of all. Returns the scores and a summary (videos,
     median logit, per member set where more than one, or ``reason``)."""
     if len(scored) < min_videos:
         return {}, {"videos": len(scored), "reason": f"only {len(scored)} scored videos (fewer than {min_videos}): "
                                                      f"scores not centred"}
-    shift = ensemble.test_set_shift([p.raw_score for p in scored.values()])
+    shift = ensemble.test_set_shift([_network_score(p) for p in scored.values()])
     by_set: dict[str, list[float]] = {}
     for p in scored.values():
-        by_set.setdefault(ensemble.member_set_key(p.models), []).append(p.raw_score)
+        by_set.setdefault(ensemble.member_set_key(p.models), []).append(_network_score(p))
     shifts = {key: ensemble.test_set_shift(raw) if len(by_set) > 1 and len(raw) >= min_videos else shift
               for key, raw in by_set.items()}  # one set: its median is the median of all
     scores = {name: float(dataclasses.replace(detector.clipper_for(list(p.models)),
