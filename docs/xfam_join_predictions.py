@@ -1,6 +1,7 @@
 """Join the predictions of several cross_family runs into one ``predictions.csv`` with a ``seed`` column, for
 ``cross_family --from-predictions --fit-calibration`` over them (each seed's folds are their own test sets);
-``--no-cue`` puts the members' own score (``network_raw``) back as ``raw``, the same rows without the temporal cue.
+``--no-cue`` puts the members' own score (``network_raw``) back as ``raw`` (and its clipped value as ``score``), the
+same rows without the temporal cue.
 From the repository root (twenty-second session):
 
     python docs/xfam_join_predictions.py --out runs/xfam/fitall_cue 0=runs/xfam/cue3pairs/seed_0 \\
@@ -26,7 +27,9 @@ def main() -> None:
             for row in csv.DictReader(handle):
                 row["seed"] = seed
                 if args.no_cue and row.get("network_raw"):
-                    row.update(raw=row["network_raw"], network_raw="", temporal_cue="", cue="")
+                    # the fold weights carry no calibration: their score is the raw score clipped to [0.01, 0.99]
+                    score = min(max(float(row["network_raw"]), 0.01), 0.99)
+                    row.update(raw=row["network_raw"], score=score, network_raw="", temporal_cue="", cue="")
                 rows.append(row)
                 columns += [c for c in row if c not in columns]
     Path(args.out).mkdir(parents=True, exist_ok=True)
