@@ -11,9 +11,12 @@ fit made without its fold (the product's minimax fit, ``evaluation/calibration.p
   fakes (each reweighted set centred on its own weighted median), so the fit sees lopsided test sets;
 * ``clamped``: ``together``, each held-out test set's median clamped to the range of the other folds' medians.
 
-A test set is one fold's held-out videos of one seed (pair). From the repository root:
+A test set is one fold's held-out videos of one seed (pair). ``--resampled`` adds, for ``on top``, ``together`` and
+``share 0.5``, the mean log loss of the ffpp and talking-head test sets resampled (50 draws each, seed 0) to 25 / 50 /
+75 % fakes, each draw centred on its own median and scored with the fit made without its fold: what each rule does
+on a test set whose share of fakes is not the family's. From the repository root:
 
-    python docs/xfam_cue_centring.py runs/xfam/fit4_cue/predictions.csv [--weight 2.5 --reference -0.666]
+    python docs/xfam_cue_centring.py runs/xfam/fit4_cue/predictions.csv [--weight 2.5 --reference -0.666] [--resampled]
 """
 from __future__ import annotations
 
@@ -89,11 +92,41 @@ def reweighted_fit(z, labels, families, sets, chosen, shares=(0.25, 0.5, 0.75)):
     return best[1]
 
 
+def resampled(rules: dict, labels, families, folds, sets, draws: int = 50) -> None:
+    """Print each rule's mean log loss over the two-class folds' test sets resampled to other shares of fakes.
+    ``rules``: name → (logits, the logits whose median is taken, share of the median taken off)."""
+    rng = np.random.default_rng(0)
+    for share in (0.25, 0.5, 0.75):
+        text = []
+        for name, (z, basis, fraction) in rules.items():
+            shift = fraction * medians(basis, sets)
+            losses = {}
+            for fold in ("ffpp", "talking-head"):
+                inside = folds == fold
+                fit = fit_minimax_calibration(ensemble.sigmoid(z[~inside]), labels[~inside], families[~inside],
+                                              shift[~inside])
+                per_draw = []
+                for key in np.unique(sets[inside]):
+                    idx = np.where(sets == key)[0]
+                    fakes, reals = idx[labels[idx] == 1], idx[labels[idx] == 0]
+                    n = min(len(fakes), len(reals)) / max(share, 1 - share)
+                    for _ in range(draws):
+                        pick = np.concatenate([rng.choice(fakes, int(round(n * share)), replace=False),
+                                               rng.choice(reals, int(round(n * (1 - share))), replace=False)])
+                        centre = fraction * np.median(basis[pick])
+                        p = np.clip(ensemble.sigmoid((z[pick] - centre) / fit["temperature"]), *fit["clip"])
+                        per_draw.append(metrics.log_loss(labels[pick], p))
+                losses[fold] = float(np.mean(per_draw))
+            text.append(f"{name} ffpp {losses['ffpp']:.3f} talking-head {losses['talking-head']:.3f}")
+        print(f"resampled to {share:.0%} fakes: " + "; ".join(text))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions")
     parser.add_argument("--weight", type=float, default=2.5)
     parser.add_argument("--reference", type=float, default=-0.666)
+    parser.add_argument("--resampled", action="store_true")
     args = parser.parse_args()
     rows = read_predictions(args.predictions)
     network = ensemble.logit(np.array([float(r["network_raw"]) for r in rows]))
@@ -131,6 +164,9 @@ def main() -> None:
     for name, losses in results.items():
         text = " ".join(f"{family} {loss:.3f}" for family, loss in sorted(losses.items()))
         print(f"{name:14s} {text}  mean {np.mean(list(losses.values())):.3f} worst {max(losses.values()):.3f}")
+    if args.resampled:
+        resampled({"on top": (together, network, 1.0), "together": (together, together, 1.0),
+                   "share 0.5": (together, together, 0.5)}, labels, families, folds, sets)
 
 
 if __name__ == "__main__":
