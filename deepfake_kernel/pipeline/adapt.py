@@ -10,8 +10,9 @@ has no face is skipped. With fewer than ``min_videos`` usable videos the members
 statistics (a handful of videos would stand for one source's look, not the test set's).
 
 After scoring, :func:`centre_scores` takes each video's logit relative to the median of the members' logits over
-the run's scored videos (a temporal cue's term stays on top) before calibrating it, when the manifest's calibration was fitted that way (``cross_family
---test-set-center``) or ``predict --test-set-center`` asks; again not under ``min_videos`` scored videos.
+the run's scored videos (a temporal cue's term stays on top) before calibrating it, when the manifest's calibration
+was fitted that way (``cross_family --test-set-center``) or ``predict --test-set-center`` asks; again not under
+``min_videos`` scored videos.
 """
 from __future__ import annotations
 
