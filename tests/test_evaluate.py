@@ -142,3 +142,30 @@ def test_an_in_domain_refit_replaces_centring_and_judges_the_old_fit_as_predict_
     before = result["log_loss_before (manifest as it was)"]
     assert before == round(metrics.log_loss(labels, centred), 4) != round(metrics.log_loss(labels, uncentred), 4)
     assert "center" not in read_manifest(weights).calibration  # the new fit was made on uncentred scores
+
+
+def test_an_in_domain_refit_keeps_the_temporal_cue_its_scores_were_made_with(tiny_weights, tmp_path):
+    """The scores a refit is made on include the cue's term, so predict must go on adding it; the old fit is judged
+    centred on the members' scores before the cue, as predict centres."""
+    from deepfake_kernel.detectors.weights import write_manifest
+    from deepfake_kernel.pipeline import ensemble
+    from deepfake_kernel.pipeline.temporal import TemporalCue
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    manifest = read_manifest(weights)
+    cue = TemporalCue(2.0, -1.0, 8, ("efficientnet_lite0",)).entry()
+    manifest.calibration = {"temperature": 2.0, "bias": 0.0, "center": "test_set_median", "temporal_cue": cue}
+    write_manifest(manifest, weights)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0.0, 1.0], 10)
+    network = ensemble.sigmoid(1.0 + labels + rng.normal(0, 0.5, 20))
+    raw = ensemble.sigmoid(ensemble.logit(network) + 1.5)  # every video's cue pushed it up by 1.5
+    result = labelled.fit_calibration(raw, labels, np.arange(20) % 4, read_manifest(weights), str(weights),
+                                      network=network)
+    on_members = ensemble.ProbabilityClipper(0.01, 0.99, 2.0, shift=ensemble.test_set_shift(network))(raw)
+    on_raw = ensemble.ProbabilityClipper(0.01, 0.99, 2.0, shift=ensemble.test_set_shift(raw))(raw)
+    before = result["log_loss_before (manifest as it was)"]
+    assert before == round(metrics.log_loss(labels, on_members), 4) != round(metrics.log_loss(labels, on_raw), 4)
+    stored = read_manifest(weights).calibration
+    assert stored["temporal_cue"] == cue and "center" not in stored

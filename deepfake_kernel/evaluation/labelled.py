@@ -64,6 +64,7 @@ class Scored:
     tracks: int = 0
     detection_prob: float = 0.0
     reason: str = ""
+    network: float | None = None      # the members' raw score before the temporal cue (None: no cue was added)
 
 
 def load_labels(source: str | Path) -> tuple[list[VideoItem], Path]:
@@ -134,7 +135,7 @@ def score_videos(config: EvaluateConfig, items: list[VideoItem], root: Path, out
             out.append(by_name[name])
             continue
         out.append(Scored(item, name, p.score, 0.5 if p.raw_score is None else p.raw_score, dict(p.member_scores),
-                          p.faces, len(p.tracks), p.detection_prob, p.reason or ""))
+                          p.faces, len(p.tracks), p.detection_prob, p.reason or "", p.network_score))
     return out
 
 
@@ -150,7 +151,8 @@ def _scored_from_details(details_path: Path, items: list[VideoItem], names: dict
         label = float(row["label"])
         out.append(Scored(item, names[item.path], label, float(row["raw_score"]) if row["raw_score"] else 0.5,
                           _parse_members(row.get("member_scores", "")), int(row.get("faces") or 0),
-                          int(row.get("tracks") or 0), float(row.get("detection_prob") or 0.0), row["reason"]))
+                          int(row.get("tracks") or 0), float(row.get("detection_prob") or 0.0), row["reason"],
+                          float(row["network_score"]) if row.get("network_score") else None))
     return out
 
 
@@ -290,7 +292,9 @@ def evaluate(config: EvaluateConfig) -> dict:
     if config.fit_calibration and manifest is not None:
         # calibrate the score predict will produce from now on (the stacker's when it was kept)
         member_raw = {m: np.array([s.members.get(m, 0.5) for s in scored]) for m in members}
-        report["calibration"] = fit_calibration(raw_next, labels, folds, manifest, config.weights, member_raw)
+        network = np.array([s.raw if s.network is None else s.network for s in scored])
+        report["calibration"] = fit_calibration(raw_next, labels, folds, manifest, config.weights, member_raw,
+                                                network=network)
     losses = -(labels * np.log(np.clip(submitted, 1e-15, 1)) + (1 - labels) * np.log(np.clip(1 - submitted, 1e-15, 1)))
     order = np.argsort(-losses)
     table = [(scored[i].name, int(labels[i]), f"{submitted[i]:.4f}", f"{raw[i]:.4f}", f"{losses[i]:.4f}",
@@ -308,18 +312,23 @@ def evaluate(config: EvaluateConfig) -> dict:
 
 
 def fit_calibration(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, manifest, weights: str,
-                    member_raw: dict[str, np.ndarray] | None = None) -> dict:
+                    member_raw: dict[str, np.ndarray] | None = None, network: np.ndarray | None = None) -> dict:
     """Temperature/bias and clip bounds fitted on all given videos, judged out-of-fold over groups, stored in the
     manifest; with ``member_raw`` also one fit per single member (``calibration_by_members``), used when a video
     runs with that member alone (the light preset, ``--models``). The new fit is made on uncentred scores, so it
-    replaces a manifest's test-set centring (``"center"``) too; the "before" figure applies it as predict did."""
+    replaces a manifest's test-set centring (``"center"``) too; the "before" figure applies it as predict did
+    (centred on the median of ``network``, the members' scores before the temporal cue, where given). The scores
+    include the manifest's temporal cue where it applied, so its entry stays with the new fit."""
     clipper = ensemble.ProbabilityClipper.from_manifest(manifest.clip, manifest.calibration)
     if manifest.calibration.get("center") == "test_set_median" and len(raw) >= AdaptConfig.min_videos:
-        clipper = dataclasses.replace(clipper, shift=ensemble.test_set_shift(raw))
+        clipper = dataclasses.replace(clipper, shift=ensemble.test_set_shift(raw if network is None else network))
     before = clipper(raw)
     result, stored = _calibration(raw, labels, folds)
     result["log_loss_before (manifest as it was)"] = round(metrics.log_loss(labels, before), 4)
+    cue = manifest.calibration.get("temporal_cue")
     manifest.calibration = {k: v for k, v in stored.items() if k != "clip"}
+    if cue:
+        manifest.calibration["temporal_cue"] = cue
     manifest.clip = {"lo": stored["clip"][0], "hi": stored["clip"][1]}
     if member_raw and len(member_raw) > 1:
         result["by_members"] = {}

@@ -100,7 +100,7 @@ class PredictConfig:
     temporal_cue: bool | None = field(default=None, metadata={
         "help": "add the temporal cue (optical-flow residual between consecutive frames at 8 positions of the main "
                 "face track, docs/predict.md) to the score with the manifest's weight; unset: as the manifest's "
-                "calibration says (the shipped one carries none: see the README)"})
+                "calibration says (the shipped one carries one, for the full preset's two members: see the README)"})
     compile: str | None = field(default=None, metadata={
         "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
                 "compiling happens at load time (about 33 s for the shipped members on a 2-core CPU with an empty "
