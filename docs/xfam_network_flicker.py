@@ -1,0 +1,244 @@
+"""Exploration (twenty-fourth session): does the *network's own* reading of a face flicker between consecutive frames?
+
+The shipped temporal cue measures, in pixels, what optical flow leaves of a face's change from frame ``i`` to
+``i + 1``. This asks the same of the detector: at the positions where ``predict`` already decodes the next frame
+(8 evenly spaced faces of the main track), frames ``i`` and ``i + 1`` are cut with the same box and both go through
+a fold's members (its weights, the held-out family's BatchNorm statistics as ``cross_family --test-set-norm-blocks
+4`` sets them). Per video and member pair:
+
+* ``logit flicker`` = median over positions of |logit(i + 1) − logit(i)| (members' mean logit);
+* ``feature flicker`` = median over positions of the cosine distance between the two frames' pooled features,
+  over the median distance between neighbouring positions' features (change within a frame step against change
+  over ~1/8 of the clip: motion-independent).
+
+Printed: each feature's video AUC within each family, and the AUC of the pair's centred logit plus w times the
+feature's robust z-score, beside the shipped cue's. Run from the repository root (crops first, ~15 min; then
+scoring, ~2 min a fold weight set):
+
+    python docs/xfam_network_flicker.py crops
+    python docs/xfam_network_flicker.py score --out runs/xfam/flicker.csv
+    python docs/xfam_network_flicker.py report --scores runs/xfam/flicker.csv --pairs runs/xfam/fit4_cue
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_kernel.pipeline.faces import square_crop
+from deepfake_kernel.pipeline.video import _scaled_size
+from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
+
+VIDEOS = ("../shared/data/videos.csv", "../shared/data/videos_extra.csv")
+PAIRS_DIR = Path("runs/xfam/flicker_crops")
+FOLD_WEIGHTS = {  # held-out fold -> seed -> fold weights (this machine's runs)
+    "ffpp": {0: "runs/xfam/sbi12ftsn4_ffpp/ffpp/weights", 1: "runs/xfam/sbi12s1ftsn4_ffpp/ffpp/weights",
+             2: "runs/xfam/sbi12s2ftsn4_ffpp/ffpp/weights", 3: "runs/xfam/sbi12s3ftsn4_ffpp/ffpp/weights"},
+    "talking-head": {s: f"runs/xfam/sbi12{p}ftsn4_talking-head/talking-head/weights"
+                     for s, p in ((0, ""), (1, "s1"), (2, "s2"), (3, "s3"))},
+    "dfdc+deeperforensics": {s: f"runs/xfam/sbi12s{s}ftsn4_dfdc+deeperforensics/dfdc+deeperforensics/weights"
+                             for s in (0, 1, 2)},
+}
+
+
+def fold_of(family: str) -> str:
+    return "dfdc+deeperforensics" if family in ("dfdc", "deeperforensics") else family
+
+
+def items_and_cache():
+    cache = CropCache("cache", CacheConfig(frames=32, crop_size=224))
+    items = [i for f in VIDEOS for i in read_video_csv(f) if cache.video_file(i).is_file()]
+    return items, cache
+
+
+def cut_pairs(path: str, data: dict, positions: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
+    """Crops of frames i and i + 1 at ``positions`` evenly spaced faces of the longest cached track."""
+    import decord
+
+    reader = decord.VideoReader(path, ctx=decord.cpu(0))
+    height, width = reader[0].shape[:2]
+    out_w, out_h, scale = _scaled_size(width, height, 1920)
+    if scale != 1.0:
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), width=out_w, height=out_h)
+    count = len(reader)
+    longest = np.bincount(data["tracks"]).argmax()
+    faces = [k for k in np.flatnonzero(data["tracks"] == longest) if data["frames"][k] + 1 < count]
+    faces = [faces[int(j)] for j in np.unique(np.linspace(0, len(faces) - 1, positions).round())] if faces else []
+    if not faces:
+        return None
+    wanted = sorted({int(data["frames"][k]) + d for k in faces for d in (0, 1)})
+    decoded = dict(zip(wanted, reader.get_batch(wanted).asnumpy()))
+    first = np.stack([square_crop(decoded[int(data["frames"][k])], data["boxes"][k], 0.3, 224) for k in faces])
+    second = np.stack([square_crop(decoded[int(data["frames"][k]) + 1], data["boxes"][k], 0.3, 224) for k in faces])
+    return first, second
+
+
+def crops(args) -> None:
+    items, cache = items_and_cache()
+    PAIRS_DIR.mkdir(parents=True, exist_ok=True)
+    for n, item in enumerate(items):
+        target = PAIRS_DIR / f"{item.key}.npz"
+        if target.is_file():
+            continue
+        with np.load(cache.video_file(item)) as npz:
+            data = {k: npz[k] for k in ("frames", "tracks", "boxes")}
+        try:
+            pair = cut_pairs(str(item.path), data)
+        except Exception as exc:  # an unreadable tail: the video is left out
+            print(f"skipped {item.path}: {exc}")
+            continue
+        if pair is not None:
+            np.savez(target, first=pair[0], second=pair[1])
+        if n % 20 == 0:
+            print(f"{n + 1}/{len(items)}", flush=True)
+
+
+def pooled_and_logits(member, crops_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    images = member.preprocess(crops_)
+    with torch.inference_mode():
+        features = member.network.forward_features(images)
+        pooled = member.network.forward_head(features, pre_logits=True)
+        logits = member.network.forward_head(features)
+    return pooled.float().numpy(), logits.float().reshape(-1).numpy()
+
+
+def score(args) -> None:
+    import torch
+
+    from deepfake_kernel.evaluation.cross_family import test_set_crops
+    from deepfake_kernel.pipeline.detector import Detector
+
+    torch.set_num_threads(args.threads)
+    items, cache = items_and_cache()
+    rows = []
+    for fold, seeds in FOLD_WEIGHTS.items():
+        held = [i for i in items if fold_of(i.family) == fold]
+        for seed, weights in seeds.items():
+            detector = Detector.from_weights(weights, device="cpu")
+            sample = test_set_crops(cache, held)
+            for member in detector.members.values():
+                member.adapt_batchnorm(sample, 4)
+                member.eval()
+            for item in held:
+                stored = PAIRS_DIR / f"{item.key}.npz"
+                if not stored.is_file():
+                    continue
+                with np.load(stored) as npz:
+                    first, second = npz["first"], npz["second"]
+                row = {"path": item.path, "family": item.family, "label": item.label, "seed": seed,
+                       "positions": len(first)}
+                for name, member in detector.members.items():
+                    pooled_a, logit_a = pooled_and_logits(member, first)
+                    pooled_b, logit_b = pooled_and_logits(member, second)
+                    row[f"logit_a_{name}"] = ";".join(f"{v:.5f}" for v in logit_a)
+                    row[f"logit_b_{name}"] = ";".join(f"{v:.5f}" for v in logit_b)
+                    unit_a = pooled_a / (np.linalg.norm(pooled_a, axis=1, keepdims=True) + 1e-9)
+                    unit_b = pooled_b / (np.linalg.norm(pooled_b, axis=1, keepdims=True) + 1e-9)
+                    step = 1 - (unit_a * unit_b).sum(1)
+                    across = 1 - (unit_a[1:] * unit_a[:-1]).sum(1) if len(unit_a) > 1 else np.array([np.nan])
+                    row[f"step_{name}"] = ";".join(f"{v:.6f}" for v in step)
+                    row[f"across_{name}"] = ";".join(f"{v:.6f}" for v in across)
+                rows.append(row)
+            detector.close()
+            print(f"{fold} seed {seed}: {len(held)} videos", flush=True)
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("path", "family", "label", "seed"), k))
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(rows)} rows -> {args.out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("crops")
+    scoring = sub.add_parser("score")
+    scoring.add_argument("--out", default="runs/xfam/flicker.csv")
+    scoring.add_argument("--threads", type=int, default=2)
+    reporting = sub.add_parser("report")
+    reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
+    reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
+    args = parser.parse_args()
+    {"crops": crops, "score": score, "report": report}[args.command](args)
+
+
+PAIR_SEEDS = {"ffpp": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
+              "talking-head": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
+              "dfdc+deeperforensics": {0: (0, 1), 1: (1, 2), 2: (2, 0)}}
+
+
+def floats(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.split(";")]) if text else np.zeros(0)
+
+
+def robust_z(values: np.ndarray) -> np.ndarray:
+    q1, median, q3 = np.nanpercentile(values, [25, 50, 75])
+    return (values - median) / (q3 - q1 + 1e-9)
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    ok = np.isfinite(scores)
+    labels, scores = labels[ok], scores[ok]
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
+
+
+def pair_features(per_seed: dict[int, dict], seeds: tuple[int, int]) -> dict[str, float]:
+    """A seed pair's features for one video: logits averaged over the pair's members per frame, then the flicker."""
+    logits_a = np.mean([per_seed[s]["a"] for s in seeds], axis=0)
+    logits_b = np.mean([per_seed[s]["b"] for s in seeds], axis=0)
+    ratio = [np.median(per_seed[s]["step"]) / (np.nanmedian(per_seed[s]["across"]) + 1e-9) for s in seeds]
+    return {"logit flicker": float(np.median(np.abs(logits_b - logits_a))),
+            "logit flicker / spread": float(np.median(np.abs(logits_b - logits_a)) / (np.std(logits_a) + 0.05)),
+            "feature flicker": float(np.mean(ratio)),
+            "feature step": float(np.mean([np.median(per_seed[s]["step"]) for s in seeds]))}
+
+
+def report(args) -> None:
+    per_video: dict[str, dict[int, dict]] = {}
+    labels, families = {}, {}
+    with open(args.scores) as handle:
+        for row in csv.DictReader(handle):
+            members = sorted(k[len("logit_a_"):] for k in row if k.startswith("logit_a_") and row[k])
+            entry = {"a": np.mean([floats(row[f"logit_a_{m}"]) for m in members], axis=0),
+                     "b": np.mean([floats(row[f"logit_b_{m}"]) for m in members], axis=0),
+                     "step": np.concatenate([floats(row[f"step_{m}"]) for m in members]),
+                     "across": np.concatenate([floats(row[f"across_{m}"]) for m in members])}
+            per_video.setdefault(row["path"], {})[int(row["seed"])] = entry
+            labels[row["path"]], families[row["path"]] = int(row["label"]), row["family"]
+    with open(f"{args.pairs}/predictions.csv") as handle:
+        scored = list(csv.DictReader(handle))
+    names = ("logit flicker", "logit flicker / spread", "feature flicker", "feature step")
+    print("AUC of each feature alone, per family and seed pair (mean over pairs)")
+    results: dict[tuple, list] = {}
+    for family in ("ffpp", "talking-head", "dfdc"):
+        fold = fold_of(family)
+        for pair, seeds in PAIR_SEEDS[fold].items():
+            rows = [r for r in scored if r["family"] == family and int(r["seed"]) == pair and r["path"] in per_video
+                    and all(s in per_video[r["path"]] for s in seeds)]
+            y = np.array([int(r["label"]) for r in rows])
+            feats = {n: np.array([pair_features(per_video[r["path"]], seeds)[n] for r in rows]) for n in names}
+            raw = np.clip([float(r["network_raw"]) for r in rows], 1e-6, 1 - 1e-6)
+            network = np.log(raw / (1 - raw))
+            cue = np.array([float(r["temporal_cue"]) if r["temporal_cue"] else np.nan for r in rows])
+            shipped = network + 2.5 * (np.nan_to_num(cue, nan=-0.666) + 0.666)
+            results.setdefault((family, "network"), []).append(auc(y, network))
+            results.setdefault((family, "shipped (network + cue)"), []).append(auc(y, shipped))
+            for n in names:
+                results.setdefault((family, n), []).append(auc(y, feats[n]))
+                scale = np.subtract(*np.nanpercentile(shipped, [75, 25]))
+                for w in (0.25, 0.5, 1.0):
+                    combined = shipped + w * scale * robust_z(feats[n])
+                    results.setdefault((family, f"shipped + {w} z({n})"), []).append(auc(y, combined))
+    for (family, name), values in results.items():
+        print(f"{family:13s} {name:42s} {np.nanmean(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
+
+
+if __name__ == "__main__":
+    main()
