@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_kernel.pipeline.faces import square_crop
-from deepfake_kernel.pipeline.video import _scaled_size
 from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
+from xfam_temporal_cues import scaled_reader, track_positions  # beside this script in docs/
 
 VIDEOS = ("../shared/data/videos.csv", "../shared/data/videos_extra.csv")
 PAIRS_DIR = Path("runs/xfam/flicker_crops")
@@ -55,17 +55,8 @@ def items_and_cache():
 
 def cut_pairs(path: str, data: dict, positions: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
     """Crops of frames i and i + 1 at ``positions`` evenly spaced faces of the longest cached track."""
-    import decord
-
-    reader = decord.VideoReader(path, ctx=decord.cpu(0))
-    height, width = reader[0].shape[:2]
-    out_w, out_h, scale = _scaled_size(width, height, 1920)
-    if scale != 1.0:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), width=out_w, height=out_h)
-    count = len(reader)
-    longest = np.bincount(data["tracks"]).argmax()
-    faces = [k for k in np.flatnonzero(data["tracks"] == longest) if data["frames"][k] + 1 < count]
-    faces = [faces[int(j)] for j in np.unique(np.linspace(0, len(faces) - 1, positions).round())] if faces else []
+    reader = scaled_reader(path)
+    faces = track_positions(data, len(reader), positions, 1)
     if not faces:
         return None
     wanted = sorted({int(data["frames"][k]) + d for k in faces for d in (0, 1)})

@@ -92,7 +92,8 @@ def position_cues(crops: list[np.ndarray], points: np.ndarray) -> dict[str, floa
             "flow high-pass ratio": residual_high[inner].mean() / (residual_high[ring].mean() + EPS)}
 
 
-def video_cues(path: str, data: dict, marks68: np.ndarray, positions: int) -> dict[str, float] | None:
+def scaled_reader(path: str):
+    """A decord reader at predict's decoded size (long side at most 1920), where the cached boxes were found."""
     import decord
 
     reader = decord.VideoReader(path, ctx=decord.cpu(0))
@@ -100,10 +101,19 @@ def video_cues(path: str, data: dict, marks68: np.ndarray, positions: int) -> di
     out_w, out_h, scale = _scaled_size(width, height, 1920)
     if scale != 1.0:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), width=out_w, height=out_h)
-    count = len(reader)
+    return reader
+
+
+def track_positions(data: dict, frame_count: int, positions: int, following: int) -> list[int]:
+    """``positions`` evenly spaced cached faces of the longest track whose ``following`` next frames exist."""
     longest = np.bincount(data["tracks"]).argmax()
-    faces = [k for k in np.flatnonzero(data["tracks"] == longest) if data["frames"][k] + 2 < count]
-    faces = [faces[int(j)] for j in np.unique(np.linspace(0, len(faces) - 1, positions).round())] if faces else []
+    faces = [k for k in np.flatnonzero(data["tracks"] == longest) if data["frames"][k] + following < frame_count]
+    return [faces[int(j)] for j in np.unique(np.linspace(0, len(faces) - 1, positions).round())] if faces else []
+
+
+def video_cues(path: str, data: dict, marks68: np.ndarray, positions: int) -> dict[str, float] | None:
+    reader = scaled_reader(path)
+    faces = track_positions(data, len(reader), positions, 2)
     rows = []
     for k in faces:
         first = int(data["frames"][k])
