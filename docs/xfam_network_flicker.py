@@ -11,9 +11,9 @@ a fold's members (its weights, the held-out family's BatchNorm statistics as ``c
   over the median distance between neighbouring positions' features (change within a frame step against change
   over ~1/8 of the clip: motion-independent).
 
-Printed: each feature's video AUC within each family, and the AUC of the pair's centred logit plus w times the
-feature's robust z-score, beside the shipped cue's. Run from the repository root (crops first, ~15 min; then
-scoring, ~2 min a fold weight set):
+Printed: each feature's video AUC within each family and seed pair, and the AUC of the pair's shipped logit
+(members plus the temporal cue) plus w times the feature's robust z-score scaled to that logit's interquartile range.
+Run from the repository root (crops first, 3 min here; then scoring, about 1 min a fold weight set):
 
     python docs/xfam_network_flicker.py crops
     python docs/xfam_network_flicker.py score --out runs/xfam/flicker.csv
@@ -144,20 +144,6 @@ def score(args) -> None:
     print(f"{len(rows)} rows -> {args.out}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("crops")
-    scoring = sub.add_parser("score")
-    scoring.add_argument("--out", default="runs/xfam/flicker.csv")
-    scoring.add_argument("--threads", type=int, default=2)
-    reporting = sub.add_parser("report")
-    reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
-    reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
-    args = parser.parse_args()
-    {"crops": crops, "score": score, "report": report}[args.command](args)
-
-
 PAIR_SEEDS = {"ffpp": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
               "talking-head": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
               "dfdc+deeperforensics": {0: (0, 1), 1: (1, 2), 2: (2, 0)}}
@@ -229,6 +215,20 @@ def report(args) -> None:
                     results.setdefault((family, f"shipped + {w} z({n})"), []).append(auc(y, combined))
     for (family, name), values in results.items():
         print(f"{family:13s} {name:42s} {np.nanmean(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("crops")
+    scoring = sub.add_parser("score")
+    scoring.add_argument("--out", default="runs/xfam/flicker.csv")
+    scoring.add_argument("--threads", type=int, default=2)
+    reporting = sub.add_parser("report")
+    reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
+    reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
+    args = parser.parse_args()
+    {"crops": crops, "score": score, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":
