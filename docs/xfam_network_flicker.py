@@ -18,6 +18,9 @@ Run from the repository root (crops first, 3 min here; then scoring, about 1 min
     python docs/xfam_network_flicker.py crops
     python docs/xfam_network_flicker.py score --out runs/xfam/flicker.csv
     python docs/xfam_network_flicker.py report --scores runs/xfam/flicker.csv --pairs runs/xfam/fit4_cue
+
+``light`` then ``light-report`` compare, for single seeds (the light preset's one member), 16 of the 32 cached frames
+against 8 positions of the main track, alone or with their next frames, each with and without the cue (3 min).
 """
 from __future__ import annotations
 
@@ -144,6 +147,74 @@ def score(args) -> None:
     print(f"{len(rows)} rows -> {args.out}")
 
 
+def light(args) -> None:
+    """The light preset's view for ``light-report``: each single seed's member on 16 of the 32 cached frames (every
+    other sampled frame, every track, predict's aggregation), the test set's statistics as in ``score``."""
+    import dataclasses
+
+    import torch
+
+    from deepfake_kernel.evaluation.cross_family import cached_tracks, test_set_crops
+    from deepfake_kernel.pipeline.detector import Detector
+
+    torch.set_num_threads(args.threads)
+    items, cache = items_and_cache()
+    rows = []
+    for fold in ("ffpp", "talking-head"):
+        held = [i for i in items if fold_of(i.family) == fold]
+        for seed, weights in FOLD_WEIGHTS[fold].items():
+            detector = Detector.from_weights(weights, device="cpu")
+            sample = test_set_crops(cache, held)
+            for member in detector.members.values():
+                member.adapt_batchnorm(sample, 4)
+            for item in held:
+                tracks = cached_tracks(cache, item)
+                kept = set(sorted({f.frame for t in tracks for f in t.faces})[::2])
+                tracks = [dataclasses.replace(t, faces=[f for f in t.faces if f.frame in kept]) for t in tracks]
+                tracks = [t for t in tracks if t.faces]
+                raw = detector.score_tracks(tracks, detector.member_names)[0] if tracks else 0.5
+                rows.append({"path": item.path, "family": item.family, "label": item.label, "seed": seed, "raw": raw})
+            detector.close()
+            print(f"{fold} seed {seed}", flush=True)
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def light_report(args) -> None:
+    """Single seeds (one member, the light preset's set): 16 frames of every track (``light``), 32 frames (the
+    fold's predictions), 8 positions of the main track with and without their next frames, each with the cue."""
+    def logit(p) -> np.ndarray:
+        p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    flicker = list(csv.DictReader(open(args.scores)))
+    cues = {r["path"]: float(r["temporal_cue"]) for r in csv.DictReader(open(f"{args.pairs}/predictions.csv"))
+            if r["temporal_cue"]}
+    sixteen = {(r["path"], int(r["seed"])): float(r["raw"]) for r in csv.DictReader(open(args.light))}
+    runs = {"ffpp": "runs/xfam/sbi12{}ftsn4_ffpp/ffpp", "talking-head": "runs/xfam/sbi12{}ftsn4_talking-head/talking-head"}
+    for family, pattern in runs.items():
+        table: dict[str, list[float]] = {}
+        for seed, tag in ((0, ""), (1, "s1"), (2, "s2"), (3, "s3")):
+            full = {r["path"]: float(r["raw"]) for r in csv.DictReader(open(f"{pattern.format(tag)}/predictions.csv"))
+                    if not r.get("reason")}
+            rows = [r for r in flicker if r["family"] == family and int(r["seed"]) == seed and r["path"] in full]
+            y = np.array([int(r["label"]) for r in rows])
+            term = 2.5 * (np.array([cues.get(r["path"], -0.666) for r in rows]) + 0.666)
+            first = [1 / (1 + np.exp(-floats(r["logit_a_efficientnet_lite0"]))) for r in rows]
+            second = [1 / (1 + np.exp(-floats(r["logit_b_efficientnet_lite0"]))) for r in rows]
+            views = {"16 frames, every track (light now)": logit([sixteen[(r["path"], seed)] for r in rows]),
+                     "32 frames, every track": logit([full[r["path"]] for r in rows]),
+                     "8 positions of the main track": logit([a.mean() for a in first]),
+                     "8 positions x 2 consecutive frames": logit([np.r_[a, b].mean() for a, b in zip(first, second)])}
+            for name, z in views.items():
+                table.setdefault(name, []).append(auc(y, z))
+                table.setdefault(name + " + cue", []).append(auc(y, z + term))
+        for name, values in table.items():
+            print(f"{family:13s} {name:46s} {np.mean(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
+
+
 PAIR_SEEDS = {"ffpp": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
               "talking-head": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
               "dfdc+deeperforensics": {0: (0, 1), 1: (1, 2), 2: (2, 0)}}
@@ -227,8 +298,15 @@ def main() -> None:
     reporting = sub.add_parser("report")
     reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
     reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
+    lighting = sub.add_parser("light")
+    lighting.add_argument("--out", default="runs/xfam/light16.csv")
+    lighting.add_argument("--threads", type=int, default=2)
+    light_reporting = sub.add_parser("light-report")
+    light_reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
+    light_reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
+    light_reporting.add_argument("--light", default="runs/xfam/light16.csv")
     args = parser.parse_args()
-    {"crops": crops, "score": score, "report": report}[args.command](args)
+    {"crops": crops, "score": score, "report": report, "light": light, "light-report": light_report}[args.command](args)
 
 
 if __name__ == "__main__":
