@@ -46,6 +46,13 @@ FOLD_WEIGHTS = {  # held-out fold -> seed -> fold weights (this machine's runs)
 }
 
 
+def write_csv(path: str, rows: list[dict], fields: list[str] | None = None) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def fold_of(family: str) -> str:
     return "dfdc+deeperforensics" if family in ("dfdc", "deeperforensics") else family
 
@@ -139,11 +146,8 @@ def score(args) -> None:
                 rows.append(row)
             detector.close()
             print(f"{fold} seed {seed}: {len(held)} videos", flush=True)
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("path", "family", "label", "seed"), k))
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows, sorted({k for r in rows for k in r},
+                                     key=lambda k: (k not in ("path", "family", "label", "seed"), k)))
     print(f"{len(rows)} rows -> {args.out}")
 
 
@@ -176,10 +180,7 @@ def light(args) -> None:
                 rows.append({"path": item.path, "family": item.family, "label": item.label, "seed": seed, "raw": raw})
             detector.close()
             print(f"{fold} seed {seed}", flush=True)
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
 
 
 def light_report(args) -> None:
@@ -292,19 +293,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("crops")
-    scoring = sub.add_parser("score")
-    scoring.add_argument("--out", default="runs/xfam/flicker.csv")
-    scoring.add_argument("--threads", type=int, default=2)
-    reporting = sub.add_parser("report")
-    reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
-    reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
-    lighting = sub.add_parser("light")
-    lighting.add_argument("--out", default="runs/xfam/light16.csv")
-    lighting.add_argument("--threads", type=int, default=2)
-    light_reporting = sub.add_parser("light-report")
-    light_reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
-    light_reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
-    light_reporting.add_argument("--light", default="runs/xfam/light16.csv")
+    for name, out in (("score", "runs/xfam/flicker.csv"), ("light", "runs/xfam/light16.csv")):
+        scoring = sub.add_parser(name)
+        scoring.add_argument("--out", default=out)
+        scoring.add_argument("--threads", type=int, default=2)
+    for name in ("report", "light-report"):
+        reporting = sub.add_parser(name)
+        reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
+        reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
+        reporting.add_argument("--light", default="runs/xfam/light16.csv", help="light-report only")
     args = parser.parse_args()
     {"crops": crops, "score": score, "report": report, "light": light, "light-report": light_report}[args.command](args)
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from deepfake_kernel.evaluation.cross_family import cached_tracks, test_set_crops
 from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
+from xfam_network_flicker import write_csv  # beside this script in docs/
 
 VIDEOS = ("../shared/data/videos.csv", "../shared/data/videos_extra.csv")
 WEIGHTS = {"ffpp": {s: f"runs/xfam/sbi12{p}ftsn4_ffpp/ffpp/weights" for s, p in ((0, ""), (1, "s1"), (2, "s2"), (3, "s3"))},
@@ -67,10 +68,7 @@ def score(args) -> list[dict]:
                                  "seed": seed, "raw": raw})
                 detector.close()
                 print(f"{family} side {side} seed {seed}", flush=True)
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
     return rows
 
 
