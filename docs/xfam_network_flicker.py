@@ -164,7 +164,7 @@ def light(args) -> None:
     torch.set_num_threads(args.threads)
     items, cache = items_and_cache()
     rows = []
-    for fold in ("ffpp", "talking-head"):
+    for fold in FOLD_WEIGHTS:
         held = [i for i in items if fold_of(i.family) == fold]
         for seed, weights in FOLD_WEIGHTS[fold].items():
             detector = Detector.from_weights(weights, device="cpu")
@@ -214,6 +214,43 @@ def light_report(args) -> None:
                 table.setdefault(name + " + cue", []).append(auc(y, z + term))
         for name, values in table.items():
             print(f"{family:13s} {name:46s} {np.mean(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
+
+
+def light_predictions(args) -> None:
+    """``cross_family``-style predictions of single seeds, one folder per view (16 frames, with or without the cue;
+    8 positions × their next frames with the cue), rows and folds as in ``--pairs``, for
+    ``cross_family --out DIR --from-predictions --fit-calibration --test-set-center``."""
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    flicker = {(r["path"], int(r["seed"])): r for r in csv.DictReader(open(args.scores))}
+    sixteen = {(r["path"], int(r["seed"])): float(r["raw"]) for r in csv.DictReader(open(args.light))}
+    template = list(csv.DictReader(open(f"{args.pairs}/predictions.csv")))
+    for view in ("16", "16cue", "8x2cue"):
+        rows = []
+        for row in template:
+            key = (row["path"], int(row["seed"]))
+            if key not in sixteen or key not in flicker or row.get("reason"):
+                continue
+            if view.startswith("16"):
+                network = sixteen[key]
+            else:
+                pair = flicker[key]
+                network = float(np.mean(np.r_[sigmoid(floats(pair["logit_a_efficientnet_lite0"])),
+                                              sigmoid(floats(pair["logit_b_efficientnet_lite0"]))]))
+            network = min(max(network, 1e-6), 1 - 1e-6)
+            out = dict(row, network_raw=network, members=f"efficientnet_lite0={network:.6f}")
+            if view.endswith("cue") and row["temporal_cue"]:
+                logit = np.log(network / (1 - network)) + 2.5 * (float(row["temporal_cue"]) + 0.666)
+                out["raw"] = float(sigmoid(logit))
+            else:
+                out.update(raw=network, temporal_cue="", cue="" if not view.endswith("cue") else row["cue"])
+            out["score"] = min(max(out["raw"], 0.01), 0.99)
+            rows.append(out)
+        folder = Path(f"{args.out_prefix}_{view}")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(str(folder / "predictions.csv"), rows, list(template[0]))
+        print(f"{len(rows)} rows -> {folder}/predictions.csv")
 
 
 PAIR_SEEDS = {"ffpp": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
@@ -302,8 +339,14 @@ def main() -> None:
         reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
         reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
         reporting.add_argument("--light", default="runs/xfam/light16.csv", help="light-report only")
+    writing = sub.add_parser("light-predictions")
+    writing.add_argument("--scores", default="runs/xfam/flicker.csv")
+    writing.add_argument("--pairs", default="runs/xfam/fit4_cue")
+    writing.add_argument("--light", default="runs/xfam/light16.csv")
+    writing.add_argument("--out-prefix", default="runs/xfam/light")
     args = parser.parse_args()
-    {"crops": crops, "score": score, "report": report, "light": light, "light-report": light_report}[args.command](args)
+    {"crops": crops, "score": score, "report": report, "light": light, "light-report": light_report,
+     "light-predictions": light_predictions}[args.command](args)
 
 
 if __name__ == "__main__":
