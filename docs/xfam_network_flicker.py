@@ -19,8 +19,10 @@ Run from the repository root (crops first, 3 min here; then scoring, about 1 min
     python docs/xfam_network_flicker.py score --out runs/xfam/flicker.csv
     python docs/xfam_network_flicker.py report --scores runs/xfam/flicker.csv --pairs runs/xfam/fit4_cue
 
-``light`` then ``light-report`` compare, for single seeds (the light preset's one member), 16 of the 32 cached frames
-against 8 positions of the main track, alone or with their next frames, each with and without the cue (3 min).
+``light`` (4 min), ``every-track`` (5 min), then ``light-report`` compare, for single seeds (the light preset's one
+member), 16 of the 32 cached frames against 8 positions of the main track alone or with their next frames, and 8
+frames with their next frames on every track, each with and without the cue; ``light-predictions`` writes them in
+``cross_family``'s format for its calibration fit.
 """
 from __future__ import annotations
 
@@ -151,20 +153,18 @@ def score(args) -> None:
     print(f"{len(rows)} rows -> {args.out}")
 
 
-def light(args) -> None:
-    """The light preset's view for ``light-report``: each single seed's member on 16 of the 32 cached frames (every
-    other sampled frame, every track, predict's aggregation), the test set's statistics as in ``score``."""
-    import dataclasses
-
+def score_single_seeds(folds, tracks_of, out: str, threads: int) -> None:
+    """Each fold's single-seed weights (the test set's statistics as in ``score``) on ``tracks_of(cache, item)`` of
+    its held-out videos, predict's aggregation; one row per video and seed in ``out``."""
     import torch
 
-    from deepfake_kernel.evaluation.cross_family import cached_tracks, test_set_crops
+    from deepfake_kernel.evaluation.cross_family import test_set_crops
     from deepfake_kernel.pipeline.detector import Detector
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     items, cache = items_and_cache()
     rows = []
-    for fold in FOLD_WEIGHTS:
+    for fold in folds:
         held = [i for i in items if fold_of(i.family) == fold]
         for seed, weights in FOLD_WEIGHTS[fold].items():
             detector = Detector.from_weights(weights, device="cpu")
@@ -172,15 +172,65 @@ def light(args) -> None:
             for member in detector.members.values():
                 member.adapt_batchnorm(sample, 4)
             for item in held:
-                tracks = cached_tracks(cache, item)
-                kept = set(sorted({f.frame for t in tracks for f in t.faces})[::2])
-                tracks = [dataclasses.replace(t, faces=[f for f in t.faces if f.frame in kept]) for t in tracks]
-                tracks = [t for t in tracks if t.faces]
+                tracks = tracks_of(cache, item)
                 raw = detector.score_tracks(tracks, detector.member_names)[0] if tracks else 0.5
                 rows.append({"path": item.path, "family": item.family, "label": item.label, "seed": seed, "raw": raw})
             detector.close()
             print(f"{fold} seed {seed}", flush=True)
-    write_csv(args.out, rows)
+    write_csv(out, rows)
+
+
+def light(args) -> None:
+    """The light preset's view for ``light-report``: each single seed's member on 16 of the 32 cached frames (every
+    other sampled frame, every track, predict's aggregation)."""
+    import dataclasses
+
+    from deepfake_kernel.evaluation.cross_family import cached_tracks
+
+    def half_of_the_frames(cache, item):
+        tracks = cached_tracks(cache, item)
+        kept = set(sorted({f.frame for t in tracks for f in t.faces})[::2])
+        tracks = [dataclasses.replace(t, faces=[f for f in t.faces if f.frame in kept]) for t in tracks]
+        return [t for t in tracks if t.faces]
+
+    score_single_seeds(FOLD_WEIGHTS, half_of_the_frames, args.out, args.threads)
+
+
+def every_track(args) -> None:
+    """The paired reading on every track, as a build would score it: 8 evenly spaced frames of the 32 cached (every
+    4th), frames f and f + 1 decoded, every cached face on f cut from both with its box; the members score all of them
+    (test set's statistics as in ``score``); mean per track, max over tracks. Writes ``--out`` for ``light-report``."""
+    import dataclasses
+
+    from deepfake_kernel.evaluation.cross_family import cached_tracks
+
+    items, cache = items_and_cache()
+    paired: dict[str, list] = {}
+    for item in items:
+        if fold_of(item.family) not in ("ffpp", "talking-head"):
+            continue
+        tracks = cached_tracks(cache, item)
+        frames = sorted({f.frame for t in tracks for f in t.faces})
+        chosen = set(frames[::4][:8])
+        try:
+            reader = scaled_reader(str(item.path))
+            wanted = sorted({f + d for f in chosen for d in (0, 1) if f + d < len(reader)})
+            decoded = dict(zip(wanted, reader.get_batch(wanted).asnumpy()))
+        except Exception as exc:  # an unreadable tail: left out
+            print(f"skipped {item.path}: {exc}")
+            continue
+        out = []
+        for track in tracks:
+            faces = []
+            for face in track.faces:
+                if face.frame in chosen and face.frame + 1 in decoded:
+                    for frame in (face.frame, face.frame + 1):
+                        faces.append(dataclasses.replace(face, crop=square_crop(decoded[frame], face.box, 0.3, 224)))
+            if faces:
+                out.append(dataclasses.replace(track, faces=faces))
+        paired[item.path] = out
+    score_single_seeds(("ffpp", "talking-head"), lambda cache, item: paired.get(item.path) or [], args.out,
+                       args.threads)
 
 
 def light_report(args) -> None:
@@ -194,6 +244,8 @@ def light_report(args) -> None:
     cues = {r["path"]: float(r["temporal_cue"]) for r in csv.DictReader(open(f"{args.pairs}/predictions.csv"))
             if r["temporal_cue"]}
     sixteen = {(r["path"], int(r["seed"])): float(r["raw"]) for r in csv.DictReader(open(args.light))}
+    every = ({(r["path"], int(r["seed"])): float(r["raw"]) for r in csv.DictReader(open(args.every_track))}
+             if Path(args.every_track).is_file() else {})
     runs = {"ffpp": "runs/xfam/sbi12{}ftsn4_ffpp/ffpp", "talking-head": "runs/xfam/sbi12{}ftsn4_talking-head/talking-head"}
     for family, pattern in runs.items():
         table: dict[str, list[float]] = {}
@@ -209,6 +261,8 @@ def light_report(args) -> None:
                      "32 frames, every track": logit([full[r["path"]] for r in rows]),
                      "8 positions of the main track": logit([a.mean() for a in first]),
                      "8 positions x 2 consecutive frames": logit([np.r_[a, b].mean() for a, b in zip(first, second)])}
+            if every:
+                views["8 frames x 2, every track"] = logit([every[(r["path"], seed)] for r in rows])
             for name, z in views.items():
                 table.setdefault(name, []).append(auc(y, z))
                 table.setdefault(name + " + cue", []).append(auc(y, z + term))
@@ -330,7 +384,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("crops")
-    for name, out in (("score", "runs/xfam/flicker.csv"), ("light", "runs/xfam/light16.csv")):
+    for name, out in (("score", "runs/xfam/flicker.csv"), ("light", "runs/xfam/light16.csv"),
+                      ("every-track", "runs/xfam/light8x2_every_track.csv")):
         scoring = sub.add_parser(name)
         scoring.add_argument("--out", default=out)
         scoring.add_argument("--threads", type=int, default=2)
@@ -339,6 +394,7 @@ def main() -> None:
         reporting.add_argument("--scores", default="runs/xfam/flicker.csv")
         reporting.add_argument("--pairs", default="runs/xfam/fit4_cue")
         reporting.add_argument("--light", default="runs/xfam/light16.csv", help="light-report only")
+        reporting.add_argument("--every-track", default="runs/xfam/light8x2_every_track.csv", help="light-report only")
     writing = sub.add_parser("light-predictions")
     writing.add_argument("--scores", default="runs/xfam/flicker.csv")
     writing.add_argument("--pairs", default="runs/xfam/fit4_cue")
@@ -346,7 +402,7 @@ def main() -> None:
     writing.add_argument("--out-prefix", default="runs/xfam/light")
     args = parser.parse_args()
     {"crops": crops, "score": score, "report": report, "light": light, "light-report": light_report,
-     "light-predictions": light_predictions}[args.command](args)
+     "light-predictions": light_predictions, "every-track": every_track}[args.command](args)
 
 
 if __name__ == "__main__":
