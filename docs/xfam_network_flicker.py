@@ -32,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_kernel.pipeline.ensemble import logit, sigmoid
 from deepfake_kernel.pipeline.faces import square_crop
 from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
-from xfam_temporal_cues import scaled_reader, track_positions  # beside this script in docs/
+from xfam_temporal_cues import auc, robust_z, scaled_reader, track_positions  # beside this script in docs/
 
 VIDEOS = ("../shared/data/videos.csv", "../shared/data/videos_extra.csv")
+CUE_WEIGHT, CUE_REFERENCE = 2.5, -0.666  # the shipped temporal cue (weights/manifest.json): logit += w (cue - ref)
 PAIRS_DIR = Path("runs/xfam/flicker_crops")
 FOLD_WEIGHTS = {  # held-out fold -> seed -> fold weights (this machine's runs)
     "ffpp": {0: "runs/xfam/sbi12ftsn4_ffpp/ffpp/weights", 1: "runs/xfam/sbi12s1ftsn4_ffpp/ffpp/weights",
@@ -236,10 +238,6 @@ def every_track(args) -> None:
 def light_report(args) -> None:
     """Single seeds (one member, the light preset's set): 16 frames of every track (``light``), 32 frames (the
     fold's predictions), 8 positions of the main track with and without their next frames, each with the cue."""
-    def logit(p) -> np.ndarray:
-        p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
-        return np.log(p / (1 - p))
-
     flicker = list(csv.DictReader(open(args.scores)))
     cues = {r["path"]: float(r["temporal_cue"]) for r in csv.DictReader(open(f"{args.pairs}/predictions.csv"))
             if r["temporal_cue"]}
@@ -254,9 +252,9 @@ def light_report(args) -> None:
                     if not r.get("reason")}
             rows = [r for r in flicker if r["family"] == family and int(r["seed"]) == seed and r["path"] in full]
             y = np.array([int(r["label"]) for r in rows])
-            term = 2.5 * (np.array([cues.get(r["path"], -0.666) for r in rows]) + 0.666)
-            first = [1 / (1 + np.exp(-floats(r["logit_a_efficientnet_lite0"]))) for r in rows]
-            second = [1 / (1 + np.exp(-floats(r["logit_b_efficientnet_lite0"]))) for r in rows]
+            term = CUE_WEIGHT * (np.array([cues.get(r["path"], CUE_REFERENCE) for r in rows]) - CUE_REFERENCE)
+            first = [sigmoid(floats(r["logit_a_efficientnet_lite0"])) for r in rows]
+            second = [sigmoid(floats(r["logit_b_efficientnet_lite0"])) for r in rows]
             views = {"16 frames, every track (light now)": logit([sixteen[(r["path"], seed)] for r in rows]),
                      "32 frames, every track": logit([full[r["path"]] for r in rows]),
                      "8 positions of the main track": logit([a.mean() for a in first]),
@@ -274,9 +272,6 @@ def light_predictions(args) -> None:
     """``cross_family``-style predictions of single seeds, one folder per view (16 frames, with or without the cue;
     8 positions × their next frames with the cue), rows and folds as in ``--pairs``, for
     ``cross_family --out DIR --from-predictions --fit-calibration --test-set-center``."""
-    def sigmoid(z):
-        return 1 / (1 + np.exp(-z))
-
     flicker = {(r["path"], int(r["seed"])): r for r in csv.DictReader(open(args.scores))}
     sixteen = {(r["path"], int(r["seed"])): float(r["raw"]) for r in csv.DictReader(open(args.light))}
     template = list(csv.DictReader(open(f"{args.pairs}/predictions.csv")))
@@ -295,8 +290,7 @@ def light_predictions(args) -> None:
             network = min(max(network, 1e-6), 1 - 1e-6)
             out = dict(row, network_raw=network, members=f"efficientnet_lite0={network:.6f}")
             if view.endswith("cue") and row["temporal_cue"]:
-                logit = np.log(network / (1 - network)) + 2.5 * (float(row["temporal_cue"]) + 0.666)
-                out["raw"] = float(sigmoid(logit))
+                out["raw"] = float(sigmoid(logit(network) + CUE_WEIGHT * (float(row["temporal_cue"]) - CUE_REFERENCE)))
             else:
                 out.update(raw=network, temporal_cue="", cue="" if not view.endswith("cue") else row["cue"])
             out["score"] = min(max(out["raw"], 0.01), 0.99)
@@ -314,19 +308,6 @@ PAIR_SEEDS = {"ffpp": {0: (0, 1), 1: (1, 2), 2: (2, 3), 3: (3, 0)},
 
 def floats(text: str) -> np.ndarray:
     return np.array([float(v) for v in text.split(";")]) if text else np.zeros(0)
-
-
-def robust_z(values: np.ndarray) -> np.ndarray:
-    q1, median, q3 = np.nanpercentile(values, [25, 50, 75])
-    return (values - median) / (q3 - q1 + 1e-9)
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    ok = np.isfinite(scores)
-    labels, scores = labels[ok], scores[ok]
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
 
 
 def pair_features(per_seed: dict[int, dict], seeds: tuple[int, int]) -> dict[str, float]:
@@ -364,10 +345,9 @@ def report(args) -> None:
                     and all(s in per_video[r["path"]] for s in seeds)]
             y = np.array([int(r["label"]) for r in rows])
             feats = {n: np.array([pair_features(per_video[r["path"]], seeds)[n] for r in rows]) for n in names}
-            raw = np.clip([float(r["network_raw"]) for r in rows], 1e-6, 1 - 1e-6)
-            network = np.log(raw / (1 - raw))
+            network = logit([float(r["network_raw"]) for r in rows])
             cue = np.array([float(r["temporal_cue"]) if r["temporal_cue"] else np.nan for r in rows])
-            shipped = network + 2.5 * (np.nan_to_num(cue, nan=-0.666) + 0.666)
+            shipped = network + CUE_WEIGHT * (np.nan_to_num(cue, nan=CUE_REFERENCE) - CUE_REFERENCE)
             results.setdefault((family, "network"), []).append(auc(y, network))
             results.setdefault((family, "shipped (network + cue)"), []).append(auc(y, shipped))
             for n in names:

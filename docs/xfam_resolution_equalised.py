@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from deepfake_kernel.evaluation.cross_family import cached_tracks, test_set_crops
+from deepfake_kernel.pipeline.ensemble import logit
 from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
 from xfam_network_flicker import write_csv  # beside this script in docs/
 
@@ -75,13 +76,10 @@ def score(args) -> list[dict]:
 def report(rows: list[dict]) -> None:
     from sklearn.metrics import roc_auc_score
 
-    def logit(p: float) -> float:
-        p = min(max(float(p), 1e-6), 1 - 1e-6)
-        return float(np.log(p / (1 - p)))
-
     table: dict[tuple, dict] = {}
     for r in rows:
-        table.setdefault((r["family"], int(r["side"]), int(r["seed"])), {})[r["path"]] = (int(r["label"]), logit(r["raw"]))
+        key = (r["family"], int(r["side"]), int(r["seed"]))
+        table.setdefault(key, {})[r["path"]] = (int(r["label"]), float(logit(float(r["raw"]))))
     for family in WEIGHTS:
         for side in sorted({k[1] for k in table if k[0] == family}):
             aucs = []
@@ -119,8 +117,7 @@ def size_check(paths: list[str]) -> None:
             for seed in sorted({r.get("seed", "") for r in rows if r["family"] == family}):
                 chosen = [r for r in rows if r["family"] == family and r.get("seed", "") == seed]
                 y = np.array([int(r["label"]) for r in chosen])
-                raw = np.clip([float(r.get("network_raw") or r["raw"]) for r in chosen], 1e-6, 1 - 1e-6)
-                z = np.log(raw / (1 - raw))
+                z = logit([float(r.get("network_raw") or r["raw"]) for r in chosen])
                 x = np.array([of(r["path"]) for r in chosen])
                 design = np.c_[np.ones(len(x)), x]
                 line = [f"{path} {family} seed {seed or '-'}: AUC {roc_auc_score(y, z):.3f}",

@@ -202,7 +202,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
-    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    q1, median, q3 = np.nanpercentile(values, [25, 50, 75])
     return (values - median) / (q3 - q1 + 1e-9)
 
 
