@@ -58,6 +58,14 @@ def face_frames(n: int = 24, width: int = 640, height: int = 360, faces: int = 1
     return np.stack(frames), boxes
 
 
+def bystander_frames(n: int = 6) -> np.ndarray:
+    """A large face on the left and a face a third its size further back, top right (a bystander)."""
+    frames, _ = face_frames(n=n, width=800, height=400, face_height=240)
+    small = face_image(80)
+    frames[:, 60:60 + small.shape[0], 600:600 + small.shape[1]] = small
+    return frames
+
+
 def noise_frames(n: int = 12, width: int = 320, height: int = 240, seed: int = 1) -> np.ndarray:
     """Smooth coloured noise: no face anywhere."""
     rng = np.random.default_rng(seed)

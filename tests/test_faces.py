@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deepfake_kernel.pipeline.faces import Face, FaceCropper, box_iou, link_tracks, square_crop
+from deepfake_kernel.pipeline.faces import Face, FaceCropper, Track, box_iou, drop_bystanders, link_tracks, square_crop
 from tests import synthetic
 
 
@@ -35,6 +35,35 @@ def test_two_people_give_two_tracks(cropper):
     lefts = sorted(np.mean([f.box[0] for f in t.faces]) for t in tracks)
     assert lefts[0] < 400 < lefts[1]  # each track follows one person
     assert all(len(t.faces) == 8 for t in tracks)
+
+
+def test_a_small_background_face_is_dropped_as_a_bystander():
+    frames = synthetic.bystander_frames()
+    every = FaceCropper(detect_long_side=800, crop_size=64, max_faces=3, min_track_size_ratio=0)(frames)
+    assert len(every) == 2  # both faces are found and tracked...
+    main = FaceCropper(detect_long_side=800, crop_size=64, max_faces=3)(frames)
+    assert len(main) == 1  # ...but by default only the main one is kept
+    assert main[0].face_size == pytest.approx(max(t.face_size for t in every))
+    assert main[0].face_size > 2 * min(t.face_size for t in every)
+
+
+def _track(track_id: int, side: float, n: int = 4) -> Track:
+    return Track(track_id, [Face(i, np.array([10.0, 10.0, 10.0 + side, 10.0 + side]), 0.99, None) for i in range(n)])
+
+
+def test_two_subjects_of_a_size_both_stay():
+    tracks = [_track(0, 100), _track(1, 80), _track(2, 45)]
+    assert [t.track_id for t in drop_bystanders(tracks)] == [0, 1]  # 45 < half of 100
+    assert [t.track_id for t in drop_bystanders(tracks, 0.4)] == [0, 1, 2]
+    assert [t.track_id for t in drop_bystanders(tracks, 0)] == [0, 1, 2]
+    assert drop_bystanders([_track(0, 5)]) and drop_bystanders([]) == []
+
+
+def test_predict_and_the_cropper_share_the_bystander_threshold():
+    from deepfake_kernel.pipeline.faces import BYSTANDER_SIZE_RATIO
+    from deepfake_kernel.pipeline.stage_config import CropperConfig
+
+    assert CropperConfig().min_track_size_ratio == BYSTANDER_SIZE_RATIO
 
 
 def test_max_faces_limits_tracks():

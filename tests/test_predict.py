@@ -5,6 +5,7 @@ import pytest
 
 from deepfake_kernel import predict
 from deepfake_kernel.pipeline import runner
+from tests import synthetic
 
 
 def rows(path):
@@ -145,7 +146,7 @@ def test_light_preset_and_bad_options_are_checked(video_dir, tiny_weights, tmp_p
     assert "level 16 frames x 1 models, detection every 4 at 640px: 4 videos" in printed
     assert "decoding: decord\n" in printed + "\n"  # on a CPU, auto decodes with decord
     for bad in (["--preset", "fast"], ["--detect-every", "0"], ["--compile", "turbo"], ["--reader", "opencv"],
-                ["--min-face-size", "5"]):
+                ["--min-face-size", "5"], ["--bystander-ratio", "1.5"]):
         assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out)] + bad) == 2, bad
 
 
@@ -159,6 +160,20 @@ def test_min_face_size_reaches_mtcnn(video_dir, tiny_weights, tmp_path):
                                           models=["efficientnet_lite0"]))
         details[size] = {r["filename"]: r["reason"] for r in rows(detail)}
     assert details[24]["one_face.mp4"] == "" and details[400]["one_face.mp4"] == "no_face"
+
+
+def test_a_bystander_track_is_dropped_unless_asked_to_keep_it(tiny_weights, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    synthetic.write_video(folder / "bystander.mp4", synthetic.bystander_frames(n=12))
+    tracks = {}
+    for ratio in (0.0, 0.5):
+        detail = tmp_path / f"details{ratio}.csv"
+        predict.run(predict.PredictConfig(video_dir=str(folder), weights=str(tiny_weights), out=str(tmp_path / "s.csv"),
+                                          details=str(detail), frames=4, progress=False, bystander_ratio=ratio,
+                                          models=["efficientnet_lite0"]))
+        tracks[ratio] = rows(detail)[0]["tracks"]
+    assert tracks == {0.0: "2", 0.5: "1"}
 
 
 def _break_members(monkeypatch):

@@ -67,8 +67,9 @@ class CrossFamilyConfig:
 
 
 def cached_tracks(cache: CropCache, item: VideoItem):
-    """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list."""
-    from ..pipeline.faces import Face, Track
+    """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list, bystanders
+    dropped as the cropper drops them (the cache keeps every track: training learns from all its faces)."""
+    from ..pipeline.faces import Face, Track, drop_bystanders
 
     with np.load(cache.video_file(item)) as data:
         crops, tracks, boxes, probs = data["crops"], data["tracks"], data["boxes"], data["probs"]
@@ -77,7 +78,7 @@ def cached_tracks(cache: CropCache, item: VideoItem):
     for i in range(len(crops)):
         track = out.setdefault(int(tracks[i]), Track(int(tracks[i])))
         track.faces.append(Face(int(frames[i]), boxes[i], float(probs[i]), None, crops[i]))
-    return [out[k] for k in sorted(out)]
+    return drop_bystanders([out[k] for k in sorted(out)])
 
 
 def test_set_crops(cache: CropCache, items: list[VideoItem]) -> np.ndarray:
@@ -88,9 +89,9 @@ def test_set_crops(cache: CropCache, items: list[VideoItem]) -> np.ndarray:
     config = AdaptConfig()
     chosen = []
     for item in evenly_spaced(items, config.max_videos):
-        if cache.video_file(item).is_file():
-            with np.load(cache.video_file(item)) as data:
-                chosen.append(evenly_spaced(data["crops"], config.per_video))
+        tracks = cached_tracks(cache, item) if cache.video_file(item).is_file() else []
+        if tracks:
+            chosen.append(evenly_spaced(np.concatenate([t.crops() for t in tracks]), config.per_video))
     chosen = [c for c in chosen if len(c)]
     return np.concatenate(chosen) if chosen else np.zeros((0, 1, 1, 3), dtype=np.uint8)
 

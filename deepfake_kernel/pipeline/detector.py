@@ -126,6 +126,7 @@ class Detector:
                      fallback_score: float = FALLBACK_SCORE, video_timeout: float | None = None,
                      detect_every: int = 1, reader: str = "auto", compile_mode: str | None = None,
                      min_face_size: int = 24, strict: bool = False,
+                     bystander_ratio: float = CropperConfig.min_track_size_ratio,
                      test_set_norm_blocks: int | None = None,
                      test_set_center: bool | None = None, temporal_cue: bool | None = None) -> "Detector":
         """Load and verify the members listed in ``weights_dir/manifest.json`` (``models`` picks a subset).
@@ -137,7 +138,8 @@ class Detector:
         ``None``: as the manifest says), kept in :attr:`test_set_norm` for the run to apply; likewise
         ``test_set_center`` (centring each video's logit on the run's median, :func:`.adapt.centre_scores`) in
         :attr:`test_set_center`. ``temporal_cue=False`` leaves out the manifest's temporal cue (:mod:`.temporal`;
-        ``None`` or ``True``: as the manifest says).
+        ``None`` or ``True``: as the manifest says). ``bystander_ratio``: tracks of faces smaller than this share of
+        the largest track's are dropped (:func:`.faces.drop_bystanders`; 0 keeps every track).
         """
         device = resolve_device(device)
         manifest = read_manifest(weights_dir)
@@ -158,7 +160,7 @@ class Detector:
                               reader=reader).build(device)
         cropper = CropperConfig(detect_long_side=detect_long_side, min_prob=min_prob, margin=margin,
                                 max_faces=max_faces, min_face_size=min_face_size, detect_every=detect_every,
-                                batch_size=batch_size).build(crop_size, device)
+                                batch_size=batch_size, min_track_size_ratio=bystander_ratio).build(crop_size, device)
         detector = cls(members, weights, clipper, reader, cropper, frames=frames, batch_size=batch_size,
                        fallback_score=fallback_score, device=device, manifest=manifest,
                        video_timeout=video_timeout, strict=strict)

@@ -2,7 +2,9 @@
 
 Detection runs on frames resized so the long side is ``detect_long_side`` pixels; boxes are mapped back to the
 decoded resolution. Faces with probability below ``min_prob`` are dropped, at most ``max_faces`` are kept per
-frame, and detections are linked into tracks by IoU or centre distance, so two people give two tracks.
+frame, and detections are linked into tracks by IoU or centre distance, so two people give two tracks. Tracks
+seen in under a quarter of the longest one's frames, and bystanders (faces under half the main face's size,
+:func:`drop_bystanders`), are dropped.
 """
 from __future__ import annotations
 
@@ -44,6 +46,26 @@ class Track:
 
     def crops(self) -> np.ndarray:
         return np.stack([f.crop for f in self.faces])
+
+    @property
+    def face_size(self) -> float:
+        """Median side of its boxes (geometric mean of width and height), pixels of the decoded frame."""
+        return float(np.median([np.sqrt(max(0.0, (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))) for f in self.faces]))
+
+
+BYSTANDER_SIZE_RATIO = 0.5  # CropperConfig's default too
+
+
+def drop_bystanders(tracks: list[Track], min_size_ratio: float = BYSTANDER_SIZE_RATIO) -> list[Track]:
+    """The tracks whose faces are at least ``min_size_ratio`` times as large as the largest track's (median box
+    side): a face far smaller than the main one is a bystander in the background, not a subject a forger swaps,
+    and with the max over tracks its score could only raise a real video's. Two subjects side by side (DFDC's
+    two-person videos) are of a size and both stay; ``0`` keeps every track."""
+    if min_size_ratio <= 0 or len(tracks) < 2:
+        return list(tracks)
+    sizes = [t.face_size for t in tracks]
+    largest = max(sizes)
+    return [t for t, size in zip(tracks, sizes) if size >= min_size_ratio * largest]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,7 +148,8 @@ class FaceCropper:
 
     def __init__(self, device: str = "cpu", detect_long_side: int = 1000, min_prob: float = 0.9,
                  margin: float = 0.3, max_faces: int = 2, crop_size: int = 299, batch_size: int = 16,
-                 min_face_size: int = 24, min_track_fraction: float = 0.25, detect_every: int = 1):
+                 min_face_size: int = 24, min_track_fraction: float = 0.25, detect_every: int = 1,
+                 min_track_size_ratio: float = BYSTANDER_SIZE_RATIO):
         from facenet_pytorch import MTCNN
 
         self.detector = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, post_process=False,
@@ -139,6 +162,7 @@ class FaceCropper:
         self.crop_size = crop_size
         self.batch_size = batch_size
         self.min_track_fraction = min_track_fraction
+        self.min_track_size_ratio = min_track_size_ratio
         self.detect_every = max(1, int(detect_every))
         self.last_timings: dict[str, float] = {}
 
@@ -171,7 +195,7 @@ class FaceCropper:
 
     def __call__(self, frames: np.ndarray, detect_every: int | None = None,
                  detect_long_side: int | None = None) -> list[Track]:
-        """Tracks of cropped faces, longest first; short spurious tracks are dropped.
+        """Tracks of cropped faces, longest first; short spurious tracks and bystanders are dropped.
 
         With ``detect_every`` k > 1 (default: the cropper's), MTCNN runs on every k-th frame (and the last); a
         track's boxes on the frames in between are interpolated from its detections on either side (tracks
@@ -193,6 +217,7 @@ class FaceCropper:
         if tracks:
             longest = max(len(t.faces) for t in tracks)
             tracks = [t for t in tracks if len(t.faces) >= max(1, self.min_track_fraction * longest)]
+            tracks = drop_bystanders(tracks, self.min_track_size_ratio)
             tracks.sort(key=lambda t: (-len(t.faces), -t.mean_prob))
             tracks = tracks[:self.max_faces]
         for new_id, track in enumerate(tracks):

@@ -57,6 +57,9 @@ class PredictConfig:
     detect_long_side: int = field(default=CropperConfig.detect_long_side,
                                   metadata={"help": "face detection on frames this long"})
     max_faces: int = field(default=CropperConfig.max_faces, metadata={"help": "faces (tracks) kept per video"})
+    bystander_ratio: float = field(default=CropperConfig.min_track_size_ratio, metadata={
+        "help": "drop a face track whose faces are smaller than this share of the largest track's (a bystander "
+                "in the background; 0 keeps every track)"})
     margin: float = field(default=CropperConfig.margin,
                           metadata={"help": "crop margin around a face, fraction of its side"})
     min_face_prob: float = field(default=CropperConfig.min_prob, metadata={"help": "MTCNN probability to keep a face"})
@@ -146,6 +149,8 @@ def check_config(config: PredictConfig) -> tuple[Path, list[str], float | None]:
         raise FileNotFoundError(f"template {template} does not exist; pass --template PATH or leave it out")
     if config.frames < 1 or config.batch_size < 1 or config.max_faces < 1:
         raise ConfigError("--frames, --batch-size and --max-faces must be at least 1")
+    if not 0.0 <= config.bystander_ratio <= 1.0:
+        raise ConfigError(f"--bystander-ratio must lie in [0, 1] (0 keeps every track), not {config.bystander_ratio}")
     if not 0.0 <= config.fallback_score <= 1.0:
         raise ConfigError(f"--fallback-score must lie in [0, 1], not {config.fallback_score}")
     if config.video_timeout < 0:
@@ -390,6 +395,7 @@ def _load_detector(config: PredictConfig):
                                  fallback_score=config.fallback_score, detect_every=config.detect_every,
                                  reader=config.reader, compile_mode=config.compile or None,
                                  min_face_size=config.min_face_size, strict=config.strict,
+                                 bystander_ratio=config.bystander_ratio,
                                  test_set_norm_blocks=config.test_set_norm_blocks,
                                  test_set_center=config.test_set_center, temporal_cue=config.temporal_cue)
 

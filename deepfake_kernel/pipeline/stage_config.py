@@ -33,6 +33,7 @@ class CropperConfig:
     min_face_size: int = 24       # pixels of the detection frame
     detect_every: int = 1         # MTCNN on every k-th frame, boxes interpolated between
     batch_size: int = 16
+    min_track_size_ratio: float = 0.5  # bystanders: tracks of faces under this share of the main face's side dropped
 
     def build(self, crop_size: int, device: str = "cpu"):
         from .faces import FaceCropper
@@ -40,4 +41,4 @@ class CropperConfig:
         return FaceCropper(device=device, detect_long_side=self.detect_long_side, min_prob=self.min_prob,
                            margin=self.margin, max_faces=self.max_faces, crop_size=crop_size,
                            batch_size=self.batch_size, detect_every=self.detect_every,
-                           min_face_size=self.min_face_size)
+                           min_face_size=self.min_face_size, min_track_size_ratio=self.min_track_size_ratio)

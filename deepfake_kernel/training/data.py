@@ -10,7 +10,8 @@ Sources (combinable):
 
 Videos go through the same :class:`~deepfake_kernel.pipeline.video.FrameReader` and
 :class:`~deepfake_kernel.faces.FaceCropper` as ``predict``. The cache holds one ``.npz`` per video (crops,
-landmarks in crop coordinates, frames, tracks, boxes), written atomically, so an interrupted run resumes where it
+landmarks in crop coordinates, frames, tracks, boxes; every track, bystanders included: scoring from the cache
+drops them as ``predict`` does), written atomically, so an interrupted run resumes where it
 stopped and a half-written file is never mistaken for a finished one. ``status.jsonl`` logs every video
 (ok, or skipped with its reason).
 """
@@ -20,7 +21,7 @@ import csv
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -186,7 +187,8 @@ class CropCache:
     def _stages(self):
         if self._cropper is None:
             self._reader = self.config.reader.build(self.device)
-            self._cropper = self.config.cropper.build(self.config.crop_size, self.device)
+            keep_every_track = replace(self.config.cropper, min_track_size_ratio=0.0)
+            self._cropper = keep_every_track.build(self.config.crop_size, self.device)
         return self._reader, self._cropper
 
     def video_file(self, item: VideoItem) -> Path:
