@@ -68,7 +68,8 @@ class CrossFamilyConfig:
 
 def cached_tracks(cache: CropCache, item: VideoItem):
     """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list, bystanders
-    dropped as the cropper drops them (the cache keeps every track: training learns from all its faces)."""
+    dropped as the cropper drops them (the cache keeps every track: training learns from all its faces). Only a
+    video with more tracks than ``max_faces`` can differ from ``predict``: the cache kept the longest ones first."""
     from ..pipeline.faces import Face, Track, drop_bystanders
 
     with np.load(cache.video_file(item)) as data:
