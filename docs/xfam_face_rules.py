@@ -7,10 +7,12 @@ family's crops as ``cross_family --test-set-norm-blocks 4`` does; written to ``O
 ``report``: a pair's face probability is the mean of its two seeds' (predict's ensemble), each rule turns a track's
 faces into a track score (then the maximum over tracks), the pair's temporal-cue term (from its predictions.csv) is
 added to the video's logit, and the video AUC is printed per rule and pair; the plain mean reproduces the pair's
-``network_raw`` (checked). From the repository root:
+``network_raw`` (checked). ``frames``: predict's rule on every 2nd / 4th of the 32 cached frames (16 / 8 frames a
+video), what fewer decoded frames would give. From the repository root:
 
     python docs/xfam_face_rules.py faces --out runs/xfam/face_rules
     python docs/xfam_face_rules.py report --out runs/xfam/face_rules
+    python docs/xfam_face_rules.py frames --out runs/xfam/face_rules
 """
 from __future__ import annotations
 
@@ -83,17 +85,51 @@ def video_scores(probs: np.ndarray, video: np.ndarray, track: np.ndarray, rule) 
     return out
 
 
+def pair_view(out: Path, family: str, a: int, b: int, run: str):
+    """The pair's face arrays (seeds ``a``, ``b``), and per video its label, ``network_raw`` and cue term."""
+    first, second = (np.load(out / f"faces_{family}_s{s}.npz") for s in (a, b))
+    assert (first["video"] == second["video"]).all()
+    rows = {r["path"]: r for r in csv.DictReader(open(Path(run) / "predictions.csv"))}
+    order = [rows[p] for p in first["paths"]]
+    labels = np.array([int(r["label"]) for r in order])
+    network = np.array([float(r["network_raw"]) for r in order])
+    cue_term = logit(np.array([float(r["raw"]) for r in order])) - logit(network)
+    return first, second, labels, network, cue_term
+
+
+def face_frames(paths: np.ndarray, cache: CropCache) -> np.ndarray:
+    """Each scored face's position among the 32 cached frames, in the order ``faces`` scored them."""
+    items = {str(i.path): i for f in VIDEOS for i in read_video_csv(f)}
+    return np.array([face.frame for p in paths for t in cached_tracks(cache, items[str(p)]) for face in t.faces])
+
+
+def frames(out: Path, cache: CropCache) -> None:
+    results: dict[tuple[str, int, str], list[float]] = {}
+    for pair, (a, b, ffpp_run, head_run) in PAIRS.items():
+        for family, run in zip(FAMILIES, (ffpp_run, head_run)):
+            first, second, labels, network, cue_term = pair_view(out, family, a, b, run)
+            probs, position = (first["plain"] + second["plain"]) / 2, face_frames(first["paths"], cache)
+            assert len(position) == len(probs)
+            for step in (1, 2, 4):
+                keep = position % step == 0
+                score = video_scores(probs[keep], first["video"][keep], first["track"][keep], np.mean)
+                for cue in ("network", "with the cue"):
+                    value = logit(score) + (cue_term if cue == "with the cue" else 0)
+                    results.setdefault((family, step, cue), []).append(metrics.roc_auc(labels, value))
+    print("| family | frames a video | network alone, pairs 0+1 / 1+2 / 2+3 / 3+0 (mean) | with the cue (mean) |")
+    print("|---|---|---|---|")
+    for family in FAMILIES:
+        for step in (1, 2, 4):
+            alone, cued = results[(family, step, "network")], results[(family, step, "with the cue")]
+            print(f"| {family} | {32 // step} | {' / '.join(f'{x:.3f}' for x in alone)} ({np.mean(alone):.3f}) "
+                  f"| {' / '.join(f'{x:.3f}' for x in cued)} ({np.mean(cued):.3f}) |")
+
+
 def report(out: Path) -> None:
     results: dict[tuple[str, str, str], list[float]] = {}
     for pair, (a, b, ffpp_run, head_run) in PAIRS.items():
         for family, run in zip(FAMILIES, (ffpp_run, head_run)):
-            first, second = (np.load(out / f"faces_{family}_s{s}.npz") for s in (a, b))
-            assert (first["video"] == second["video"]).all()
-            rows = {r["path"]: r for r in csv.DictReader(open(Path(run) / "predictions.csv"))}
-            order = [rows[p] for p in first["paths"]]
-            labels = np.array([int(r["label"]) for r in order])
-            network = np.array([float(r["network_raw"]) for r in order])
-            cue_term = logit(np.array([float(r["raw"]) for r in order])) - logit(network)
+            first, second, labels, network, cue_term = pair_view(out, family, a, b, run)
             views = {"plain": (first["plain"] + second["plain"]) / 2,
                      "mirrored": (first["mirrored"] + second["mirrored"]) / 2}
             views["plain + mirrored"] = (views["plain"] + views["mirrored"]) / 2
@@ -118,12 +154,15 @@ def report(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("faces", "report"))
+    parser.add_argument("command", choices=("faces", "report", "frames"))
     parser.add_argument("--out", default="runs/xfam/face_rules")
     parser.add_argument("--cache-dir", default="cache")
     args = parser.parse_args()
+    cache = CropCache(args.cache_dir, CacheConfig(frames=32, crop_size=224))
     if args.command == "faces":
-        faces(Path(args.out), CropCache(args.cache_dir, CacheConfig(frames=32, crop_size=224)))
+        faces(Path(args.out), cache)
+    elif args.command == "frames":
+        frames(Path(args.out), cache)
     else:
         report(Path(args.out))
 
