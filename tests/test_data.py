@@ -5,8 +5,10 @@ import pytest
 
 from deepfake_kernel.pipeline.runner import PredictConfig
 from deepfake_kernel.pipeline.stage_config import CropperConfig
+from deepfake_kernel.training import engine
 from deepfake_kernel.training.data import (CacheConfig, CropCache, VideoItem, fingerprint, read_dfdc_folder,
                                            read_video_csv, split_by_group)
+from tests import synthetic
 
 
 def test_split_is_by_group_deterministic_and_stratified():
@@ -68,9 +70,27 @@ def test_training_crops_are_cut_with_predicts_cropper_settings():
                                           max_faces=predict_defaults.max_faces,
                                           min_face_size=predict_defaults.min_face_size,
                                           detect_every=predict_defaults.detect_every,
-                                          batch_size=predict_defaults.batch_size)
+                                          batch_size=predict_defaults.batch_size,
+                                          min_track_size_ratio=predict_defaults.bystander_ratio)
     assert cache.tag() == "f32_s224_d1000_m0.3_k2"  # the folder earlier caches were written to
     assert CacheConfig(cropper=CropperConfig(detect_every=4)).tag().endswith("_detect_every4")
+
+
+def test_the_cache_keeps_a_bystander_and_the_monitor_leaves_it_out_as_predict_does(tmp_path):
+    video = tmp_path / "bystander.mp4"
+    synthetic.write_video(video, synthetic.bystander_frames(n=8))
+    item = VideoItem(video.as_posix(), 0, "g")
+    cache = CropCache(tmp_path / "cache", CacheConfig(frames=4, crop_size=64,
+                                                       cropper=CropperConfig(detect_long_side=800)))
+    cache.build([item], progress=False)
+    samples = cache.load_videos([item])
+    assert len(np.unique(samples.track)) == 2  # training sees both faces...
+    scored = samples.scored_by_predict()
+    assert scored.any() and not scored.all() and len(np.unique(samples.track[scored])) == 1
+    # ...the in-domain monitor scores the video by its main face only, as predict does
+    probs = np.where(scored, 0.1, 0.9)
+    _, _, video_scores = engine.video_metrics(probs, samples)
+    assert video_scores == pytest.approx([0.1])
 
 
 def test_loose_crops_only_real_drops_the_fake_rows(tmp_path):

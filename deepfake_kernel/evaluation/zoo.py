@@ -43,7 +43,9 @@ def summary(labels: np.ndarray, scores: np.ndarray) -> dict:
 
 
 def video_scores(face_probs: np.ndarray, val) -> np.ndarray:
-    scores = ensemble.aggregate_videos(np.asarray(face_probs, dtype=np.float64), val.video, val.track)
+    scored = val.scored_by_predict()  # predict's rule: bystanders' faces left out
+    scores = ensemble.aggregate_videos(np.asarray(face_probs, dtype=np.float64)[scored], val.video[scored],
+                                       val.track[scored])
     return np.array([scores[i] for i in range(len(val.videos))])
 
 

@@ -50,22 +50,42 @@ class Track:
     @property
     def face_size(self) -> float:
         """Median side of its boxes (geometric mean of width and height), pixels of the decoded frame."""
-        return float(np.median([np.sqrt(max(0.0, (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))) for f in self.faces]))
+        return float(np.median(box_sides(np.stack([f.box for f in self.faces]))))
 
 
 BYSTANDER_SIZE_RATIO = 0.5  # CropperConfig's default too
 
 
+def box_sides(boxes: np.ndarray) -> np.ndarray:
+    """Each box's side: the geometric mean of its width and height."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0.0, None))
+
+
+def bystander_track_ids(track_ids: np.ndarray, boxes: np.ndarray,
+                        min_size_ratio: float = BYSTANDER_SIZE_RATIO) -> set[int]:
+    """The tracks (of one video; one id and one box per face) whose median face side is under ``min_size_ratio``
+    times the largest track's: bystanders in the background, not subjects a forger swaps. With the max over
+    tracks their score could only raise a real video's. Two subjects side by side (DFDC's two-person videos) are
+    of a size and both stay; ``0`` marks none."""
+    track_ids = np.asarray(track_ids)
+    ids = np.unique(track_ids)
+    if min_size_ratio <= 0 or len(ids) < 2:
+        return set()
+    sides = box_sides(boxes)
+    median = {int(t): float(np.median(sides[track_ids == t])) for t in ids}
+    largest = max(median.values())
+    return {t for t, side in median.items() if side < min_size_ratio * largest}
+
+
 def drop_bystanders(tracks: list[Track], min_size_ratio: float = BYSTANDER_SIZE_RATIO) -> list[Track]:
-    """The tracks whose faces are at least ``min_size_ratio`` times as large as the largest track's (median box
-    side): a face far smaller than the main one is a bystander in the background, not a subject a forger swaps,
-    and with the max over tracks its score could only raise a real video's. Two subjects side by side (DFDC's
-    two-person videos) are of a size and both stay; ``0`` keeps every track."""
+    """``tracks`` without the bystanders (:func:`bystander_track_ids`)."""
     if min_size_ratio <= 0 or len(tracks) < 2:
         return list(tracks)
-    sizes = [t.face_size for t in tracks]
-    largest = max(sizes)
-    return [t for t, size in zip(tracks, sizes) if size >= min_size_ratio * largest]
+    ids = np.concatenate([np.full(len(t.faces), i) for i, t in enumerate(tracks)])
+    boxes = np.stack([f.box for t in tracks for f in t.faces])
+    dropped = bystander_track_ids(ids, boxes, min_size_ratio)
+    return [t for i, t in enumerate(tracks) if i not in dropped]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -150,9 +150,14 @@ class FaceSamples:
     track: np.ndarray            # (N,) int64
     videos: list[VideoItem]
     landmarks68: np.ndarray | None = None  # (N, 68, 2) float32, NaN when unknown (see :mod:`.landmarks`)
+    bystander: np.ndarray | None = None    # (N,) bool: a bystander's face, which predict does not score
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def scored_by_predict(self) -> np.ndarray:
+        """Mask of the faces ``predict`` scores: every one but the bystanders'."""
+        return ~self.bystander if self.bystander is not None else np.ones(len(self), bool)
 
     def with_landmarks68(self) -> np.ndarray:
         return (self.landmarks68 if self.landmarks68 is not None
@@ -169,9 +174,12 @@ class FaceSamples:
             videos.extend(part.videos)
         marks68 = (np.concatenate([p.with_landmarks68() for p in parts])
                    if any(p.landmarks68 is not None for p in parts) else None)
+        bystander = (np.concatenate([p.bystander if p.bystander is not None else np.zeros(len(p), bool)
+                                     for p in parts])
+                     if any(p.bystander is not None for p in parts) else None)
         return cls(np.concatenate([p.crops for p in parts]), np.concatenate([p.landmarks for p in parts]),
                    np.concatenate([p.labels for p in parts]), np.concatenate(video_ids),
-                   np.concatenate([p.track for p in parts]), videos, marks68)
+                   np.concatenate([p.track for p in parts]), videos, marks68, bystander)
 
 
 class CropCache:
@@ -284,8 +292,11 @@ class CropCache:
 
     def load_videos(self, items: list[VideoItem], landmarks68: bool = False) -> FaceSamples:
         """Crops of the cached videos among ``items`` (videos without crops are left out); with ``landmarks68``
-        also their 68-point landmarks (:meth:`video_landmarks68`)."""
-        crops, marks, marks68, labels, video_ids, tracks, kept = [], [], [], [], [], [], []
+        also their 68-point landmarks (:meth:`video_landmarks68`). Every track is loaded; ``bystander`` marks the
+        faces ``predict`` would not score (:func:`~deepfake_kernel.pipeline.faces.bystander_track_ids`)."""
+        from ..pipeline.faces import bystander_track_ids
+
+        crops, marks, marks68, labels, video_ids, tracks, kept, bystander = [], [], [], [], [], [], [], []
         for item in items:
             path = self.video_file(item)
             if not path.is_file():
@@ -295,6 +306,7 @@ class CropCache:
                 crops.append(data["crops"])
                 marks.append(data["landmarks"])
                 tracks.append(data["tracks"])
+                bystander.append(np.isin(data["tracks"], list(bystander_track_ids(data["tracks"], data["boxes"]))))
             if landmarks68:
                 marks68.append(self.video_landmarks68(item))
             labels.append(np.full(n, item.label))
@@ -307,7 +319,7 @@ class CropCache:
                                np.zeros((0, 68, 2), np.float32) if landmarks68 else None)
         return FaceSamples(np.concatenate(crops), np.concatenate(marks), np.concatenate(labels).astype(np.int64),
                            np.concatenate(video_ids).astype(np.int64), np.concatenate(tracks).astype(np.int64), kept,
-                           np.concatenate(marks68) if landmarks68 else None)
+                           np.concatenate(marks68) if landmarks68 else None, np.concatenate(bystander))
 
     def load_crop_csv(self, csv_path: str | Path, limit: int | None = None, progress: bool = True,
                       landmarks: bool = False, landmarks68: bool = False, only_real: bool = False) -> FaceSamples:

@@ -296,8 +296,10 @@ def fit(name: str, module: torch.nn.Module, optimizer, scheduler, epochs: int, r
 
 # ---------------------------------------------------------------------------------------------- metrics
 def video_metrics(face_probs: np.ndarray, samples: FaceSamples) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Video-level metrics with the predict rule; also the per-video labels and scores."""
-    scores = ensemble.aggregate_videos(face_probs, samples.video, samples.track)
+    """Video-level metrics with the predict rule (bystanders' faces left out); also the per-video labels and
+    scores."""
+    scored = samples.scored_by_predict()
+    scores = ensemble.aggregate_videos(face_probs[scored], samples.video[scored], samples.track[scored])
     ids = sorted(scores)
     labels = np.array([samples.videos[i].label for i in ids])
     probs = np.array([scores[i] for i in ids])
