@@ -167,13 +167,15 @@ def test_a_bystander_track_is_dropped_unless_asked_to_keep_it(tiny_weights, tmp_
     folder.mkdir()
     synthetic.write_video(folder / "bystander.mp4", synthetic.bystander_frames(n=12))
     tracks = {}
-    for ratio in (0.0, 0.5):
-        detail = tmp_path / f"details{ratio}.csv"
-        predict.run(predict.PredictConfig(video_dir=str(folder), weights=str(tiny_weights), out=str(tmp_path / "s.csv"),
-                                          details=str(detail), frames=4, progress=False, bystander_ratio=ratio,
-                                          models=["efficientnet_lite0"]))
-        tracks[ratio] = rows(detail)[0]["tracks"]
-    assert tracks == {0.0: "2", 0.5: "1"}
+    for preset in ("full", "light"):  # light: detection on every 4th frame at 640 px, boxes interpolated
+        for ratio in (0.0, 0.5):
+            detail = tmp_path / f"details{preset}{ratio}.csv"
+            predict.run(predict.PredictConfig(video_dir=str(folder), weights=str(tiny_weights),
+                                              out=str(tmp_path / "s.csv"), details=str(detail), frames=8,
+                                              progress=False, bystander_ratio=ratio, preset=preset,
+                                              models=["efficientnet_lite0"]))
+            tracks[preset, ratio] = rows(detail)[0]["tracks"]
+    assert tracks == {("full", 0.0): "2", ("full", 0.5): "1", ("light", 0.0): "2", ("light", 0.5): "1"}
 
 
 def _break_members(monkeypatch):
