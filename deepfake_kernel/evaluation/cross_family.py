@@ -79,7 +79,7 @@ def cached_tracks(cache: CropCache, item: VideoItem):
     for i in range(len(crops)):
         track = out.setdefault(int(tracks[i]), Track(int(tracks[i])))
         track.faces.append(Face(int(frames[i]), boxes[i], float(probs[i]), None, crops[i]))
-    return drop_bystanders([out[k] for k in sorted(out)])
+    return drop_bystanders([out[k] for k in sorted(out)], cache.config.cropper.min_track_size_ratio)
 
 
 def test_set_crops(cache: CropCache, items: list[VideoItem]) -> np.ndarray:

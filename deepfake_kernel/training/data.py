@@ -306,7 +306,8 @@ class CropCache:
                 crops.append(data["crops"])
                 marks.append(data["landmarks"])
                 tracks.append(data["tracks"])
-                bystander.append(np.isin(data["tracks"], list(bystander_track_ids(data["tracks"], data["boxes"]))))
+                dropped = bystander_track_ids(data["tracks"], data["boxes"], self.config.cropper.min_track_size_ratio)
+                bystander.append(np.isin(data["tracks"], list(dropped)))
             if landmarks68:
                 marks68.append(self.video_landmarks68(item))
             labels.append(np.full(n, item.label))
