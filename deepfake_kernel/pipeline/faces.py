@@ -47,11 +47,6 @@ class Track:
     def crops(self) -> np.ndarray:
         return np.stack([f.crop for f in self.faces])
 
-    @property
-    def face_size(self) -> float:
-        """Median side of its boxes (geometric mean of width and height), pixels of the decoded frame."""
-        return float(np.median(box_sides(np.stack([f.box for f in self.faces]))))
-
 
 BYSTANDER_SIZE_RATIO = 0.5  # CropperConfig's default too
 
@@ -80,8 +75,8 @@ def bystander_track_ids(track_ids: np.ndarray, boxes: np.ndarray,
 
 def drop_bystanders(tracks: list[Track], min_size_ratio: float = BYSTANDER_SIZE_RATIO) -> list[Track]:
     """``tracks`` without the bystanders (:func:`bystander_track_ids`)."""
-    if min_size_ratio <= 0 or len(tracks) < 2:
-        return list(tracks)
+    if not tracks:
+        return []
     ids = np.concatenate([np.full(len(t.faces), i) for i, t in enumerate(tracks)])
     boxes = np.stack([f.box for t in tracks for f in t.faces])
     dropped = bystander_track_ids(ids, boxes, min_size_ratio)
