@@ -93,6 +93,25 @@ def test_the_cache_keeps_a_bystander_and_the_monitor_leaves_it_out_as_predict_do
     assert video_scores == pytest.approx([0.1])
 
 
+def test_a_fake_videos_bystander_can_be_left_out_of_the_labelled_fakes(tmp_path):
+    video = tmp_path / "bystander.mp4"
+    synthetic.write_video(video, synthetic.bystander_frames(n=8))
+    items = [VideoItem(video.as_posix(), 1, "g")]
+    cache = CropCache(tmp_path / "cache", CacheConfig(frames=4, crop_size=64,
+                                                       cropper=CropperConfig(detect_long_side=800)))
+    cache.build(items, progress=False)
+    fake = cache.load_videos(items, landmarks68=True)
+    marked = fake.fake_bystanders()
+    assert np.array_equal(marked, ~fake.scored_by_predict())  # in a FAKE video every bystander face is marked
+    kept = fake.select(~marked)
+    assert len(kept) == (~marked).sum() > 0 and len(np.unique(kept.track)) == 1
+    assert np.array_equal(kept.crops, fake.crops[~marked]) and kept.landmarks68.shape == (len(kept), 68, 2)
+    assert not kept.bystander.any() and kept.videos == fake.videos and (kept.labels == 1).all()
+    # a REAL video's background face is a real face: nothing is marked
+    real = cache.load_videos([VideoItem(video.as_posix(), 0, "g")])
+    assert not real.fake_bystanders().any() and (~real.scored_by_predict()).any()
+
+
 def test_loose_crops_only_real_drops_the_fake_rows(tmp_path):
     import cv2
     from skimage import data as skdata

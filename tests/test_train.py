@@ -46,6 +46,7 @@ def test_run_exports_a_member_predict_can_load(baseline, training_videos):
     assert len(report["members"]["efficientnet_lite0"]["history"]) == 2
     split = json.loads((tmp_path / "a" / "work" / "split.json").read_text())
     assert split["train_groups"] == split["val_groups"] == 2
+    assert split["fake_bystanders"] == "keep" and split["fake_bystander_crops"] == 0  # one face per training video
     assert "val_video" in manifest.notes["validation"]
     detector = Detector.from_weights(config.out, device="cpu", frames=4, detect_long_side=480)
     result = detector.predict_video(training_videos[1] / "fake_0.mp4")
@@ -232,6 +233,8 @@ def test_hold_out_family_leaves_its_videos_and_crops_out(tmp_path):
         training.check_config(train.TrainConfig(faces_labels="fake", members=["efficientnet_lite0"]))
     with pytest.raises(ValueError, match="--real-pairing must be"):
         training.check_config(train.TrainConfig(real_pairing="group", members=["efficientnet_lite0"]))
+    with pytest.raises(ValueError, match="--fake-bystanders must be"):
+        training.check_config(train.TrainConfig(fake_bystanders="relabel", members=["efficientnet_lite0"]))
     with pytest.raises(ValueError, match="--fake-source sbi uses none"):
         training.check_config(train.TrainConfig(real_pairing="source", fake_source="sbi", members=["efficientnet_lite0"]))
 

@@ -9,6 +9,7 @@ from .data import FaceSamples
 
 FAKE_SOURCES = ("real", "sbi", "sbi+real")
 REAL_PAIRINGS = ("none", "source")
+FAKE_BYSTANDERS = ("keep", "drop")
 
 
 def epoch_indices(labels: np.ndarray, count: int, seed: int, epoch: int) -> np.ndarray:

@@ -159,6 +159,17 @@ class FaceSamples:
         """Mask of the faces ``predict`` scores: every one but the bystanders'."""
         return ~self.bystander if self.bystander is not None else np.ones(len(self), bool)
 
+    def fake_bystanders(self) -> np.ndarray:
+        """Mask of the bystanders' faces in FAKE videos: background people labelled FAKE with their video."""
+        return (self.bystander if self.bystander is not None else np.zeros(len(self), bool)) & (self.labels == 1)
+
+    def select(self, mask: np.ndarray) -> "FaceSamples":
+        """The rows where ``mask`` holds (video indices and the video list unchanged)."""
+        return FaceSamples(self.crops[mask], self.landmarks[mask], self.labels[mask], self.video[mask],
+                           self.track[mask], self.videos,
+                           None if self.landmarks68 is None else self.landmarks68[mask],
+                           None if self.bystander is None else self.bystander[mask])
+
     def with_landmarks68(self) -> np.ndarray:
         return (self.landmarks68 if self.landmarks68 is not None
                 else np.full((len(self), 68, 2), np.nan, np.float32))

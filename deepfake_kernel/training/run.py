@@ -21,7 +21,7 @@ from ..detectors.weights import read_manifest, write_manifest
 from ..pipeline import ensemble
 from . import engine
 from .augment import AugmentConfig
-from .batches import FAKE_SOURCES, REAL_PAIRINGS, sbi_sources
+from .batches import FAKE_BYSTANDERS, FAKE_SOURCES, REAL_PAIRINGS, sbi_sources
 from .data import (CacheConfig, CropCache, FaceSamples, VideoItem, fingerprint, read_dfdc_folder, read_video_csv,
                    split_by_group)
 from .engine import Job, barrier, setup_distributed
@@ -58,6 +58,10 @@ class TrainConfig:
         "help": "how labelled fakes are drawn: none (class-balanced over all crops) or source (each fake beside a "
                 "real face of its own source: group, dataset, family; so a source's look cannot stand in for the "
                 "label)"})
+    fake_bystanders: str = field(default="keep", metadata={
+        "help": "faces of bystanders in FAKE videos (tracks whose faces are under the cropper's bystander ratio of the "
+                "main face's side: background people a forger leaves as they were, which predict does not score): "
+                "keep (labelled FAKE with their video) or drop (left out of training)"})
     blend_donors: float = field(default=0.0, metadata={
         "help": "share of the self-blended fakes blended from another person's face instead (aligned by the 68 "
                 "points, colour-matched, nearest in pose among 32 real faces of other groups: a face-swap-like "
@@ -176,6 +180,9 @@ def check_inits(config: TrainConfig) -> None:
 def check_fake_source(config: TrainConfig) -> None:
     if config.fake_source not in FAKE_SOURCES:
         raise ValueError(f"--fake-source must be one of {', '.join(FAKE_SOURCES)}, not {config.fake_source!r}")
+    if config.fake_bystanders not in FAKE_BYSTANDERS:
+        raise ValueError(f"--fake-bystanders must be one of {', '.join(FAKE_BYSTANDERS)}, "
+                         f"not {config.fake_bystanders!r}")
     if config.real_pairing not in REAL_PAIRINGS:
         raise ValueError(f"--real-pairing must be one of {', '.join(REAL_PAIRINGS)}, not {config.real_pairing!r}")
     if config.real_pairing != "none" and config.fake_source == "sbi":
@@ -269,6 +276,9 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
         train_parts.append(loose)
         crop_rows.append((Path(csv_path).as_posix(), len(loose)))
     train = FaceSamples.concat(train_parts)
+    fake_bystanders = train.fake_bystanders()
+    if config.fake_bystanders == "drop":
+        train = train.select(~fake_bystanders)
     val = cache.load_videos(val_items)
     if not len(val):
         raise ValueError("the validation split holds no face crops: add data or raise --val-fraction")
@@ -281,6 +291,7 @@ def run(config: TrainConfig, augment: AugmentConfig | None = None, command: str 
              "val_groups_list": sorted({i.group for i in val_items}),
              "families": sorted({i.family for i in items}), "held_out_families": sorted(config.hold_out_family),
              "fake_source": config.fake_source, "sbi_share": config.sbi_share, "real_pairing": config.real_pairing,
+             "fake_bystanders": config.fake_bystanders, "fake_bystander_crops": int(fake_bystanders.sum()),
              "freeze_stages": config.freeze_stages, "blend_donors": config.blend_donors,
              "mix_style": config.mix_style, "label_smoothing": config.label_smoothing, "sam_rho": config.sam_rho}
     if use_sbi:
