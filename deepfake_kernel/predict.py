@@ -42,8 +42,12 @@ def format_summary(summary: dict) -> str:
                                                 f"{centred['videos']} videos, median logit {centred['median_logit']:+.3f}"))
     cue = summary.get("temporal_cue")
     if cue:
-        lines.append(f"  temporal cue: {cue['videos']} videos (weight {cue['weight']:g}, for the member set "
-                     f"{'+'.join(cue['members']) or 'any'})")
+        sets = []
+        for key, used in cue["member_sets"].items():
+            count = f"{used['videos']} videos: " if len(cue["member_sets"]) > 1 else ""
+            paired = ", paired frames" if used["paired"] else ""
+            sets.append(f"{count}weight {used['weight']:g}, for the member set {key}{paired}")
+        lines.append(f"  temporal cue: {cue['videos']} videos" + (f" ({'; '.join(sets)})" if sets else ""))
     if summary.get("interrupted"):
         lines.append(f"  run interrupted ({summary['interrupted']}); unreached videos got the fallback score")
     if summary.get("abandoned_workers"):

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from deepfake_kernel.pipeline.ensemble import logit, sigmoid
+from deepfake_kernel.pipeline.temporal import TemporalCue
 from deepfake_kernel.pipeline.faces import square_crop
 from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
 from xfam_temporal_cues import auc, robust_z, scaled_reader, track_positions  # beside this script in docs/
@@ -185,8 +187,6 @@ def score_single_seeds(folds, tracks_of, out: str, threads: int) -> None:
 def light(args) -> None:
     """The light preset's view for ``light-report``: each single seed's member on 16 of the 32 cached frames (every
     other sampled frame, every track, predict's aggregation)."""
-    import dataclasses
-
     from deepfake_kernel.evaluation.cross_family import cached_tracks
 
     def half_of_the_frames(cache, item):
@@ -202,8 +202,6 @@ def every_track(args) -> None:
     """The paired reading on every track, as a build would score it: 8 evenly spaced frames of the 32 cached (every
     4th), frames f and f + 1 decoded, every cached face on f cut from both with its box; the members score all of them
     (test set's statistics as in ``score``); mean per track, max over tracks. Writes ``--out`` for ``light-report``."""
-    import dataclasses
-
     from deepfake_kernel.evaluation.cross_family import cached_tracks
 
     items, cache = items_and_cache()
@@ -289,10 +287,12 @@ def light_predictions(args) -> None:
                                               sigmoid(floats(pair["logit_b_efficientnet_lite0"]))]))
             network = min(max(network, 1e-6), 1 - 1e-6)
             out = dict(row, network_raw=network, members=f"efficientnet_lite0={network:.6f}")
+            if view == "8x2cue":  # the light preset's paired reading: its fit is stored with a paired cue
+                out["cue"] = dataclasses.replace(TemporalCue.parse(row["cue"]), paired=True).describe()
             if view.endswith("cue") and row["temporal_cue"]:
                 out["raw"] = float(sigmoid(logit(network) + CUE_WEIGHT * (float(row["temporal_cue"]) - CUE_REFERENCE)))
             else:
-                out.update(raw=network, temporal_cue="", cue="" if not view.endswith("cue") else row["cue"])
+                out.update(raw=network, temporal_cue="", cue="" if not view.endswith("cue") else out["cue"])
             out["score"] = min(max(out["raw"], 0.01), 0.99)
             rows.append(out)
         folder = Path(f"{args.out_prefix}_{view}")

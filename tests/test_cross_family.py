@@ -296,7 +296,7 @@ def test_init_from_starts_each_fold_from_the_same_fold_of_another_run(crossed, f
     assert started == {}
 
 
-def test_the_temporal_cue_is_scored_fitted_and_shipped_together(crossed, family_csv, tmp_path, capsys):
+def test_the_temporal_cue_is_scored_fitted_and_shipped_together(crossed, family_csv, tmp_path):
     """--temporal-cue-weight reads each held-out video's frame pairs again and adds predict's cue to its logit;
     the fit stores the cue with the calibration, for the members that were scored with it."""
     import shutil
@@ -321,12 +321,18 @@ def test_the_temporal_cue_is_scored_fitted_and_shipped_together(crossed, family_
             1.5 * (float(r["temporal_cue"]) + 1), abs=1e-3)
     shipped = tmp_path / "shipped"
     shutil.copytree(crossed / "out" / "beta" / "weights", shipped)
-    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration", "--calibrate-weights",
-                              str(shipped), "--calibrate-member-set"]) == 2
-    assert "without --temporal-cue-weight" in capsys.readouterr().err
     assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration",
                               "--calibrate-weights", str(shipped)]) == 0
     entry = read_manifest(shipped).calibration["temporal_cue"]
     assert entry["weight"] == 1.5 and entry["positions"] == 4 and entry["members"] == ["efficientnet_lite0"]
     cue = Detector.from_weights(shipped, device="cpu").temporal_cue
     assert cue.weight == 1.5 and cue.applies_to(["efficientnet_lite0"])
+    # a member set's own fit keeps the cue it was scored with, and predict takes that set's cue from it
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration", "--calibrate-weights",
+                              str(shipped), "--calibrate-member-set"]) == 0
+    own = read_manifest(shipped).calibration_by_members["efficientnet_lite0"]["temporal_cue"]
+    assert own["weight"] == 1.5 and own["positions"] == 4 and own["members"] == ["efficientnet_lite0"]
+    detector = Detector.from_weights(shipped, device="cpu")
+    lite = ["efficientnet_lite0"]
+    assert detector.cue_for(lite).positions == 4 and detector.reading(lite, 16) == (16, 4)
+    assert Detector.from_weights(shipped, device="cpu", temporal_cue=False).reading(lite, 16) == (16, 0)

@@ -102,3 +102,63 @@ def test_predict_adds_the_cue_to_the_logit_for_its_member_set_only(cue_weights, 
     rows = {r["filename"]: r for r in csv.DictReader(open(details))}
     assert float(rows["one_face.mp4"]["temporal_cue"]) == pytest.approx(result.temporal_cue, abs=1e-4)
     assert rows["no_face.mp4"]["temporal_cue"] == "" and rows["corrupt.mp4"]["temporal_cue"] == ""
+
+
+def test_the_paired_reading_round_trips_and_halves_the_positions():
+    cue = TemporalCue(2.5, -0.666, 8, ("a",), paired=True)
+    assert TemporalCue.from_manifest(cue.entry()) == cue and cue.entry()["paired"] is True
+    assert TemporalCue.parse(cue.describe()).paired and "paired" not in TemporalCue(1.0, 0.0).entry()
+    assert cue.reading(16) == (8, 8) and cue.reading(1) == (1, 1)
+    assert TemporalCue(1.0, 0.0, 8).reading(32) == (32, 8)
+
+
+def test_a_paired_track_gets_each_faces_box_cut_from_the_next_frame():
+    from deepfake_kernel.pipeline.faces import add_next_frame_faces, square_crop
+
+    frames, following, (track,) = moving_face(0, n=4)
+    for face in track.faces:
+        face.crop = square_crop(frames[face.frame], face.box, 0.3, 64)
+    del following[3]  # the last position's next frame was past the end
+    (paired,) = add_next_frame_faces([track], following, 0.3, 64)
+    assert [f.frame for f in paired.faces] == [0, 0, 1, 1, 2, 2, 3]
+    assert paired.faces[1].crop.shape == (64, 64, 3)
+    assert np.array_equal(paired.faces[1].crop, square_crop(following[0], track.faces[0].box, 0.3, 64))
+    assert not np.array_equal(paired.faces[1].crop, paired.faces[0].crop)  # the face moved between the two
+    assert len(track.faces) == 4  # the input is left as it was
+
+
+@pytest.fixture(scope="module")
+def paired_weights(cue_weights):
+    """``cue_weights`` plus the light member's own calibration with a paired cue."""
+    import shutil
+
+    from deepfake_kernel.detectors.weights import read_manifest, write_manifest
+
+    root = cue_weights.parent.parent / "paired_weights"
+    shutil.copytree(cue_weights, root)
+    manifest = read_manifest(root)
+    manifest.calibration_by_members["efficientnet_lite0"] = {
+        "temperature": 1.0, "bias": 0.0, "clip": [0.01, 0.99],
+        "temporal_cue": TemporalCue(1.0, -1.0, 3, ("efficientnet_lite0",), paired=True).entry()}
+    write_manifest(manifest, root)
+    return root
+
+
+def test_a_member_set_with_a_paired_cue_reads_positions_and_scores_both_frames(paired_weights, video_dir, tmp_path,
+                                                                               capsys):
+    from deepfake_kernel import predict
+    from deepfake_kernel.pipeline.detector import Detector
+    from deepfake_kernel.pipeline.ensemble import logit
+
+    detector = Detector.from_weights(paired_weights, device="cpu", frames=6)
+    light = detector.predict_video(video_dir / "one_face.mp4", models=["efficientnet_lite0"])
+    assert light.reason is None and light.frames_read == 3  # 6 frames: 3 positions and their next frames
+    assert light.faces == 6 and len(light.tracks[0].frames) == 6  # one face, scored on both frames of each pair
+    assert logit(light.raw_score) - logit(light.network_score) == pytest.approx(1.0 * (light.temporal_cue + 1.0),
+                                                                                abs=1e-4)
+    pair = detector.predict_video(video_dir / "one_face.mp4", models=["efficientnet_lite0", "resnet50"])
+    assert pair.frames_read == 6 and pair.faces == 6  # the main cue: 6 frames, 4 of them paired for the cue alone
+    assert pair.temporal_cue is not None
+    assert predict.main([str(video_dir), "--weights", str(paired_weights), "--out", str(tmp_path / "s.csv"),
+                         "--preset", "light", "--no-progress"]) == 0
+    assert ("weight 1, for the member set efficientnet_lite0, paired frames)" in capsys.readouterr().out)

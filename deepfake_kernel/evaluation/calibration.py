@@ -114,16 +114,14 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
     a manifest entry of :class:`~deepfake_kernel.pipeline.temporal.TemporalCue`; ``None``: none).
 
     ``as_member_set``: the fit is instead stored as the calibration of exactly the ``evaluated`` members
-    (``calibration_by_members``), used when a video is scored by those members alone (the light preset); the
-    main calibration, weights and test-time settings stay, and must match how the folds were scored."""
+    (``calibration_by_members``, with its own temporal cue where the folds added one), used when a video is scored
+    by those members alone (the light preset); the main calibration, weights and test-time settings stay, and must
+    match how the folds were scored."""
     from ..detectors.weights import read_manifest, write_manifest
 
     manifest = read_manifest(weights)
     if as_member_set:
-        if temporal_cue:
-            raise ValueError("a member set's own calibration serves videos scored without the temporal cue (the "
-                             "light preset): fit it on folds scored without --temporal-cue-weight")
-        store_member_set_calibration(manifest, report, source, evaluated, video_norm, set_norm)
+        store_member_set_calibration(manifest, report, source, evaluated, video_norm, set_norm, temporal_cue)
         write_manifest(manifest, weights)
         return
     reasons = {}
@@ -162,9 +160,11 @@ def out_of_family_entry(report: dict, source: str) -> dict:
 
 
 def store_member_set_calibration(manifest, report: dict, source: str, evaluated: list[str],
-                                 video_norm: dict[str, int | None] | None, set_norm: int | None) -> None:
-    """``calibration_by_members[evaluated]`` from the fit; refused where the manifest would score those members
-    otherwise than the folds were scored (test-set or per-video BatchNorm, centring)."""
+                                 video_norm: dict[str, int | None] | None, set_norm: int | None,
+                                 temporal_cue: dict | None = None) -> None:
+    """``calibration_by_members[evaluated]`` from the fit, with the temporal cue the folds added (its reading, e.g.
+    ``paired``, is how ``predict`` then reads those members' videos); refused where the manifest would score those
+    members otherwise than the folds were scored (test-set or per-video BatchNorm, centring)."""
     names = {entry.name for entry in manifest.members}
     if not evaluated or not set(evaluated) <= names:
         raise ValueError(f"the predictions' members {evaluated} are not all in the weights' manifest "
@@ -182,4 +182,6 @@ def store_member_set_calibration(manifest, report: dict, source: str, evaluated:
                          f"fit both alike (--test-set-center)")
     entry = out_of_family_entry(report, source)
     entry["clip"] = list(report["fit"]["clip"])
+    if temporal_cue:
+        entry["temporal_cue"] = dict(temporal_cue, members=sorted(evaluated))
     manifest.calibration_by_members[ensemble.member_set_key(evaluated)] = entry

@@ -50,7 +50,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def decode_floor(paths: list[Path], frames: int, reader, pairs: int = 0) -> float:
+def decode_floor(paths: list[Path], frames: int, pairs: int = 0, *, reader) -> float:
     """Seconds per video to decode only the sampled frames (and the temporal cue's ``pairs``) with ``reader`` (the
     pipeline's first reader: NVDEC through torchcodec on a GPU where installed, else decord ``get_batch``)."""
     started = time.perf_counter()
@@ -106,8 +106,8 @@ def bench_preset(detector, paths: list[Path], preset: Level, repeats: int = 1) -
     passes = []
     for _ in range(max(1, repeats)):
         e2e = end_to_end(detector, paths, preset)
-        passes.append((e2e, decode_floor(paths, preset.frames, detector.reader.primary,
-                                         detector.pairs_for(list(preset.models)))))
+        passes.append((e2e, decode_floor(paths, *detector.reading(list(preset.models), preset.frames),
+                                         reader=detector.reader.primary)))
     e2e = statistics.median(p[0] for p in passes)
     floor = statistics.median(p[1] for p in passes)
     ratios = [p[0] / p[1] for p in passes]
@@ -131,8 +131,9 @@ def scaling_tables(detector, config: BenchConfig, preset: Level, folder: Path) -
     for height in (480, 720, 1080, 2160):
         path = generated_clip(folder, height, min(config.clip_seconds, 4.0 if height > 1080 else config.clip_seconds))
         by_resolution[f"{height}p"] = {"e2e_s": round(end_to_end(detector, [path, path], preset), 3),
-                                       "decode_floor_s": round(decode_floor([path], preset.frames,
-                                                                            detector.reader.primary), 3)}
+                                       "decode_floor_s": round(decode_floor(
+                                           [path], *detector.reading(list(preset.models), preset.frames),
+                                           reader=detector.reader.primary), 3)}
     return {"preset": preset.name, "seconds_per_video_by_frames": by_frames,
             "by_resolution": by_resolution,
             "note": "4K clips are 4 s long (encoding 10 s of 4K here takes minutes); sampling reads the same "

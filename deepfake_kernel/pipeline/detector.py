@@ -27,7 +27,7 @@ from ..detectors import FaceClassifier
 from ..detectors.weights import Manifest, load_member, read_manifest, select_members
 from ..device import resolve_device
 from . import ensemble
-from .faces import FaceCropper, Track
+from .faces import FaceCropper, Track, add_next_frame_faces
 from .stage_config import CropperConfig, ReaderConfig
 from .temporal import TemporalCue, video_cue
 from .video import FrameReader, VideoReadError
@@ -114,9 +114,12 @@ class Detector:
         stacking = (manifest.stacking if manifest is not None else None) or {}
         self.stacker = (ensemble.Stacker.from_dict(stacking)
                         if stacking.get("use") and set(stacking.get("members", [])) <= set(members) else None)
-        # the temporal cue was fitted with the main calibration (manifest calibration["temporal_cue"])
+        # the temporal cue was fitted with the main calibration (manifest calibration["temporal_cue"]), a member
+        # set's own cue with that set's calibration (the light preset's paired reading)
         self.temporal_cue = TemporalCue.from_manifest(
             (manifest.calibration or {}).get("temporal_cue") if manifest is not None else None)
+        self.member_set_cues = {key: TemporalCue.from_manifest(fit.get("temporal_cue"))
+                                for key, fit in (manifest.calibration_by_members if manifest is not None else {}).items()}
 
     @classmethod
     def from_weights(cls, weights_dir: str | Path = "weights", device: str = "auto",
@@ -179,6 +182,7 @@ class Detector:
                                     if test_set_center is None else bool(test_set_center))
         if temporal_cue is False:
             detector.temporal_cue = None
+            detector.member_set_cues = {}
         elif temporal_cue and detector.temporal_cue is None:
             raise ValueError(f"--temporal-cue: {weights_dir}/manifest.json carries no temporal cue (its calibration "
                              f"was fitted without one): leave the option out, or store a fit made with the cue "
@@ -195,11 +199,20 @@ class Detector:
         the main one."""
         return self.member_set_clippers.get(ensemble.member_set_key(models), self.clipper)
 
-    def pairs_for(self, models: list[str]) -> int:
-        """Frame pairs to read for a video scored by ``models``: the temporal cue's positions when it applies to
-        that member set, else none."""
+    def cue_for(self, models: list[str]) -> TemporalCue | None:
+        """The temporal cue of a video scored by ``models``: the cue stored with that member set's own calibration
+        where it has one (``None`` where that fit has none), else the main one where it applies to the set."""
+        key = ensemble.member_set_key(models)
+        if key in self.member_set_clippers:
+            return self.member_set_cues.get(key)
         cue = self.temporal_cue
-        return cue.positions if cue is not None and cue.applies_to(models) else 0
+        return cue if cue is not None and cue.applies_to(models) else None
+
+    def reading(self, models: list[str], frames: int) -> tuple[int, int]:
+        """(frames to sample, pairs among them) for a video scored by ``models`` on ``frames`` frames: the cue's
+        positions get their next frame; a paired cue reads ``frames`` / 2 positions, each with its next frame."""
+        cue = self.cue_for(models)
+        return (frames, 0) if cue is None else cue.reading(frames)
 
     def lightest_member(self) -> str:
         """The member with the fewest parameters (the light preset's model)."""
@@ -247,8 +260,7 @@ class Detector:
         video)."""
         import concurrent.futures
 
-        frames = frames or self.frames
-        pairs = self.pairs_for(models or self.member_names)
+        frames, pairs = self.reading(models or self.member_names, frames or self.frames)
         if self._prefetch_pool is None:
             self._prefetch_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prefetch")
         key = (str(path), frames, pairs)
@@ -330,18 +342,24 @@ class Detector:
         try:
             stage[0] = "decode"
             clock = time.perf_counter()
-            pairs = self.pairs_for(models)
-            batch = self._take_prefetched(path, frames, pairs) or self.reader.read(path, frames, pairs)
+            cue = self.cue_for(models)
+            sampled, pairs = self.reading(models, frames)
+            batch = self._take_prefetched(path, sampled, pairs) or self.reader.read(path, sampled, pairs)
             result.timings["decode"] = time.perf_counter() - clock
             result.frames_read, result.reader, result.notes = len(batch), batch.reader, list(batch.notes)
             stage[0] = "detect"
-            tracks = self._detect(batch.frames, result.notes, **(detection or {}))
+            detection = dict(detection or {})
+            if cue is not None and cue.paired:  # half the positions: detect on every (k / 2)-th, the same spacing
+                detection["detect_every"] = max(1, (detection.get("detect_every") or self.cropper.detect_every) // 2)
+            tracks = self._detect(batch.frames, result.notes, **detection)
             result.timings.update(self.cropper.last_timings)
             if pairs and tracks:
                 stage[0] = "temporal"
                 clock = time.perf_counter()
-                result.temporal_cue = video_cue(batch.frames, batch.next_frames, tracks, self.temporal_cue.margin,
-                                                 self.temporal_cue.shrink)
+                result.temporal_cue = video_cue(batch.frames, batch.next_frames, tracks, cue.margin, cue.shrink)
+                if cue.paired:  # the members score both frames of every pair
+                    tracks = add_next_frame_faces(tracks, batch.next_frames, self.cropper.margin,
+                                                  self.cropper.crop_size)
                 result.timings["temporal"] = time.perf_counter() - clock
             del batch
             result.faces = sum(len(t.faces) for t in tracks)
@@ -352,8 +370,7 @@ class Detector:
                 raw, member_scores, track_results = self.score_tracks(tracks, models, result.notes, result.timings)
                 if result.temporal_cue is not None:
                     result.network_score = raw
-                    raw = float(ensemble.sigmoid(self.temporal_cue.adjust_logit(float(ensemble.logit(raw)),
-                                                                                result.temporal_cue)))
+                    raw = float(ensemble.sigmoid(cue.adjust_logit(float(ensemble.logit(raw)), result.temporal_cue)))
                 result.raw_score, result.member_scores, result.tracks = raw, member_scores, track_results
                 result.score = float(self.clipper_for(models)(raw))
         except VideoReadError as exc:

@@ -158,6 +158,24 @@ def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) ->
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
+def add_next_frame_faces(tracks: list[Track], next_frames: dict[int, np.ndarray], margin: float,
+                         size: int) -> list[Track]:
+    """``tracks`` with, after each face whose frame's next frame was decoded (``next_frames``: position → frame),
+    the same box cut from that next frame: the paired reading scores both frames of a pair
+    (:class:`~.temporal.TemporalCue` ``paired``)."""
+    out = []
+    for track in tracks:
+        faces = []
+        for face in track.faces:
+            faces.append(face)
+            following = next_frames.get(face.frame)
+            if face.crop is not None and following is not None:
+                faces.append(Face(face.frame, face.box, face.prob, face.landmarks,
+                                  square_crop(following, face.box, margin, size)))
+        out.append(Track(track.track_id, faces))
+    return out
+
+
 class FaceCropper:
     """MTCNN (facenet-pytorch) face detection, tracking and cropping over a batch of frames."""
 

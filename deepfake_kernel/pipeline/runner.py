@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .adapt import AdaptConfig, adapt_to_videos, centre_scores
 from .budget import PRESET_NAMES, Level, TimeBudget, default_ladder, parse_duration, presets
+from .ensemble import member_set_key
 # light imports only: torch and the models load inside run(), after the SIGTERM handler is in place
 from .stage_config import CropperConfig
 from .submission import (atomic_write_text, check_writable, filenames_for, find_template, read_submission, render_csv,
@@ -251,7 +252,7 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
     detector = None
     adaptation = centring = None
     to_centre: dict[str, "VideoPrediction"] = {}  # scored videos whose logits take part in test-set centring
-    with_cue = 0  # videos whose score includes the temporal cue
+    with_cue: collections.Counter = collections.Counter()  # member set → videos whose score includes its cue
 
     def current_scores() -> dict[str, float]:
         if not to_centre:
@@ -308,7 +309,8 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                                           levels, names[index + 1] if index + 1 < len(names) else None)
                 if predictions is not None and prediction is not None:
                     predictions[name] = prediction
-                with_cue += prediction is not None and prediction.temporal_cue is not None
+                if prediction is not None and prediction.temporal_cue is not None:
+                    with_cue[member_set_key(prediction.models)] += 1
                 if (detector.test_set_center and prediction is not None and not prediction.reason
                         and prediction.raw_score is not None and math.isfinite(prediction.raw_score)):
                     to_centre[name] = prediction
@@ -354,9 +356,10 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
         summary["test_set_norm"] = adaptation
     if centring is not None:
         summary["test_set_center"] = centring
-    if detector is not None and detector.temporal_cue is not None:
-        summary["temporal_cue"] = {"videos": with_cue, "weight": detector.temporal_cue.weight,
-                                   "members": list(detector.temporal_cue.members)}
+    if detector is not None and (detector.temporal_cue is not None or any(detector.member_set_cues.values())):
+        summary["temporal_cue"] = {"videos": sum(with_cue.values()), "member_sets": {
+            key: {"videos": count, "weight": cue.weight, "paired": cue.paired}
+            for key, count in sorted(with_cue.items()) if (cue := detector.cue_for(key.split("+"))) is not None}}
     if detector is not None:  # which decoder ran, and why GPU decoding was off or dropped
         summary["reader"] = detector.reader.primary.name
         summary["reader_notes"] = list(detector.reader.notes)

@@ -24,7 +24,13 @@ EPS = 1e-3
 @dataclass(frozen=True)
 class TemporalCue:
     """How the cue enters the score: ``logit += weight * (cue - reference)``, on ``positions`` frame pairs, for
-    videos scored by exactly ``members`` (the set whose calibration was fitted with it)."""
+    videos scored by exactly ``members`` (the set whose calibration was fitted with it).
+
+    ``paired``: the video is read as positions and their next frames (a level's ``frames`` / 2 positions, each
+    with the frame after it); the members score both frames of every pair and the cue takes every pair (the light
+    preset's reading: as many decoded frames, half the seeks; faces are detected on every (k / 2)-th position where
+    the level asks for every k-th frame, the same spacing in time). Otherwise ``positions`` of the sampled frames
+    also get their next frame, for the cue alone."""
 
     weight: float
     reference: float
@@ -32,6 +38,7 @@ class TemporalCue:
     members: tuple[str, ...] = ()
     margin: float = 0.3
     shrink: float = 0.85  # the face ellipse's axes, as a fraction of the box's
+    paired: bool = False
 
     @classmethod
     def from_manifest(cls, entry: dict | None) -> "TemporalCue | None":
@@ -39,17 +46,20 @@ class TemporalCue:
             return None
         return cls(weight=float(entry["weight"]), reference=float(entry.get("reference", 0.0)),
                    positions=int(entry.get("positions", 8)), members=tuple(entry.get("members", ())),
-                   margin=float(entry.get("margin", 0.3)), shrink=float(entry.get("shrink", 0.85)))
+                   margin=float(entry.get("margin", 0.3)), shrink=float(entry.get("shrink", 0.85)),
+                   paired=bool(entry.get("paired", False)))
 
     def entry(self) -> dict:
         """The manifest entry (``calibration["temporal_cue"]``)."""
         return {"cue": "log_flow_residual", "weight": self.weight, "reference": self.reference,
-                "positions": self.positions, "margin": self.margin, "shrink": self.shrink, "members": list(self.members)}
+                "positions": self.positions, "margin": self.margin, "shrink": self.shrink, "members": list(self.members),
+                **({"paired": True} if self.paired else {})}
 
     def describe(self) -> str:
-        """``weight=W;reference=R;positions=P;margin=M;shrink=S``: the setting as one field of a predictions row."""
+        """``weight=W;reference=R;positions=P;margin=M;shrink=S[;paired=1]``: the setting as one field of a predictions
+        row."""
         return (f"weight={self.weight:g};reference={self.reference:g};positions={self.positions};margin={self.margin:g};"
-                f"shrink={self.shrink:g}")
+                f"shrink={self.shrink:g}" + (";paired=1" if self.paired else ""))
 
     @classmethod
     def parse(cls, text: str) -> "TemporalCue":
@@ -57,11 +67,18 @@ class TemporalCue:
         fields = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
         return cls(weight=float(fields["weight"]), reference=float(fields["reference"]),
                    positions=int(fields["positions"]), margin=float(fields.get("margin", 0.3)),
-                   shrink=float(fields.get("shrink", 0.85)))
+                   shrink=float(fields.get("shrink", 0.85)), paired=fields.get("paired") == "1")
 
     def applies_to(self, models) -> bool:
         """Whether videos scored by ``models`` take the cue (any set when ``members`` is empty)."""
         return not self.members or sorted(set(models)) == sorted(set(self.members))
+
+    def reading(self, frames: int) -> tuple[int, int]:
+        """(frames to sample, of which pairs) for a level of ``frames`` scored frames."""
+        if self.paired:
+            positions = max(1, frames // 2)
+            return positions, positions
+        return frames, self.positions
 
     def adjust_logit(self, logit: float, cue: float | None) -> float:
         return logit if cue is None else logit + self.weight * (cue - self.reference)
