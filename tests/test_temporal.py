@@ -128,13 +128,13 @@ def test_a_paired_track_gets_each_faces_box_cut_from_the_next_frame():
 
 
 @pytest.fixture(scope="module")
-def paired_weights(cue_weights):
+def paired_weights(cue_weights, tmp_path_factory):
     """``cue_weights`` plus the light member's own calibration with a paired cue."""
     import shutil
 
     from deepfake_kernel.detectors.weights import read_manifest, write_manifest
 
-    root = cue_weights.parent.parent / "paired_weights"
+    root = tmp_path_factory.mktemp("paired_weights") / "weights"
     shutil.copytree(cue_weights, root)
     manifest = read_manifest(root)
     manifest.calibration_by_members["efficientnet_lite0"] = {
