@@ -118,8 +118,9 @@ class Detector:
         # set's own cue with that set's calibration (the light preset's paired reading)
         self.temporal_cue = TemporalCue.from_manifest(
             (manifest.calibration or {}).get("temporal_cue") if manifest is not None else None)
+        by_members = manifest.calibration_by_members if manifest is not None else {}
         self.member_set_cues = {key: TemporalCue.from_manifest(fit.get("temporal_cue"))
-                                for key, fit in (manifest.calibration_by_members if manifest is not None else {}).items()}
+                                for key, fit in by_members.items()}
 
     @classmethod
     def from_weights(cls, weights_dir: str | Path = "weights", device: str = "auto",

@@ -52,8 +52,8 @@ class TemporalCue:
     def entry(self) -> dict:
         """The manifest entry (``calibration["temporal_cue"]``)."""
         return {"cue": "log_flow_residual", "weight": self.weight, "reference": self.reference,
-                "positions": self.positions, "margin": self.margin, "shrink": self.shrink, "members": list(self.members),
-                **({"paired": True} if self.paired else {})}
+                "positions": self.positions, "margin": self.margin, "shrink": self.shrink,
+                "members": list(self.members), **({"paired": True} if self.paired else {})}
 
     def describe(self) -> str:
         """``weight=W;reference=R;positions=P;margin=M;shrink=S[;paired=1]``: the setting as one field of a predictions
