@@ -98,9 +98,14 @@ def pair_view(out: Path, family: str, a: int, b: int, run: str):
 
 
 def face_frames(paths: np.ndarray, cache: CropCache) -> np.ndarray:
-    """Each scored face's position among the 32 cached frames, in the order ``faces`` scored them."""
+    """Each scored face's position among its video's cached frames (0 .. 31: the rank of its source frame among
+    those the video's faces were cut from), in the order ``faces`` scored them."""
     items = {str(i.path): i for f in VIDEOS for i in read_video_csv(f)}
-    return np.array([face.frame for p in paths for t in cached_tracks(cache, items[str(p)]) for face in t.faces])
+    out = []
+    for p in paths:
+        source = np.array([face.frame for t in cached_tracks(cache, items[str(p)]) for face in t.faces])
+        out.append(np.searchsorted(np.unique(source), source))  # source frame numbers → positions
+    return np.concatenate(out)
 
 
 def frames(out: Path, cache: CropCache) -> None:
