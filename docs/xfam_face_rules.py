@@ -8,11 +8,13 @@ family's crops as ``cross_family --test-set-norm-blocks 4`` does; written to ``O
 faces into a track score (then the maximum over tracks), the pair's temporal-cue term (from its predictions.csv) is
 added to the video's logit, and the video AUC is printed per rule and pair; the plain mean reproduces the pair's
 ``network_raw`` (checked). ``frames``: predict's rule on every 2nd / 4th of the 32 cached frames (16 / 8 frames a
-video), what fewer decoded frames would give. From the repository root:
+video), what fewer decoded frames would give; ``subsets``: how much *which* 16 or 8 frames are kept moves it (every
+offset, random sets). From the repository root:
 
     python docs/xfam_face_rules.py faces --out runs/xfam/face_rules
     python docs/xfam_face_rules.py report --out runs/xfam/face_rules
     python docs/xfam_face_rules.py frames --out runs/xfam/face_rules
+    python docs/xfam_face_rules.py subsets --out runs/xfam/face_rules
 """
 from __future__ import annotations
 
@@ -130,6 +132,33 @@ def frames(out: Path, cache: CropCache) -> None:
                   f"| {' / '.join(f'{x:.3f}' for x in cued)} ({np.mean(cued):.3f}) |")
 
 
+def subsets(out: Path, cache: CropCache, draws: int = 40) -> None:
+    """How much the pairs' AUC (with the cue) moves with *which* frames are kept: every offset of every 2nd / 4th of
+    the 32 positions, and ``draws`` random sets of 16 / 8; the mean over pairs per set, summarised."""
+    rng = np.random.default_rng(0)
+    for family in FAMILIES:
+        results: dict[str, list[list[float]]] = {}
+        for pair, (a, b, ffpp_run, head_run) in PAIRS.items():
+            first, second, labels, network, cue_term = pair_view(out, family, a, b,
+                                                                 ffpp_run if family == "ffpp" else head_run)
+            probs, position = (first["plain"] + second["plain"]) / 2, face_frames(first["paths"], cache)
+
+            def auc_of(kept: np.ndarray) -> float:
+                keep = np.isin(position, kept)
+                keep |= ~np.isin(first["video"], first["video"][keep])  # a video left without faces keeps them all
+                score = video_scores(probs[keep], first["video"][keep], first["track"][keep], np.mean)
+                return metrics.roc_auc(labels, logit(score) + cue_term)
+
+            for n, step in ((16, 2), (8, 4)):
+                results.setdefault(f"{n}: every {step}th, each offset", []).append(
+                    [auc_of(np.arange(o, 32, step)) for o in range(step)])
+                results.setdefault(f"{n}: random sets", []).append(
+                    [auc_of(rng.choice(32, n, replace=False)) for _ in range(draws)])
+        for name, per_pair in results.items():
+            means = np.mean(per_pair, axis=0)
+            print(f"{family:13s} {name:28s} min {means.min():.3f}  median {np.median(means):.3f}  max {means.max():.3f}")
+
+
 def report(out: Path) -> None:
     results: dict[tuple[str, str, str], list[float]] = {}
     for pair, (a, b, ffpp_run, head_run) in PAIRS.items():
@@ -159,7 +188,7 @@ def report(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("faces", "report", "frames"))
+    parser.add_argument("command", choices=("faces", "report", "frames", "subsets"))
     parser.add_argument("--out", default="runs/xfam/face_rules")
     parser.add_argument("--cache-dir", default="cache")
     args = parser.parse_args()
@@ -168,6 +197,8 @@ def main() -> None:
         faces(Path(args.out), cache)
     elif args.command == "frames":
         frames(Path(args.out), cache)
+    elif args.command == "subsets":
+        subsets(Path(args.out), cache)
     else:
         report(Path(args.out))
 
