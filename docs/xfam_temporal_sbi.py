@@ -156,11 +156,19 @@ class Truncated(torch.nn.Module):
         return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
 
 
-def network(depth: int = 7):
+def network(depth: int = 7, init: str = ""):
+    """Lite0 from ImageNet, or from ``init`` (a fold's first-stage SBI weights, ``.safetensors``; head left new)."""
     import timm
 
     from deepfake_kernel.detectors.pretrained import load_efficientnet_lite_imagenet
-    model = load_efficientnet_lite_imagenet(timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1), 0)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1)
+    if init:
+        from safetensors.torch import load_file
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(init).items()
+                 if not k.startswith("classifier.")}
+        model.load_state_dict(state, strict=False)
+    else:
+        load_efficientnet_lite_imagenet(model, 0)
     return model if depth >= 7 else Truncated(model, depth)
 
 
@@ -181,7 +189,7 @@ def train(args) -> None:
     reals = [v for v in training if v["label"] == 0]
     fakes = [v for v in training if v["label"] == 1]
     print(f"fold {args.fold}: {len(reals)} real / {len(fakes)} fake training videos, {len(held)} held out", flush=True)
-    model = network(args.depth).to(memory_format=torch.channels_last)
+    model = network(args.depth, args.init.replace('{fold}', args.fold)).to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * args.samples // args.batch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=steps, pct_start=0.1)
@@ -279,6 +287,8 @@ def main() -> None:
     training.add_argument("--lr", type=float, default=5e-4)
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--threads", type=int, default=1)
+    training.add_argument("--init", default="", help="start weights ({fold}: the held-out fold's name), e.g. "
+                          "runs/xfam/sbi12_{fold}/{fold}/weights/efficientnet_lite0.safetensors")
     training.add_argument("--normalise", action="store_true", help="each residual over its own mean level")
     training.add_argument("--dense-pairs", action="store_true", help="32 pairs of each REAL training video")
     training.add_argument("--depth", type=int, default=7, help="block stages of Lite0 kept (7: all, with its head)")
