@@ -82,17 +82,17 @@ def cut_pairs(path: str, data: dict, positions: int = 8) -> tuple[np.ndarray, np
     return first, second
 
 
-def crops(args) -> None:
-    items, cache = items_and_cache()
-    PAIRS_DIR.mkdir(parents=True, exist_ok=True)
+def write_pairs(items, cache, directory: Path, positions: int = 8) -> None:
+    """:func:`cut_pairs` of every item not yet in ``directory`` (one ``KEY.npz`` each: ``first``, ``second``)."""
+    directory.mkdir(parents=True, exist_ok=True)
     for n, item in enumerate(items):
-        target = PAIRS_DIR / f"{item.key}.npz"
+        target = directory / f"{item.key}.npz"
         if target.is_file():
             continue
         with np.load(cache.video_file(item)) as npz:
             data = {k: npz[k] for k in ("frames", "tracks", "boxes")}
         try:
-            pair = cut_pairs(str(item.path), data)
+            pair = cut_pairs(str(item.path), data, positions)
         except Exception as exc:  # an unreadable tail: the video is left out
             print(f"skipped {item.path}: {exc}")
             continue
@@ -100,6 +100,19 @@ def crops(args) -> None:
             np.savez(target, first=pair[0], second=pair[1])
         if n % 20 == 0:
             print(f"{n + 1}/{len(items)}", flush=True)
+
+
+def stored_pairs(item, directory: Path = PAIRS_DIR) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, second) crops of ``item`` written by :func:`write_pairs`, or ``None``."""
+    path = directory / f"{item.key}.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as npz:
+        return npz["first"], npz["second"]
+
+
+def crops(args) -> None:
+    write_pairs(*items_and_cache(), PAIRS_DIR)
 
 
 def pooled_and_logits(member, crops_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,11 +144,10 @@ def score(args) -> None:
                 member.adapt_batchnorm(sample, 4)
                 member.eval()
             for item in held:
-                stored = PAIRS_DIR / f"{item.key}.npz"
-                if not stored.is_file():
+                pairs = stored_pairs(item)
+                if pairs is None:
                     continue
-                with np.load(stored) as npz:
-                    first, second = npz["first"], npz["second"]
+                first, second = pairs
                 row = {"path": item.path, "family": item.family, "label": item.label, "seed": seed,
                        "positions": len(first)}
                 for name, member in detector.members.items():

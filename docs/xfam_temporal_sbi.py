@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from deepfake_kernel.training.augment import _blend, _elastic, _sbi_source, jpeg_recompress, sbi_mask_68
-from xfam_network_flicker import PAIRS_DIR, cut_pairs, fold_of, items_and_cache  # beside this script in docs/
+from xfam_network_flicker import fold_of, items_and_cache, stored_pairs, write_pairs  # beside this script in docs/
 from xfam_temporal_cues import auc, robust_z
 
 CUE_SCALE = 32.0
@@ -45,21 +45,7 @@ DENSE_DIR = Path("runs/xfam/flicker_crops32")  # 32 pairs of every REAL video, f
 def dense_crops(args) -> None:
     """Face pairs at all 32 cached positions of every REAL video (training material; scoring keeps 8)."""
     items, cache = items_and_cache()
-    DENSE_DIR.mkdir(parents=True, exist_ok=True)
-    for n, item in enumerate(i for i in items if int(i.label) == 0):
-        target = DENSE_DIR / f"{item.key}.npz"
-        if target.is_file():
-            continue
-        with np.load(cache.video_file(item)) as npz:
-            data = {k: npz[k] for k in ("frames", "tracks", "boxes")}
-        try:
-            pair = cut_pairs(str(item.path), data, positions=32)
-        except Exception as exc:  # an unreadable tail: the video keeps its 8 pairs
-            print(f"skipped {item.path}: {exc}")
-            continue
-        if pair is not None:
-            np.savez(target, first=pair[0], second=pair[1])
-        print(f"{n + 1} real videos", flush=True)
+    write_pairs([i for i in items if int(i.label) == 0], cache, DENSE_DIR, positions=32)
 
 
 def load_pairs(dense_pairs: bool = False) -> list[dict]:
@@ -68,17 +54,11 @@ def load_pairs(dense_pairs: bool = False) -> list[dict]:
     items, cache = items_and_cache()
     videos = []
     for item in items:
-        path = PAIRS_DIR / f"{item.key}.npz"
-        if not path.is_file():
+        pairs = stored_pairs(item)
+        if pairs is None:
             continue
-        with np.load(path) as npz:
-            first, second = npz["first"], npz["second"]
-        dense = DENSE_DIR / f"{item.key}.npz"
-        if dense_pairs and dense.is_file():
-            with np.load(dense) as npz:
-                train_first, train_second = npz["first"], npz["second"]
-        else:
-            train_first, train_second = first, second
+        first, second = pairs
+        train_first, train_second = (dense_pairs and stored_pairs(item, DENSE_DIR)) or pairs
         with np.load(cache.video_file(item)) as npz:
             crops = npz["crops"]
         marks = cache.video_landmarks68(item)
