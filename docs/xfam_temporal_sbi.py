@@ -9,16 +9,18 @@ spatial blend:
   estimate the shipped cue uses), 3 channels, divided by 32: the motion is taken out, what does not follow it stays;
 * REAL: pairs of real videos of the training families (8 pairs a video, ``docs/xfam_network_flicker.py crops``);
 * FAKE (``tsbi``): the same real pair self-blended *inconsistently* -- the same SBI source transform and mask on both
-  frames, then frame ``i + 1``'s source shifted by up to 1.2 px, its colour gain moved by up to 2 % and its brightness by up
-  to 3, its mask deformed by up to 2 px and its blend ratio by up to 0.05, all scaled by one random strength
-  (0.2-1); ``tsbi+real`` adds the
-  labelled fakes' pairs of the training families as FAKE;
+  frames, then frame ``i + 1``'s source shifted by up to 1.2 px, its colour gain moved by up to 2 % and its
+  brightness by up to 3, its mask deformed by up to 2 px and its blend ratio by up to 0.05, all scaled by one random
+  strength (0.2-1); ``tsbi+real`` makes half the FAKEs the labelled fakes' pairs of the training families;
 * both frames of every pair independently JPEG re-compressed (p 0.5, quality 60-95), both flipped together;
-* EfficientNet-Lite0 from ImageNet, AdamW, cosine schedule; scored on the held-out family's pairs (mean logit over
-  a video's pairs), and added to the shipped pairs' logit (``runs/xfam/fit4_byst``) as a robust z-score.
+* EfficientNet-Lite0 from ImageNet (``--init``: other weights; ``--depth 5``: its first 5 stages), AdamW, one-cycle;
+  scored on the held-out family's 8 pairs a video (mean logit). ``report`` adds it to the shipped scoring of the
+  four seed pairs (``runs/xfam/fit4_byst``) at a fixed weight or as a robust z-score, per family and manipulation.
 
-    python docs/xfam_temporal_sbi.py train --fold ffpp --mode tsbi --out runs/xfam/tsbi_ffpp
-    python docs/xfam_temporal_sbi.py report --scores runs/xfam/tsbi_ffpp/scores.csv
+    python docs/xfam_temporal_sbi.py train --fold ffpp --mode tsbi --seed 0 --out runs/xfam/tsbi_ffpp
+    python docs/xfam_temporal_sbi.py report --scores runs/xfam/tsbi_ffpp/scores.csv,runs/xfam/tsbi_talking-head/scores.csv
+
+Results: docs/cross_family.md, "Session of 2026-12-06 (twenty-seventh)".
 """
 from __future__ import annotations
 
@@ -38,7 +40,6 @@ from xfam_network_flicker import fold_of, items_and_cache, stored_pairs, write_p
 from xfam_temporal_cues import auc, robust_z
 
 CUE_SCALE = 32.0
-NORMALISE = [False]  # ``--normalise``: each residual divided by its own mean absolute value (plus one grey level)
 DENSE_DIR = Path("runs/xfam/flicker_crops32")  # 32 pairs of every REAL video, for training (``dense-crops``)
 
 
@@ -71,7 +72,7 @@ def load_pairs(dense_pairs: bool = False) -> list[dict]:
     return videos
 
 
-def residual(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def residual(first: np.ndarray, second: np.ndarray, normalise: bool = False) -> np.ndarray:
     """``first - second`` warped onto ``first`` by Farneback flow, float32 HWC, divided by :data:`CUE_SCALE`."""
     grey0 = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY)
     grey1 = cv2.cvtColor(second, cv2.COLOR_RGB2GRAY)
@@ -81,7 +82,7 @@ def residual(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     warped = cv2.remap(second.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REFLECT_101)
     out = first.astype(np.float32) - warped
-    if NORMALISE[0]:  # relative to the pair's own level of residual: its pattern, not its compression noise
+    if normalise:  # relative to the pair's own level of residual: its pattern, not its compression noise
         return out / (4.0 * (float(np.abs(out).mean()) + 1.0))
     return out / CUE_SCALE
 
@@ -111,7 +112,7 @@ def inconsistent_blend(first: np.ndarray, second: np.ndarray, marks: np.ndarray,
     return _blend(source0, first, mask0 * ratio0), _blend(source1, second, mask1 * ratio1)
 
 
-def sample(video: dict, j: int, fake_kind: str | None, rng: np.random.Generator) -> np.ndarray:
+def sample(video: dict, j: int, fake_kind: str | None, rng: np.random.Generator, normalise: bool = False) -> np.ndarray:
     first, second, marks = video["first"][j], video["second"][j], video["marks"][j]
     if fake_kind == "tsbi":
         first, second = inconsistent_blend(first, second, marks, rng)
@@ -120,7 +121,7 @@ def sample(video: dict, j: int, fake_kind: str | None, rng: np.random.Generator)
     if rng.random() < 0.5:
         first = jpeg_recompress(first, rng, (60, 95))
         second = jpeg_recompress(second, rng, (60, 95))
-    return residual(first, second)
+    return residual(first, second, normalise)
 
 
 class Truncated(torch.nn.Module):
@@ -158,7 +159,6 @@ def to_batch(arrays: list[np.ndarray]) -> torch.Tensor:
 
 def train(args) -> None:
     torch.manual_seed(args.seed)
-    NORMALISE[0] = args.normalise
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
@@ -180,14 +180,14 @@ def train(args) -> None:
         arrays, labels = [], []
         for _ in range(half):
             video = reals[rng.integers(len(reals))]
-            arrays.append(sample(video, int(rng.integers(len(video["first"]))), None, rng))
+            arrays.append(sample(video, int(rng.integers(len(video["first"]))), None, rng, args.normalise))
             labels.append(0.0)
         for _ in range(half):
             if args.mode == "tsbi+real" and rng.random() < 0.5:
                 video, kind = fakes[rng.integers(len(fakes))], None
             else:
                 video, kind = reals[rng.integers(len(reals))], "tsbi"
-            arrays.append(sample(video, int(rng.integers(len(video["first"]))), kind, rng))
+            arrays.append(sample(video, int(rng.integers(len(video["first"]))), kind, rng, args.normalise))
             labels.append(1.0)
         logits = model(to_batch(arrays)).squeeze(1)
         loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels))
@@ -203,7 +203,7 @@ def train(args) -> None:
     rows = []
     with torch.inference_mode():
         for video in held:
-            batch = to_batch([residual(a, b) for a, b in zip(video["test_first"], video["test_second"])])
+            batch = to_batch([residual(a, b, args.normalise) for a, b in zip(video["test_first"], video["test_second"])])
             logits = model(batch).squeeze(1).numpy()
             rows.append({"path": video["path"], "family": video["family"], "label": video["label"],
                          "logit": float(logits.mean()), "logits": ";".join(f"{v:.4f}" for v in logits)})
