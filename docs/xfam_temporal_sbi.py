@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepfake_kernel.pipeline.temporal import flow_maps
 from deepfake_kernel.training.augment import _blend, _elastic, _sbi_source, jpeg_recompress, sbi_mask_68
 from xfam_network_flicker import fold_of, items_and_cache, stored_pairs, write_pairs  # beside this script in docs/
 from xfam_temporal_cues import auc, robust_z
@@ -73,14 +74,10 @@ def load_pairs(dense_pairs: bool = False) -> list[dict]:
 
 
 def residual(first: np.ndarray, second: np.ndarray, normalise: bool = False) -> np.ndarray:
-    """``first - second`` warped onto ``first`` by Farneback flow, float32 HWC, divided by :data:`CUE_SCALE`."""
-    grey0 = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY)
-    grey1 = cv2.cvtColor(second, cv2.COLOR_RGB2GRAY)
-    flow = cv2.calcOpticalFlowFarneback(grey0, grey1, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-    h, w = grey0.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    warped = cv2.remap(second.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REFLECT_101)
+    """``first - second`` warped onto ``first`` by the shipped cue's Farneback flow, float32 HWC, divided by
+    :data:`CUE_SCALE`."""
+    maps = flow_maps(cv2.cvtColor(first, cv2.COLOR_RGB2GRAY), cv2.cvtColor(second, cv2.COLOR_RGB2GRAY))
+    warped = cv2.remap(second.astype(np.float32), *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     out = first.astype(np.float32) - warped
     if normalise:  # relative to the pair's own level of residual: its pattern, not its compression noise
         return out / (4.0 * (float(np.abs(out).mean()) + 1.0))
@@ -125,7 +122,8 @@ def sample(video: dict, j: int, fake_kind: str | None, rng: np.random.Generator,
 
 
 class Truncated(torch.nn.Module):
-    """EfficientNet-Lite0's stem and first ``depth`` block stages, average pooled, one linear output."""
+    """EfficientNet-Lite0's stem and first ``depth`` block stages, average pooled, one linear output (not the
+    registry's ``PatchNetwork``, whose per-patch head is a 1×1 convolution stack: this is what ``--depth 5`` measured)."""
 
     def __init__(self, full: torch.nn.Module, depth: int):
         super().__init__()

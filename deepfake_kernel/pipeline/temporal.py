@@ -106,10 +106,16 @@ def flow_residual(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> fl
     change = float(np.abs(grey1 - grey0)[mask].mean())
     if change < MIN_CHANGE:
         return None
+    warped = cv2.remap(grey1, *flow_maps(grey0, grey1), cv2.INTER_LINEAR)
+    return float(np.abs(warped - grey0)[mask].mean()) / (change + EPS)
+
+
+def flow_maps(grey0: np.ndarray, grey1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap`` maps (x, y) that warp an image of frame ``i + 1`` onto frame ``i`` (Farneback flow of the two
+    grey crops)."""
     flow = cv2.calcOpticalFlowFarneback(grey0, grey1, None, 0.5, 3, 15, 3, 5, 1.2, 0)
     ys, xs = np.mgrid[0:grey0.shape[0], 0:grey0.shape[1]].astype(np.float32)
-    warped = cv2.remap(grey1, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR)
-    return float(np.abs(warped - grey0)[mask].mean()) / (change + EPS)
+    return xs + flow[..., 0], ys + flow[..., 1]
 
 
 def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: list[Track],
