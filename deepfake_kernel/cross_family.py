@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if (config.test_set_center or config.calibrate_weights) and not config.fit_calibration:
             raise ValueError("--test-set-center and --calibrate-weights shape the calibration fit: add "
                              "--fit-calibration")
+        if config.learned_cue_scores and not args.from_predictions:
+            raise ValueError("--learned-cue-scores adds to scored folds: use it with --from-predictions")
         if config.calibrate_member_set and not config.calibrate_weights:
             raise ValueError("--calibrate-member-set stores a fit in a weights folder: add --calibrate-weights")
         if config.seeds:

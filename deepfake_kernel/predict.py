@@ -46,7 +46,9 @@ def format_summary(summary: dict) -> str:
         for key, used in cue["member_sets"].items():
             count = f"{used['videos']} videos: " if len(cue["member_sets"]) > 1 else ""
             paired = ", paired frames" if used["paired"] else ""
-            sets.append(f"{count}weight {used['weight']:g}, for the member set {key}{paired}")
+            learned = (f", learned cue of {len(used['networks'])} network(s) at weight {used['network_weight']:g}"
+                       if used.get("networks") else "")
+            sets.append(f"{count}weight {used['weight']:g}, for the member set {key}{paired}{learned}")
         lines.append(f"  temporal cue: {cue['videos']} videos" + (f" ({'; '.join(sets)})" if sets else ""))
     if summary.get("interrupted"):
         lines.append(f"  run interrupted ({summary['interrupted']}); unreached videos got the fallback score")

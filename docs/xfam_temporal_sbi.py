@@ -16,11 +16,14 @@ spatial blend:
 * EfficientNet-Lite0 from ImageNet (``--init``: other weights; ``--depth 5``: its first 5 stages), AdamW, one-cycle;
   scored on the held-out family's 8 pairs a video (mean logit). ``report`` adds it to the shipped scoring of the
   four seed pairs (``runs/xfam/fit4_byst``) at a fixed weight or as a robust z-score, per family and manipulation.
+* ``--head-init small`` (twenty-eighth session) starts the new head as the product trainer's ``reset_head`` does;
+  timm's default (U(±1) for one output) begins at losses of 2-3 and made the runs a lottery. ``--warmup``,
+  ``--clip``, ``--freeze-bn``: the one-cycle warm-up fraction, gradient-norm clipping, BatchNorm statistics frozen.
 
-    python docs/xfam_temporal_sbi.py train --fold ffpp --mode tsbi --seed 0 --out runs/xfam/tsbi_ffpp
+    python docs/xfam_temporal_sbi.py train --fold ffpp --mode tsbi --head-init small --seed 0 --out runs/xfam/tsbihs_s0_ffpp
     python docs/xfam_temporal_sbi.py report --scores runs/xfam/tsbi_ffpp/scores.csv,runs/xfam/tsbi_talking-head/scores.csv
 
-Results: docs/cross_family.md, "Session of 2026-12-06 (twenty-seventh)".
+Results: docs/cross_family.md, sessions of 2026-12-06 (twenty-seventh and twenty-eighth).
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from deepfake_kernel.pipeline.temporal import flow_maps
-from deepfake_kernel.training.augment import _blend, _elastic, _sbi_source, jpeg_recompress, sbi_mask_68
+from deepfake_kernel.training.augment import jpeg_recompress, wavering_self_blend
+from deepfake_kernel.training.trainers import reset_head
 from xfam_network_flicker import fold_of, items_and_cache, stored_pairs, write_pairs  # beside this script in docs/
 from xfam_temporal_cues import auc, robust_z
 
@@ -84,35 +88,10 @@ def residual(first: np.ndarray, second: np.ndarray, normalise: bool = False) -> 
     return out / CUE_SCALE
 
 
-def inconsistent_blend(first: np.ndarray, second: np.ndarray, marks: np.ndarray,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A real pair self-blended with the same transform and mask on both frames, then the second frame's source,
-    colour, mask and blend ratio moved slightly: a blend that wavers from frame to frame."""
-    centre = marks.mean(axis=0)
-    seed = int(rng.integers(1 << 31))
-    source0 = _sbi_source(first, centre, np.random.default_rng(seed))
-    source1 = _sbi_source(second, centre, np.random.default_rng(seed)).astype(np.float32)
-    strength = rng.uniform(0.2, 1.0)  # how much the blend wavers, from barely to about 1 px and 2 %
-    angle = rng.uniform(0, 2 * np.pi)
-    warp = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), strength * rng.uniform(-0.3, 0.3),
-                                   1 + strength * rng.uniform(-0.005, 0.005))
-    warp[:, 2] += strength * rng.uniform(0.2, 1.2) * np.array([np.cos(angle), np.sin(angle)])
-    h, w = first.shape[:2]
-    source1 = cv2.warpAffine(source1, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    source1 = (source1 * (1 + strength * rng.uniform(-0.02, 0.02, size=3)).astype(np.float32)
-               + strength * rng.uniform(-3, 3))
-    source1 = np.clip(source1, 0, 255).astype(np.uint8)
-    mask0 = sbi_mask_68((h, w), marks, rng)
-    mask1 = np.clip(_elastic(mask0, rng, strength * rng.uniform(0.5, 2.0)), 0, 1)
-    ratio0 = float(rng.choice([0.5, 0.75, 1.0, 1.0]))
-    ratio1 = float(np.clip(ratio0 + strength * rng.uniform(-0.05, 0.05), 0.3, 1.0))
-    return _blend(source0, first, mask0 * ratio0), _blend(source1, second, mask1 * ratio1)
-
-
 def sample(video: dict, j: int, fake_kind: str | None, rng: np.random.Generator, normalise: bool = False) -> np.ndarray:
     first, second, marks = video["first"][j], video["second"][j], video["marks"][j]
     if fake_kind == "tsbi":
-        first, second = inconsistent_blend(first, second, marks, rng)
+        first, second = wavering_self_blend(first, second, marks, rng)
     if rng.random() < 0.5:
         first, second = first[:, ::-1].copy(), second[:, ::-1].copy()
     if rng.random() < 0.5:
@@ -168,13 +147,19 @@ def train(args) -> None:
     fakes = [v for v in training if v["label"] == 1]
     print(f"fold {args.fold}: {len(reals)} real / {len(fakes)} fake training videos, {len(held)} held out", flush=True)
     model = network(args.depth, args.init.replace('{fold}', args.fold)).to(memory_format=torch.channels_last)
+    if args.head_init == "small":  # timm's Linear init for one output is U(±1): start logits of several units
+        reset_head(model.fc if isinstance(model, Truncated) else model.classifier)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * args.samples // args.batch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=steps, pct_start=args.warmup)
     half = args.batch // 2
     start, losses = time.time(), []
     for step in range(steps):
         model.train()
+        if args.freeze_bn:  # ImageNet running statistics kept: residual batches are small and alike
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
         arrays, labels = [], []
         for _ in range(half):
             video = reals[rng.integers(len(reals))]
@@ -191,6 +176,8 @@ def train(args) -> None:
         loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels))
         optimiser.zero_grad()
         loss.backward()
+        if args.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimiser.step()
         schedule.step()
         losses.append(float(loss.detach()))
@@ -253,6 +240,38 @@ def report(args) -> None:
             print(f"{family:13s} {name:36s} {np.mean(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
 
 
+def calibrate(args) -> None:
+    """The shipped calibration refitted (minimax, centred, leave one fold out) on the four seed pairs' out-of-family
+    predictions with ``w · (learned − reference)`` added to each video's logit; the reference is the median learned
+    score over all scored videos (one number, as ``predict`` would carry it). Rows whose video no run scored keep
+    their shipped logit (the video had no pairs). Prints per family the seeds' mean AUC and the held-out log loss."""
+    from deepfake_kernel.evaluation.calibration import calibration_report
+    from deepfake_kernel.evaluation.cross_family import read_predictions
+    from deepfake_kernel.pipeline.ensemble import logit, sigmoid
+
+    scores = {}
+    for path in args.scores.split(","):
+        with open(path) as handle:
+            for row in csv.DictReader(handle):
+                scores.setdefault(row["path"], []).append(float(row["logit"]))
+    learned = {path: float(np.mean(values)) for path, values in scores.items()}
+    reference = float(np.median(list(learned.values())))
+    rows = read_predictions(Path(args.pairs) / "predictions.csv")
+    print(f"{len(learned)} videos scored, reference {reference:.3f}; rows {len(rows)}, "
+          f"{sum(r['path'] in learned for r in rows)} with a learned score")
+    for weight in args.weights:
+        moved = [dict(r, raw=float(sigmoid(logit(np.array(r["raw"])) + weight * (learned[r["path"]] - reference)))
+                      if r["path"] in learned else r["raw"]) for r in rows]
+        fit = calibration_report(moved, center=True)
+        line = []
+        for family, result in sorted(fit["leave_one_fold_out"]["families"].items()):
+            aucs = [auc(np.array([r["label"] for r in moved if r["family"] == family and r["seed"] == seed]),
+                        np.array([r["raw"] for r in moved if r["family"] == family and r["seed"] == seed]))
+                    for seed in sorted({r["seed"] for r in moved if r["family"] == family})]
+            line.append(f"{family} AUC {np.mean(aucs):.3f} LL {result['log_loss']:.3f}")
+        print(f"w {weight:4.2f}: " + "; ".join(line) + f"; T {fit['fit']['temperature']}, clip {fit['fit']['clip']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +282,11 @@ def main() -> None:
     training.add_argument("--samples", type=int, default=1024, help="samples an epoch")
     training.add_argument("--batch", type=int, default=16)
     training.add_argument("--lr", type=float, default=5e-4)
+    training.add_argument("--warmup", type=float, default=0.1, help="fraction of steps rising to the peak rate")
+    training.add_argument("--clip", type=float, default=0.0, help="gradient norm clipped to this (0: none)")
+    training.add_argument("--head-init", choices=("timm", "small"), default="timm",
+                          help="the new head's start, as train's --head-init: timm's U(±1), or reset_head's N(0, 0.01)")
+    training.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics kept at their start")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--threads", type=int, default=1)
     training.add_argument("--init", default="", help="start weights ({fold}: the held-out fold's name), e.g. "
@@ -275,8 +299,12 @@ def main() -> None:
     reporting = sub.add_parser("report")
     reporting.add_argument("--scores", required=True, help="scores.csv of train runs, comma-separated (averaged)")
     reporting.add_argument("--pairs", default="runs/xfam/fit4_byst")
+    calibrating = sub.add_parser("calibrate")
+    calibrating.add_argument("--scores", required=True, help="scores.csv of train runs of every fold, comma-separated")
+    calibrating.add_argument("--pairs", default="runs/xfam/fit4_byst")
+    calibrating.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     args = parser.parse_args()
-    {"train": train, "report": report, "dense-crops": dense_crops}[args.command](args)
+    {"train": train, "report": report, "dense-crops": dense_crops, "calibrate": calibrate}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -360,3 +360,21 @@ def test_sbi_pair_boundary_moves_with_the_faces(face68):
     _, _, boundary_c = cropped.sbi_pair(image, points, rng(0), with_boundary=True)
     _, _, boundary = plain.sbi_pair(image, points, rng(0), with_boundary=True)
     assert not np.allclose(boundary_c, boundary)  # the crop moved (and scaled) the map
+
+
+def test_a_wavering_self_blend_blends_both_frames_and_differs_between_them(face68):
+    """The two frames of a still real face get a blend each, inside the face only, and not the same one: that
+    difference is what the learned temporal cue learns to see (flow cannot explain it)."""
+    from deepfake_kernel.training.augment import wavering_self_blend
+
+    image, points, _ = face68
+    between = []
+    for seed in range(4):
+        first, second = wavering_self_blend(image, image.copy(), points, rng(seed))
+        assert first.shape == second.shape == image.shape and first.dtype == np.uint8
+        for blended in (first, second):
+            assert np.abs(blended.astype(int) - image.astype(int))[border(image.shape[:2], 12)].max() <= 3
+        between.append(mean_abs_diff(first, second, ~border(image.shape[:2], 40)))
+    assert max(between) > 0.3  # the same input frame twice, yet the blends differ
+    with pytest.raises(ValueError, match="68 landmarks"):
+        wavering_self_blend(image, image, points[:5], rng(0))

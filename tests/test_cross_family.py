@@ -5,7 +5,7 @@ import pytest
 
 from deepfake_kernel import cross_family, predict
 from deepfake_kernel.evaluation import calibration
-from deepfake_kernel.evaluation.cross_family import read_predictions, video_norm_of
+from deepfake_kernel.evaluation.cross_family import add_learned_cue, read_predictions, video_norm_of
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +336,56 @@ def test_the_temporal_cue_is_scored_fitted_and_shipped_together(crossed, family_
     lite = ["efficientnet_lite0"]
     assert detector.cue_for(lite).positions == 4 and detector.reading(lite, 16) == (16, 4)
     assert Detector.from_weights(shipped, device="cpu", temporal_cue=False).reading(lite, 16) == (16, 0)
+
+
+def test_the_learned_cue_of_the_folds_is_added_fitted_and_shipped_with_its_networks(crossed, family_csv, tmp_path):
+    """--learned-cue-scores adds train_temporal_cue's held-out scores to the rows before the table and the fit, and
+    --calibrate-weights stores the cue with the networks named, which predict then loads."""
+    import json
+    import shutil
+
+    import torch
+
+    from deepfake_kernel.detectors import create_model
+    from deepfake_kernel.detectors.weights import export_member, read_manifest
+    from deepfake_kernel.pipeline.detector import Detector
+    from deepfake_kernel.pipeline.ensemble import logit
+
+    out = tmp_path / "out"
+    shutil.copytree(crossed / "out", out)
+    assert cross_family.main(["--videos", str(family_csv), "--folds", "alpha,beta", "--out", str(out), "--preset",
+                              "tiny", "--members", "efficientnet_lite0", "--cache-dir", str(crossed / "cache"),
+                              "--cache-frames", "4", "--cache-size", "48", "--no-progress", "--bootstrap", "50",
+                              "--device", "cpu", "--score-only", "--temporal-cue-weight", "1.5",
+                              "--temporal-cue-positions", "4"]) == 0
+    before = {r["path"]: r for r in read_predictions(out / "predictions.csv")}
+    scores = tmp_path / "learned.csv"  # as train_temporal_cue --scores writes them: one fold's, one seed's
+    with open(scores, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["path", "family", "label", "learned_cue"])
+        writer.writeheader()
+        for k, (path, row) in enumerate(sorted(before.items())):
+            writer.writerow({"path": path, "family": row["family"], "label": row["label"], "learned_cue": k - 3.5})
+    shipped = tmp_path / "shipped"
+    shutil.copytree(crossed / "out" / "beta" / "weights", shipped)
+    refit = ["--out", str(out), "--from-predictions", "--fit-calibration", "--learned-cue-scores", str(scores),
+             "--learned-cue-weight", "0.5", "--calibrate-weights", str(shipped)]
+    assert cross_family.main(refit) == 2  # which networks the fit is for: not said
+    assert cross_family.main(refit + ["--learned-cue-networks", "tcue"]) == 2  # not in the manifest yet
+    torch.manual_seed(0)
+    export_member(create_model("temporal_residual_lite0"), shipped, name="tcue", ensemble_weight=0.0, reads="residual")
+    assert cross_family.main(refit + ["--learned-cue-networks", "tcue"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["learned_cue"]["reference"] == 0.0 and report["learned_cue"]["videos"] == 8  # the median of -3.5…3.5
+    assert report["calibration"]["fit"]["temperature"] > 0
+    entry = read_manifest(shipped).calibration["temporal_cue"]
+    assert entry["networks"] == ["tcue"] and entry["network_weight"] == 0.5 and entry["network_reference"] == 0.0
+    assert entry["weight"] == 1.5 and read_manifest(shipped).member("tcue").ensemble_weight == 0.0
+    detector = Detector.from_weights(shipped, device="cpu")
+    assert list(detector.cue_networks) == ["tcue"] and list(detector.members) == ["efficientnet_lite0"]
+    # each row moves by the learned term alone; the predictions file keeps the folds' own scores
+    moved, reference = add_learned_cue(list(before.values()), [str(scores)], 0.5)
+    for row in moved:
+        assert logit(row["raw"]) - logit(before[row["path"]]["raw"]) == pytest.approx(
+            0.5 * (row["learned_cue"] - reference), abs=1e-6)
+    assert {r["path"]: r["raw"] for r in read_predictions(out / "predictions.csv")} == {
+        path: row["raw"] for path, row in before.items()}

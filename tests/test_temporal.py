@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from deepfake_kernel.pipeline.faces import Face, Track
-from deepfake_kernel.pipeline.temporal import TemporalCue, face_ellipse, flow_residual, video_cue
+from deepfake_kernel.pipeline.temporal import (TemporalCue, cue_pairs, face_ellipse, flow_residual, learned_cue,
+                                               residual_image, video_cue)
 from tests import synthetic
 
 
@@ -58,6 +59,47 @@ def test_the_manifest_entry_round_trips_and_names_its_member_set():
     assert TemporalCue.from_manifest(None) is None and TemporalCue.from_manifest({"weight": 0}) is None
     assert cue.applies_to(["b", "a"]) and not cue.applies_to(["a"])
     assert cue.adjust_logit(1.0, 0.5) == pytest.approx(1.0 + 2.5) and cue.adjust_logit(1.0, None) == 1.0
+
+
+def test_a_residual_image_is_what_flow_leaves_of_a_pair_read_as_r_over_32():
+    from deepfake_kernel.detectors import create_model
+
+    frames, following, tracks = moving_face(0)
+    (face, first, second), *rest = cue_pairs(frames, following, tracks)
+    assert first.shape == second.shape == (224, 224, 3) and len(rest) == len(frames) - 1
+    assert np.array_equal(first, cue_pairs(frames, {0: following[0]}, tracks)[0][1])
+    same = residual_image(first, first)
+    assert same.dtype == np.uint8 and np.abs(same.astype(int) - 128).max() <= 1
+    moved = residual_image(first, second).astype(int) - 128
+    unwarped = np.clip(4 * (first.astype(int) - second.astype(int)), -128, 127)
+    assert np.abs(moved).mean() < 0.5 * np.abs(unwarped).mean()  # the motion is taken out
+    network = create_model("temporal_residual_lite0")
+    read = network.preprocess(residual_image(first, second)[None]).numpy()[0].transpose(1, 2, 0)
+    assert read == pytest.approx(moved / 128.0, abs=1e-5)  # = (first - warp(second)) / 32
+
+
+def test_the_learned_cue_is_the_networks_mean_logit_and_moves_with_flicker():
+    import torch
+
+    from deepfake_kernel.detectors import create_model
+
+    torch.manual_seed(0)
+    networks = [create_model("temporal_residual_lite0").eval(), create_model("temporal_residual_lite0").eval()]
+    smooth = learned_cue(networks, cue_pairs(*moving_face(0)))
+    flicker = learned_cue(networks, cue_pairs(*moving_face(16)))
+    assert smooth is not None and flicker is not None and abs(flicker - smooth) > 1e-3
+    alone = [learned_cue(networks[k:k + 1], cue_pairs(*moving_face(0))) for k in (0, 1)]
+    assert smooth == pytest.approx(np.mean(alone), abs=1e-5)
+    frames, _, tracks = moving_face(0)
+    assert learned_cue(networks, cue_pairs(frames, {}, tracks)) is None and learned_cue([], [(None, 1, 2)]) is None
+
+
+def test_a_cue_with_networks_round_trips_and_adds_both_terms():
+    cue = TemporalCue(2.5, -0.5, 8, ("a",), networks=("n0", "n1"), network_weight=0.5, network_reference=-2.0)
+    assert TemporalCue.from_manifest(cue.entry()) == cue
+    assert "networks" not in TemporalCue(2.5, -0.5).entry()
+    assert cue.adjust_logit(1.0, 0.5, -1.0) == pytest.approx(1.0 + 2.5 + 0.5)
+    assert cue.adjust_logit(1.0, None, -1.0) == pytest.approx(1.5) and cue.adjust_logit(1.0, 0.5) == 3.5
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +204,71 @@ def test_a_member_set_with_a_paired_cue_reads_positions_and_scores_both_frames(p
     assert predict.main([str(video_dir), "--weights", str(paired_weights), "--out", str(tmp_path / "s.csv"),
                          "--preset", "light", "--no-progress"]) == 0
     assert ("weight 1, for the member set efficientnet_lite0, paired frames)" in capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def learned_cue_weights(tiny_weights, tmp_path_factory):
+    """The tiny members plus a residual-reading network, named by the manifest's temporal cue."""
+    import shutil
+
+    import torch
+
+    from deepfake_kernel.detectors import create_model
+    from deepfake_kernel.detectors.weights import export_member, read_manifest, write_manifest
+
+    root = tmp_path_factory.mktemp("learned_cue_weights") / "weights"
+    shutil.copytree(tiny_weights, root)
+    torch.manual_seed(0)
+    export_member(create_model("temporal_residual_lite0"), root, name="temporal_residual", ensemble_weight=0.0,
+                  reads="residual")
+    manifest = read_manifest(root)
+    manifest.calibration["temporal_cue"] = TemporalCue(2.0, -1.0, 4, ("efficientnet_lite0", "resnet50"),
+                                                       networks=("temporal_residual",), network_weight=0.5,
+                                                       network_reference=0.25).entry()
+    write_manifest(manifest, root)
+    return root
+
+
+def test_predict_adds_the_learned_cue_of_the_manifests_network(learned_cue_weights, video_dir, tmp_path, capsys):
+    import csv
+
+    from deepfake_kernel import predict
+    from deepfake_kernel.detectors.weights import WeightsError
+    from deepfake_kernel.pipeline.detector import Detector
+    from deepfake_kernel.pipeline.ensemble import logit
+
+    detector = Detector.from_weights(learned_cue_weights, device="cpu", frames=6)
+    assert sorted(detector.members) == ["efficientnet_lite0", "resnet50", "xception"]  # not a face member
+    assert list(detector.cue_networks) == ["temporal_residual"]
+    pair = ["efficientnet_lite0", "resnet50"]
+    result = detector.predict_video(video_dir / "one_face.mp4", models=pair)
+    assert result.temporal_cue is not None and result.learned_cue is not None
+    assert logit(result.raw_score) - logit(result.network_score) == pytest.approx(
+        2.0 * (result.temporal_cue + 1.0) + 0.5 * (result.learned_cue - 0.25), abs=1e-4)
+    with pytest.raises(WeightsError, match="reads face pairs"):
+        Detector.from_weights(learned_cue_weights, device="cpu", models=["temporal_residual"])
+    off = Detector.from_weights(learned_cue_weights, device="cpu", frames=6, temporal_cue=False)
+    assert off.cue_networks == {} and off.predict_video(video_dir / "one_face.mp4", models=pair).learned_cue is None
+    details = tmp_path / "details.csv"
+    assert predict.main([str(video_dir), "--weights", str(learned_cue_weights), "--out", str(tmp_path / "s.csv"),
+                         "--frames", "6", "--models", ",".join(pair), "--details", str(details), "--no-progress"]) == 0
+    assert "learned cue of 1 network(s) at weight 0.5" in capsys.readouterr().out
+    rows = {r["filename"]: r for r in csv.DictReader(open(details))}
+    assert float(rows["one_face.mp4"]["learned_cue"]) == pytest.approx(result.learned_cue, abs=1e-4)
+    assert rows["no_face.mp4"]["learned_cue"] == "" and rows["corrupt.mp4"]["learned_cue"] == ""
+
+
+def test_a_cue_naming_a_network_the_manifest_lacks_fails_early(cue_weights, tmp_path):
+    import shutil
+
+    from deepfake_kernel.detectors.weights import WeightsError, read_manifest, write_manifest
+    from deepfake_kernel.pipeline.detector import Detector
+
+    root = tmp_path / "weights"
+    shutil.copytree(cue_weights, root)
+    manifest = read_manifest(root)
+    manifest.calibration["temporal_cue"]["networks"] = ["missing_network"]
+    manifest.calibration["temporal_cue"]["network_weight"] = 0.5
+    write_manifest(manifest, root)
+    with pytest.raises(WeightsError, match="missing_network"):
+        Detector.from_weights(root, device="cpu")

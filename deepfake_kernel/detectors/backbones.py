@@ -68,6 +68,40 @@ def patch_builder(spec: DetectorSpec) -> nn.Module:
     return PatchNetwork(timm.create_model(spec.arch, pretrained=False, num_classes=1, **kwargs), stages)
 
 
+class PooledStages(nn.Module):
+    """The first stages of a timm EfficientNet, average pooled, then one linear FAKE logit: a small network (about
+    0.7 M parameters at five of Lite0's seven stages). Its tensors keep timm's names, so ImageNet starts map."""
+
+    def __init__(self, network: nn.Module, stages: int):
+        super().__init__()
+        self.conv_stem, self.bn1 = network.conv_stem, network.bn1
+        self.blocks = nn.Sequential(*list(network.blocks)[:stages])
+        with torch.no_grad():
+            channels = self.blocks(self.bn1(self.conv_stem(torch.zeros(1, 3, 32, 32)))).shape[1]
+        self.classifier = nn.Linear(channels, 1)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.blocks(self.bn1(self.conv_stem(images))).mean(dim=(2, 3)))
+
+
+RESIDUAL_MEAN = RESIDUAL_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)  # pipeline.temporal.residual_image → r / 32
+
+
+@register_detector(DetectorSpec("temporal_residual_lite0", "efficientnet_lite0", 224, RESIDUAL_MEAN, RESIDUAL_STD,
+                                "the learned temporal cue: EfficientNet-Lite0's first five stages, pooled, on what "
+                                "optical flow leaves of a face pair (pipeline.temporal.residual_image), not on faces",
+                                kwargs={"stages": 5}))
+def pooled_stages_builder(spec: DetectorSpec) -> nn.Module:
+    import timm
+
+    kwargs = dict(spec.kwargs)
+    stages = int(kwargs.pop("stages"))
+    return PooledStages(timm.create_model(spec.arch, pretrained=False, num_classes=1, **kwargs), stages)
+
+
 # Three of the spatial rich model's high-pass kernels (Fridrich & Kodovsky 2012), as Luo et al. (CVPR 2021,
 # "Generalizing face forgery detection with high-frequency features") feed a second stream: the 3×3 square kernel,
 # the 5×5 KV kernel, and a 2nd-order horizontal difference (5×5 supports, each scaled by its own divisor).

@@ -55,6 +55,9 @@ class MemberEntry:
     # test-set BatchNorm statistics of the stem and this many blocks, re-estimated by predict on faces of the
     # videos it scores before scoring them (FaceClassifier.adapt_batchnorm); None: off
     test_set_norm_blocks: int | None = None
+    # what the network reads: "face" crops (an ensemble member), or "residual" images of face pairs (the learned
+    # temporal cue's network, pipeline.temporal.residual_image; loaded through calibration["temporal_cue"] only)
+    input: str = "face"
 
 
 @dataclass
@@ -159,8 +162,9 @@ def write_manifest(manifest: Manifest, weights_dir: str | Path) -> None:
 
 def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | None = None,
                   storage_dtype: str = "float16", ensemble_weight: float = 1.0, training_command: str = "",
-                  metrics: dict | None = None, training: dict | None = None) -> MemberEntry:
-    """Save ``model`` as ``<name>.safetensors`` and add (or replace) its entry in the folder's manifest."""
+                  metrics: dict | None = None, training: dict | None = None, reads: str = "face") -> MemberEntry:
+    """Save ``model`` as ``<name>.safetensors`` and add (or replace) its entry in the folder's manifest (``reads``:
+    the entry's ``input``, "residual" for the learned temporal cue's network)."""
     from safetensors.torch import save
 
     weights_dir = Path(weights_dir)
@@ -178,7 +182,7 @@ def export_member(model: FaceClassifier, weights_dir: str | Path, name: str | No
                         mean=list(spec.mean), std=list(spec.std), file=file_name,
                         sha256=hashlib.sha256(payload).hexdigest(), storage_dtype=storage_dtype,
                         ensemble_weight=float(ensemble_weight), training_command=training_command,
-                        metrics=dict(metrics or {}), training=dict(training or {}))
+                        metrics=dict(metrics or {}), training=dict(training or {}), input=reads)
     manifest = read_manifest(weights_dir) if (weights_dir / MANIFEST_NAME).is_file() else Manifest()
     previous = next((m for m in manifest.members if m.name == name), None)
     if previous is None or previous.sha256 != entry.sha256:
@@ -251,13 +255,18 @@ def select_members(manifest: Manifest, names: list[str] | None) -> list[MemberEn
     """The members named in ``names``, with a clear error for unknown names; when ``None``, every member with a
     positive ensemble weight (a zero-weight member adds nothing to the score, so it is not even loaded; name it
     in ``names`` to run it anyway), or all of them if none has weight."""
-    if not manifest.members:
+    faces = [m for m in manifest.members if m.input == "face"]
+    if not faces:
         raise WeightsError(f"the manifest lists no members. {GET_WEIGHTS_HINT}")
     if not names:
-        weighted = [m for m in manifest.members if m.ensemble_weight > 0]
-        return weighted or list(manifest.members)
-    known = {m.name: m for m in manifest.members}
+        weighted = [m for m in faces if m.ensemble_weight > 0]
+        return weighted or faces
+    known = {m.name: m for m in faces}
     missing = [n for n in names if n not in known]
     if missing:
+        cue = [n for n in missing if n in {m.name for m in manifest.members}]
+        if cue:
+            raise WeightsError(f"--models names {cue}: the learned temporal cue's network, which reads face pairs, "
+                               f"not faces (the manifest's temporal cue runs it); members: {sorted(known)}.")
         raise WeightsError(f"--models names {missing}, but the weights hold {sorted(known)}.")
     return [known[n] for n in names]

@@ -127,6 +127,10 @@ def store_calibration(weights: str | Path, report: dict, source: str, evaluated:
     reasons = {}
     before = {entry.name: (entry.video_norm_blocks, entry.test_set_norm_blocks) for entry in manifest.members}
     for entry in manifest.members:
+        if entry.input != "face":  # the learned temporal cue's network: the cue's entry names it, no weight
+            reasons[entry.name] = {"weight": 0.0, "reason": "reads face pairs for the learned temporal cue "
+                                                             "(calibration.temporal_cue.networks), not faces"}
+            continue
         entry.video_norm_blocks = (video_norm or {}).get(entry.name)
         entry.test_set_norm_blocks = set_norm if entry.name in evaluated else None
         if entry.name in evaluated:

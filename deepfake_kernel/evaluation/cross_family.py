@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..training.augment import AugmentConfig
-from ..training.data import CacheConfig, CropCache, VideoItem
+from ..training.data import CacheConfig, CropCache, VideoItem, cached_tracks
 from .calibration import calibration_report, store_calibration
 from .family_tables import family_table, render_seed_table, render_table, seed_summary
 
@@ -60,26 +60,18 @@ class CrossFamilyConfig:
     temporal_cue_reference: float = field(default=-0.666, metadata={
         "help": "the cue value that adds nothing (the median over ../shared/data's videos)"})
     temporal_cue_positions: int = field(default=8, metadata={"help": "frame pairs per video for the temporal cue"})
+    learned_cue_scores: list[str] = field(default_factory=list, metadata={
+        "help": "with --from-predictions: CSVs of the learned temporal cue of held-out videos (train_temporal_cue "
+                "--hold-out-family F --scores, one per fold and seed; a video's seeds are averaged), added to each row's "
+                "logit as --learned-cue-weight * (cue - their median) before the table and the fit"})
+    learned_cue_weight: float = field(default=0.5, metadata={"help": "weight of --learned-cue-scores"})
+    learned_cue_networks: list[str] = field(default_factory=list, metadata={
+        "help": "with --learned-cue-scores and --calibrate-weights: the manifest names of the networks (trained on every "
+                "family, as the folds' were without theirs) whose mean logit predict adds with that fit"})
     init_from: str | None = field(default=None, metadata={
         "help": "start each fold's members from the same fold of another cross_family run (its --out; with --seeds, "
                 "the same seed of it): that fold's work/MEMBER/last.pt, trained without the same families, e.g. "
                 "self-blends alone first, then this run's recipe on top"})
-
-
-def cached_tracks(cache: CropCache, item: VideoItem):
-    """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list, bystanders
-    dropped as the cropper drops them (the cache keeps every track: training learns from all its faces). Only a
-    video with more tracks than ``max_faces`` can differ from ``predict``: the cache kept the longest ones first."""
-    from ..pipeline.faces import Face, Track, drop_bystanders
-
-    with np.load(cache.video_file(item)) as data:
-        crops, tracks, boxes, probs = data["crops"], data["tracks"], data["boxes"], data["probs"]
-        frames = data["frames"]
-    out: dict[int, Track] = {}
-    for i in range(len(crops)):
-        track = out.setdefault(int(tracks[i]), Track(int(tracks[i])))
-        track.faces.append(Face(int(frames[i]), boxes[i], float(probs[i]), None, crops[i]))
-    return drop_bystanders([out[k] for k in sorted(out)], cache.config.cropper.min_track_size_ratio)
 
 
 def test_set_crops(cache: CropCache, items: list[VideoItem]) -> np.ndarray:
@@ -299,10 +291,45 @@ def read_predictions(path: Path) -> list[dict]:
                 for r in csv.DictReader(handle)]
 
 
+def add_learned_cue(rows: list[dict], score_files: list[str], weight: float) -> tuple[list[dict], float]:
+    """``rows`` with the learned temporal cue of ``score_files`` (train_temporal_cue's held-out scores; per video
+    the mean over files) added to each logit: ``raw``, and ``score`` as the folds' default clip keeps it, move by
+    ``weight * (cue - reference)``; ``reference`` (returned) is the median cue over the scored videos, the level
+    that adds nothing. A row whose video no file scored (no face pair) keeps its scores; a row that scored nothing
+    (a fallback) stays as it is."""
+    from ..pipeline.ensemble import logit, sigmoid
+
+    values: dict[str, list[float]] = {}
+    for name in score_files:
+        with open(name, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("learned_cue") not in (None, "", "None"):
+                    values.setdefault(row["path"], []).append(float(row["learned_cue"]))
+    if not values:
+        raise ValueError(f"--learned-cue-scores {score_files}: no learned cue in them")
+    cue = {path: float(np.mean(v)) for path, v in values.items()}
+    reference = float(np.median(list(cue.values())))
+    out = []
+    for row in rows:
+        if row["path"] in cue and row.get("members"):
+            raw = float(sigmoid(logit(np.float64(row["raw"])) + weight * (cue[row["path"]] - reference)))
+            row = dict(row, raw=raw, score=float(np.clip(raw, 0.01, 0.99)), learned_cue=cue[row["path"]])
+        out.append(row)
+    return out, reference
+
+
 def report_from_predictions(config: CrossFamilyConfig) -> dict:
-    """Rebuild the table (and fit) from an earlier run's ``predictions.csv``, training and scoring nothing."""
+    """Rebuild the table (and fit) from an earlier run's ``predictions.csv``, training and scoring nothing; with
+    ``--learned-cue-scores``, after :func:`add_learned_cue`."""
     rows = read_predictions(Path(config.out) / "predictions.csv")
+    learned = None
+    if config.learned_cue_scores:
+        rows, reference = add_learned_cue(rows, config.learned_cue_scores, config.learned_cue_weight)
+        learned = {"weight": config.learned_cue_weight, "reference": round(reference, 4),
+                   "videos": sum("learned_cue" in r for r in rows), "scores": list(config.learned_cue_scores)}
     report = {"folds": sorted({r["fold"] for r in rows}), "table": family_table(rows, "score", config.bootstrap)}
+    if learned:
+        report["learned_cue"] = learned
     return finish_report(config, report, rows, render_table)
 
 
@@ -315,10 +342,35 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
         if config.calibrate_weights:
             store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
                               video_norm_of(rows), set_norm_of(rows), as_member_set=config.calibrate_member_set,
-                              temporal_cue=cue_of(rows))
+                              temporal_cue=learned_cue_entry(config, cue_of(rows), report.get("learned_cue")))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "table.md").write_text(render(report))
     return report
+
+
+def learned_cue_entry(config: CrossFamilyConfig, cue: dict | None, learned: dict | None) -> dict | None:
+    """The manifest's temporal cue entry, naming the learned cue's networks where the rows carry it (``learned``:
+    the report's weight and reference)."""
+    if not learned:
+        return cue
+    if not config.learned_cue_networks:
+        raise ValueError("--learned-cue-scores with --calibrate-weights: name the shipped networks the fit is for "
+                         "(--learned-cue-networks, as train_temporal_cue --name exported them)")
+    if cue is None:
+        raise ValueError("the learned cue rides on the flow cue's entry: score the folds with --temporal-cue-weight")
+    from ..detectors.weights import read_manifest
+
+    manifest = read_manifest(config.calibrate_weights)
+    for name in config.learned_cue_networks:
+        try:
+            entry = manifest.member(name)
+        except KeyError as exc:
+            raise ValueError(f"--learned-cue-networks {name}: not in {config.calibrate_weights}/manifest.json "
+                             f"(train it with train_temporal_cue --out {config.calibrate_weights} --name {name})") from exc
+        if entry.input != "residual":
+            raise ValueError(f"--learned-cue-networks {name}: a face member, not a learned temporal cue network")
+    return dict(cue, networks=list(config.learned_cue_networks), network_weight=learned["weight"],
+                network_reference=learned["reference"])
 
 
 def evaluated_members(rows: list[dict]) -> list[str]:

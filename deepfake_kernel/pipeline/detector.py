@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from ..detectors import FaceClassifier
-from ..detectors.weights import Manifest, load_member, read_manifest, select_members
+from ..detectors.weights import Manifest, WeightsError, load_member, read_manifest, select_members
 from ..device import resolve_device
 from . import ensemble
 from .faces import FaceCropper, Track, add_next_frame_faces
 from .stage_config import CropperConfig, ReaderConfig
-from .temporal import TemporalCue, video_cue
+from .temporal import TemporalCue, cue_pairs, learned_cue, video_cue
 from .video import FrameReader, VideoReadError
 from .watchdog import StageTimeout, run_with_timeout
 
@@ -69,6 +69,7 @@ class VideoPrediction:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     temporal_cue: float | None = None  # log flow residual (.temporal); raw_score includes its weight
+    learned_cue: float | None = None  # the learned temporal cue's mean logit (.temporal.learned_cue); likewise
     network_score: float | None = None  # the members' raw score before the temporal cue
 
     @property
@@ -121,6 +122,7 @@ class Detector:
         by_members = manifest.calibration_by_members if manifest is not None else {}
         self.member_set_cues = {key: TemporalCue.from_manifest(fit.get("temporal_cue"))
                                 for key, fit in by_members.items()}
+        self.cue_networks: dict[str, FaceClassifier] = {}  # the learned cue's networks, by manifest name (from_weights)
 
     @classmethod
     def from_weights(cls, weights_dir: str | Path = "weights", device: str = "auto",
@@ -181,9 +183,19 @@ class Detector:
             detector.test_set_norm = {name: test_set_norm_blocks for name in members}
         detector.test_set_center = (manifest.calibration.get("center") == "test_set_median"
                                     if test_set_center is None else bool(test_set_center))
+        for cue in (detector.temporal_cue, *detector.member_set_cues.values()):
+            for name in (cue.networks if cue is not None else ()):
+                if name not in detector.cue_networks:
+                    try:
+                        entry = manifest.member(name)
+                    except KeyError as exc:
+                        raise WeightsError(f"the manifest's temporal cue names network {name!r}, which it does "
+                                           f"not list among its members") from exc
+                    detector.cue_networks[name] = load_member(entry, weights_dir, device)
         if temporal_cue is False:
             detector.temporal_cue = None
             detector.member_set_cues = {}
+            detector.cue_networks = {}
         elif temporal_cue and detector.temporal_cue is None:
             raise ValueError(f"--temporal-cue: {weights_dir}/manifest.json carries no temporal cue (its calibration "
                              f"was fitted without one): leave the option out, or store a fit made with the cue "
@@ -358,6 +370,9 @@ class Detector:
                 stage[0] = "temporal"
                 clock = time.perf_counter()
                 result.temporal_cue = video_cue(batch.frames, batch.next_frames, tracks, cue.margin, cue.shrink)
+                if cue.networks:
+                    result.learned_cue = learned_cue([self.cue_networks[n] for n in cue.networks],
+                                                     cue_pairs(batch.frames, batch.next_frames, tracks, cue.margin))
                 if cue.paired:  # the members score both frames of every pair
                     tracks = add_next_frame_faces(tracks, batch.next_frames, self.cropper.margin,
                                                   self.cropper.crop_size)
@@ -369,9 +384,10 @@ class Detector:
             else:
                 stage[0] = "classify"
                 raw, member_scores, track_results = self.score_tracks(tracks, models, result.notes, result.timings)
-                if result.temporal_cue is not None:
+                if result.temporal_cue is not None or result.learned_cue is not None:
                     result.network_score = raw
-                    raw = float(ensemble.sigmoid(cue.adjust_logit(float(ensemble.logit(raw)), result.temporal_cue)))
+                    raw = float(ensemble.sigmoid(cue.adjust_logit(float(ensemble.logit(raw)), result.temporal_cue,
+                                                                  result.learned_cue)))
                 result.raw_score, result.member_scores, result.tracks = raw, member_scores, track_results
                 result.score = float(self.clipper_for(models)(raw))
         except VideoReadError as exc:

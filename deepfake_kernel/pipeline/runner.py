@@ -37,7 +37,7 @@ EXIT_SIGINT, EXIT_SIGTERM, EXIT_CONFIG = 130, 143, 2
 
 DETAIL_COLUMNS = ("filename", "label", "raw_score", "reason", "frames_requested", "frames_read", "faces",
                   "tracks", "detection_prob", "models", "member_scores", "reader", "seconds", "timings", "notes",
-                  "temporal_cue", "network_score")
+                  "temporal_cue", "network_score", "learned_cue")
 
 
 @dataclass
@@ -113,14 +113,15 @@ class PredictConfig:
 
 def _details_row(name: str, prediction: "VideoPrediction | None", fallback: float, reason: str) -> list:
     if prediction is None:
-        return [name, f"{fallback:.6f}", "", reason, 0, 0, 0, 0, "", "", "", "", 0, "", "", "", ""]
+        return [name, f"{fallback:.6f}", "", reason, 0, 0, 0, 0, "", "", "", "", 0, "", "", "", "", ""]
     p = prediction
     members = ";".join(f"{k}={v:.5f}" for k, v in p.member_scores.items())
     return [name, f"{p.score:.6f}", "" if p.raw_score is None else f"{p.raw_score:.6f}", p.reason or "",
             p.frames_requested, p.frames_read, p.faces, len(p.tracks), f"{p.detection_prob:.4f}", ";".join(p.models),
             members, p.reader, f"{p.seconds:.3f}", ";".join(f"{k}={v:.3f}" for k, v in p.timings.items()),
             " | ".join(p.notes)[:500], "" if p.temporal_cue is None else f"{p.temporal_cue:.5f}",
-            "" if p.network_score is None else f"{p.network_score:.6f}"]
+            "" if p.network_score is None else f"{p.network_score:.6f}",
+            "" if p.learned_cue is None else f"{p.learned_cue:.5f}"]
 
 
 class _Interrupted(BaseException):
@@ -309,7 +310,8 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                                           levels, names[index + 1] if index + 1 < len(names) else None)
                 if predictions is not None and prediction is not None:
                     predictions[name] = prediction
-                if prediction is not None and prediction.temporal_cue is not None:
+                if prediction is not None and (prediction.temporal_cue is not None
+                                               or prediction.learned_cue is not None):
                     with_cue[member_set_key(prediction.models)] += 1
                 if (detector.test_set_center and prediction is not None and not prediction.reason
                         and prediction.raw_score is not None and math.isfinite(prediction.raw_score)):
@@ -358,7 +360,8 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
         summary["test_set_center"] = centring
     if detector is not None and (detector.temporal_cue is not None or any(detector.member_set_cues.values())):
         summary["temporal_cue"] = {"videos": sum(with_cue.values()), "member_sets": {
-            key: {"videos": count, "weight": cue.weight, "paired": cue.paired}
+            key: {"videos": count, "weight": cue.weight, "paired": cue.paired, "networks": list(cue.networks),
+                  "network_weight": cue.network_weight}
             for key, count in sorted(with_cue.items()) if (cue := detector.cue_for(key.split("+"))) is not None}}
     if detector is not None:  # which decoder ran, and why GPU decoding was off or dropped
         summary["reader"] = detector.reader.primary.name

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .faces import Track, crop_geometry, square_crop
+from .faces import Face, Track, crop_geometry, square_crop
 
 CUE_SIZE = 224  # pixels of the square crops the flow runs on
 MIN_CHANGE = 0.2  # mean grey-level change inside the face below which the pair is a repeated frame: skipped
@@ -30,7 +30,10 @@ class TemporalCue:
     with the frame after it); the members score both frames of every pair and the cue takes every pair (the light
     preset's reading: as many decoded frames, half the seeks; faces are detected on every (k / 2)-th position where
     the level asks for every k-th frame, the same spacing in time). Otherwise ``positions`` of the sampled frames
-    also get their next frame, for the cue alone."""
+    also get their next frame, for the cue alone.
+
+    ``networks`` (manifest members reading :func:`residual_image` of the same pairs, their mean logit averaged over
+    pairs and networks): the learned temporal cue, which adds ``network_weight * (learned - network_reference)``."""
 
     weight: float
     reference: float
@@ -39,6 +42,9 @@ class TemporalCue:
     margin: float = 0.3
     shrink: float = 0.85  # the face ellipse's axes, as a fraction of the box's
     paired: bool = False
+    networks: tuple[str, ...] = ()
+    network_weight: float = 0.0
+    network_reference: float = 0.0
 
     @classmethod
     def from_manifest(cls, entry: dict | None) -> "TemporalCue | None":
@@ -47,13 +53,17 @@ class TemporalCue:
         return cls(weight=float(entry["weight"]), reference=float(entry.get("reference", 0.0)),
                    positions=int(entry.get("positions", 8)), members=tuple(entry.get("members", ())),
                    margin=float(entry.get("margin", 0.3)), shrink=float(entry.get("shrink", 0.85)),
-                   paired=bool(entry.get("paired", False)))
+                   paired=bool(entry.get("paired", False)), networks=tuple(entry.get("networks", ())),
+                   network_weight=float(entry.get("network_weight", 0.0)),
+                   network_reference=float(entry.get("network_reference", 0.0)))
 
     def entry(self) -> dict:
         """The manifest entry (``calibration["temporal_cue"]``)."""
+        learned = ({"networks": list(self.networks), "network_weight": self.network_weight,
+                    "network_reference": self.network_reference} if self.networks else {})
         return {"cue": "log_flow_residual", "weight": self.weight, "reference": self.reference,
                 "positions": self.positions, "margin": self.margin, "shrink": self.shrink,
-                "members": list(self.members), **({"paired": True} if self.paired else {})}
+                "members": list(self.members), **({"paired": True} if self.paired else {}), **learned}
 
     def describe(self) -> str:
         """``weight=W;reference=R;positions=P;margin=M;shrink=S[;paired=1]``: the setting as one field of a predictions
@@ -80,8 +90,13 @@ class TemporalCue:
             return positions, positions
         return frames, self.positions
 
-    def adjust_logit(self, logit: float, cue: float | None) -> float:
-        return logit if cue is None else logit + self.weight * (cue - self.reference)
+    def adjust_logit(self, logit: float, cue: float | None, learned: float | None = None) -> float:
+        """``logit`` plus the flow cue's and the learned cue's terms (each left out where it is ``None``)."""
+        if cue is not None:
+            logit += self.weight * (cue - self.reference)
+        if learned is not None and self.networks:
+            logit += self.network_weight * (learned - self.network_reference)
+        return logit
 
 
 def face_ellipse(box: np.ndarray, margin: float, size: int = CUE_SIZE, shrink: float = 1.0) -> np.ndarray:
@@ -118,21 +133,57 @@ def flow_maps(grey0: np.ndarray, grey1: np.ndarray) -> tuple[np.ndarray, np.ndar
     return xs + flow[..., 0], ys + flow[..., 1]
 
 
-def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: list[Track],
-              margin: float = 0.3, shrink: float = 0.85) -> float | None:
-    """The log median flow residual of the longest track over the positions whose next frame was decoded
-    (``next_frames``: position in ``frames`` → the following source frame); ``None`` when none can be measured."""
+def cue_pairs(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: list[Track], margin: float = 0.3,
+              size: int = CUE_SIZE) -> list[tuple[Face, np.ndarray, np.ndarray]]:
+    """(face, crop of frame ``i``, crop of frame ``i + 1``) at the positions of the longest track whose next frame
+    was decoded (``next_frames``: position in ``frames`` → the following source frame), both cut with the face's box."""
     if not tracks or not next_frames:
-        return None
+        return []
     track = max(tracks, key=lambda t: len(t.faces))
-    values = []
+    pairs = []
     for face in track.faces:
         following = next_frames.get(face.frame)
         if following is None or following.shape != frames[face.frame].shape:
             continue
-        mask = face_ellipse(face.box, margin, shrink=shrink)
-        value = flow_residual(square_crop(frames[face.frame], face.box, margin, CUE_SIZE),
-                              square_crop(following, face.box, margin, CUE_SIZE), mask)
+        pairs.append((face, square_crop(frames[face.frame], face.box, margin, size),
+                      square_crop(following, face.box, margin, size)))
+    return pairs
+
+
+def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: list[Track],
+              margin: float = 0.3, shrink: float = 0.85) -> float | None:
+    """The log median flow residual of the longest track over the positions whose next frame was decoded
+    (``next_frames``: position in ``frames`` → the following source frame); ``None`` when none can be measured."""
+    values = []
+    for face, first, second in cue_pairs(frames, next_frames, tracks, margin):
+        value = flow_residual(first, second, face_ellipse(face.box, margin, shrink=shrink))
         if value is not None and np.isfinite(value) and value > 0:
             values.append(value)
     return float(np.log(np.median(values))) if values else None
+
+
+def learned_cue(networks, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float | None:
+    """The learned temporal cue of a video: the mean FAKE logit of ``networks`` (residual-reading
+    :class:`~deepfake_kernel.detectors.FaceClassifier` s) over the :func:`residual_image` of its ``pairs``
+    (:func:`cue_pairs`); ``None`` without pairs or networks."""
+    if not pairs or not networks:
+        return None
+    import torch
+
+    images = np.stack([residual_image(first, second) for _, first, second in pairs])
+    logits = []
+    with torch.inference_mode():
+        for network in networks:
+            logits.append(float(network(network.preprocess(images)).float().mean()))
+    return float(np.mean(logits))
+
+
+def residual_image(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """What the flow leaves of a face pair, as an image: ``first − warp(second)`` (frame ``i + 1`` warped onto frame
+    ``i`` by :func:`flow_maps`), per RGB channel, stored as uint8 ``clip(round(4 · r) + 128)`` (r in grey levels:
+    quarter-level steps, ±32 kept). Read with mean = std = 128/255, as :data:`RESIDUAL_MEAN` / :data:`RESIDUAL_STD`,
+    a network sees ``r / 32``; the learned temporal cue (:class:`LearnedCue`) is trained and run on these images."""
+    maps = flow_maps(cv2.cvtColor(first, cv2.COLOR_RGB2GRAY), cv2.cvtColor(second, cv2.COLOR_RGB2GRAY))
+    warped = cv2.remap(second.astype(np.float32), *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    residual = first.astype(np.float32) - warped
+    return np.clip(np.round(4.0 * residual) + 128.0, 0, 255).astype(np.uint8)

@@ -383,6 +383,40 @@ def self_blend_68(image: np.ndarray, points: np.ndarray, rng: np.random.Generato
     return (fake, blend_boundary(mask)) if with_boundary else fake
 
 
+def wavering_self_blend(first: np.ndarray, second: np.ndarray, points: np.ndarray,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two consecutive frames of a real face self-blended as a forgery rendered frame by frame would be: the same
+    SBI source transform (:func:`_sbi_source`) and 68-point mask on both, then the second frame's source, colour,
+    mask and blend ratio moved slightly — a blend that wavers. One random strength (0.2–1) scales every change, up
+    to about 1.2 px of shift, 0.3° of turn, 2 % of colour gain, 3 grey levels, 2 px of mask deformation and 0.05
+    of blend ratio. The learned temporal cue's FAKE class (:mod:`.temporal`); ``points``: the first frame's."""
+    first, second = _check_image(first), _check_image(second)
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2) or first.shape != second.shape:
+        raise ValueError(f"expected two crops of one shape and 68 landmarks, got {first.shape}, {second.shape}, "
+                         f"{points.shape}")
+    centre = points.mean(axis=0)
+    seed = int(rng.integers(1 << 31))
+    source0 = _sbi_source(first, centre, np.random.default_rng(seed))
+    source1 = _sbi_source(second, centre, np.random.default_rng(seed)).astype(np.float32)
+    strength = rng.uniform(0.2, 1.0)
+    angle = rng.uniform(0, 2 * np.pi)
+    warp = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), strength * rng.uniform(-0.3, 0.3),
+                                   1 + strength * rng.uniform(-0.005, 0.005))
+    warp[:, 2] += strength * rng.uniform(0.2, 1.2) * np.array([np.cos(angle), np.sin(angle)])
+    h, w = first.shape[:2]
+    source1 = cv2.warpAffine(source1, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    source1 = (source1 * (1 + strength * rng.uniform(-0.02, 0.02, size=3)).astype(np.float32)
+               + strength * rng.uniform(-3, 3))
+    source1 = np.clip(source1, 0, 255).astype(np.uint8)
+    mask0 = sbi_mask_68((h, w), points, rng)
+    mask1 = np.clip(_elastic(mask0, rng, strength * rng.uniform(0.5, 2.0)), 0, 1)
+    ratio0 = float(rng.choice([0.5, 0.75, 1.0, 1.0]))
+    ratio1 = float(np.clip(ratio0 + strength * rng.uniform(-0.05, 0.05), 0.3, 1.0))
+    return (np.ascontiguousarray(_blend(source0, first, mask0 * ratio0)),
+            np.ascontiguousarray(_blend(source1, second, mask1 * ratio1)))
+
+
 def _match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
     """``source`` (uint8 RGB) with each Lab channel's mean and spread inside ``region`` moved to ``target``'s there
     (Reinhard et al. 2001), so a donor face takes the skin tone and light of the face it is blended into."""

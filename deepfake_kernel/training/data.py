@@ -401,3 +401,19 @@ class CropCache:
             with atomic_path(path, suffix=".npy") as tmp:
                 np.save(tmp, marks)
         return np.load(path)
+
+
+def cached_tracks(cache: CropCache, item: VideoItem):
+    """The cached crops of one video as the cropper's :class:`~deepfake_kernel.faces.Track` list, bystanders
+    dropped as the cropper drops them (the cache keeps every track: training learns from all its faces). Only a
+    video with more tracks than ``max_faces`` can differ from ``predict``: the cache kept the longest ones first."""
+    from ..pipeline.faces import Face, Track, drop_bystanders
+
+    with np.load(cache.video_file(item)) as data:
+        crops, tracks, boxes, probs = data["crops"], data["tracks"], data["boxes"], data["probs"]
+        frames = data["frames"]
+    out: dict[int, Track] = {}
+    for i in range(len(crops)):
+        track = out.setdefault(int(tracks[i]), Track(int(tracks[i])))
+        track.faces.append(Face(int(frames[i]), boxes[i], float(probs[i]), None, crops[i]))
+    return drop_bystanders([out[k] for k in sorted(out)], cache.config.cropper.min_track_size_ratio)

@@ -1,0 +1,71 @@
+import csv
+
+import numpy as np
+import pytest
+
+from deepfake_kernel import train_temporal_cue
+from deepfake_kernel.training.data import CacheConfig, CropCache, read_video_csv
+from deepfake_kernel.training.temporal import stored_pairs
+
+
+@pytest.fixture(scope="module")
+def cached_families(training_videos, tmp_path_factory):
+    """The 8 training clips as two families, their faces cached (4 frames, 64 px) as train caches them."""
+    csv_path, root = training_videos
+    out = root / "temporal_families.csv"
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["path", "label", "group", "family"])
+        writer.writeheader()
+        for row in csv.DictReader(open(csv_path)):
+            writer.writerow({**row, "family": "alpha" if row["group"] in ("g0", "g1") else "beta"})
+    cache_dir = tmp_path_factory.mktemp("temporal_cache")
+    cache = CropCache(cache_dir, CacheConfig(frames=4, crop_size=64))
+    assert cache.build(read_video_csv(out), progress=False)["new"] == 8
+    return out, cache_dir, cache
+
+
+def options(csv_path, cache_dir, *extra):
+    return ["--videos", str(csv_path), "--cache-dir", str(cache_dir), "--cache-frames", "4", "--cache-size", "64",
+            "--positions", "2", "--epochs", "1", "--samples", "4", "--batch-size", "2", "--log-level", "WARNING",
+            *extra]
+
+
+def test_pairs_are_predicts_crops_of_two_consecutive_frames_with_landmarks(cached_families):
+    csv_path, _, cache = cached_families
+    item = read_video_csv(csv_path)[0]
+    first, second, marks = stored_pairs(cache, cache.config.reader.build("cpu"), item, positions=2)
+    assert first.shape == second.shape and first.shape[1:] == (224, 224, 3) and 1 <= len(first) <= 2
+    assert marks.shape == (len(first), 68, 2) and marks.min() > 0 and marks.max() < 224
+    assert 0 < np.abs(first.astype(int) - second.astype(int)).mean() < 20  # the next frame: the face moved a little
+    again = stored_pairs(cache, None, item, positions=2)  # kept beside the crops: no reader needed
+    assert np.array_equal(again[0], first) and np.array_equal(again[2], marks)
+
+
+def test_a_fold_scores_only_the_families_it_never_trained_on(cached_families, tmp_path, capsys):
+    csv_path, cache_dir, _ = cached_families
+    scores = tmp_path / "alpha.csv"
+    assert train_temporal_cue.main(options(csv_path, cache_dir, "--hold-out-family", "alpha",
+                                           "--scores", str(scores))) == 0
+    rows = list(csv.DictReader(open(scores)))
+    assert len(rows) == 4 and {r["family"] for r in rows} == {"alpha"}
+    assert all(r["learned_cue"] not in ("", "None") for r in rows)
+    assert len({round(float(r["learned_cue"]), 5) for r in rows}) > 1  # a score per video, not a constant
+    assert '"real_videos": 2' in capsys.readouterr().out  # beta's two REAL clips
+    assert not (tmp_path / "weights").exists()
+
+
+def test_without_a_held_out_family_the_network_is_exported_as_a_residual_reader(cached_families, tmp_path, capsys):
+    from deepfake_kernel.detectors.weights import load_member, read_manifest, select_members
+
+    csv_path, cache_dir, _ = cached_families
+    out = tmp_path / "weights"
+    assert train_temporal_cue.main(options(csv_path, cache_dir, "--out", str(out), "--name", "tcue")) == 0
+    entry = read_manifest(out).member("tcue")
+    assert entry.input == "residual" and entry.ensemble_weight == 0.0 and entry.detector == "temporal_residual_lite0"
+    assert "train_temporal_cue" in entry.training_command and entry.training["real_videos"] == 4
+    assert load_member(entry, out).spec.name == "temporal_residual_lite0" and entry.storage_dtype == "float16"
+    assert entry.metrics["storage_fidelity"]["max_abs_cue_difference"] < 0.05  # float16 keeps the cue
+    with pytest.raises(Exception, match="no members"):  # a manifest of the cue's network alone has no face member
+        select_members(read_manifest(out), None)
+    assert train_temporal_cue.main(options(csv_path, cache_dir, "--hold-out-family", "alpha")) == 2
+    assert "--scores" in capsys.readouterr().err
