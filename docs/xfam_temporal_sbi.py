@@ -240,38 +240,6 @@ def report(args) -> None:
             print(f"{family:13s} {name:36s} {np.mean(values):.3f}  ({' '.join(f'{v:.3f}' for v in values)})")
 
 
-def calibrate(args) -> None:
-    """The shipped calibration refitted (minimax, centred, leave one fold out) on the four seed pairs' out-of-family
-    predictions with ``w · (learned − reference)`` added to each video's logit; the reference is the median learned
-    score over all scored videos (one number, as ``predict`` would carry it). Rows whose video no run scored keep
-    their shipped logit (the video had no pairs). Prints per family the seeds' mean AUC and the held-out log loss."""
-    from deepfake_kernel.evaluation.calibration import calibration_report
-    from deepfake_kernel.evaluation.cross_family import read_predictions
-    from deepfake_kernel.pipeline.ensemble import logit, sigmoid
-
-    scores = {}
-    for path in args.scores.split(","):
-        with open(path) as handle:
-            for row in csv.DictReader(handle):
-                scores.setdefault(row["path"], []).append(float(row["logit"]))
-    learned = {path: float(np.mean(values)) for path, values in scores.items()}
-    reference = float(np.median(list(learned.values())))
-    rows = read_predictions(Path(args.pairs) / "predictions.csv")
-    print(f"{len(learned)} videos scored, reference {reference:.3f}; rows {len(rows)}, "
-          f"{sum(r['path'] in learned for r in rows)} with a learned score")
-    for weight in args.weights:
-        moved = [dict(r, raw=float(sigmoid(logit(np.array(r["raw"])) + weight * (learned[r["path"]] - reference)))
-                      if r["path"] in learned else r["raw"]) for r in rows]
-        fit = calibration_report(moved, center=True)
-        line = []
-        for family, result in sorted(fit["leave_one_fold_out"]["families"].items()):
-            aucs = [auc(np.array([r["label"] for r in moved if r["family"] == family and r["seed"] == seed]),
-                        np.array([r["raw"] for r in moved if r["family"] == family and r["seed"] == seed]))
-                    for seed in sorted({r["seed"] for r in moved if r["family"] == family})]
-            line.append(f"{family} AUC {np.mean(aucs):.3f} LL {result['log_loss']:.3f}")
-        print(f"w {weight:4.2f}: " + "; ".join(line) + f"; T {fit['fit']['temperature']}, clip {fit['fit']['clip']}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -299,12 +267,8 @@ def main() -> None:
     reporting = sub.add_parser("report")
     reporting.add_argument("--scores", required=True, help="scores.csv of train runs, comma-separated (averaged)")
     reporting.add_argument("--pairs", default="runs/xfam/fit4_byst")
-    calibrating = sub.add_parser("calibrate")
-    calibrating.add_argument("--scores", required=True, help="scores.csv of train runs of every fold, comma-separated")
-    calibrating.add_argument("--pairs", default="runs/xfam/fit4_byst")
-    calibrating.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     args = parser.parse_args()
-    {"train": train, "report": report, "dense-crops": dense_crops, "calibrate": calibrate}[args.command](args)
+    {"train": train, "report": report, "dense-crops": dense_crops}[args.command](args)
 
 
 if __name__ == "__main__":
