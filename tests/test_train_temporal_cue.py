@@ -69,3 +69,42 @@ def test_without_a_held_out_family_the_network_is_exported_as_a_residual_reader(
         select_members(read_manifest(out), None)
     assert train_temporal_cue.main(options(csv_path, cache_dir, "--hold-out-family", "alpha")) == 2
     assert "--scores" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_network(cached_families, tmp_path, monkeypatch):
+    import torch
+
+    from deepfake_kernel.training import temporal
+
+    csv_path, _, cache = cached_families
+    first, second, marks = stored_pairs(cache, None, read_video_csv(csv_path)[0], positions=2)
+    videos = [{"first": first, "second": second, "marks": marks}]
+    config = temporal.TemporalCueConfig(epochs=2, samples=4, batch_size=2, work_dir=str(tmp_path / "work"))
+    torch.manual_seed(0)
+    straight = temporal.build_network(config)
+    temporal.train_network(straight, videos, config, progress=lambda text: None)
+
+    real_sample, calls = temporal.training_sample, []
+
+    def killed_in_the_second_epoch(*args):
+        calls.append(1)
+        if len(calls) == 6:  # step 3 of 4: epoch 1's checkpoint is written, epoch 2 is under way
+            raise KeyboardInterrupt
+        return real_sample(*args)
+
+    monkeypatch.setattr(temporal, "training_sample", killed_in_the_second_epoch)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        temporal.train_network(temporal.build_network(config), videos, config, progress=lambda text: None)
+    assert torch.load(tmp_path / "work" / "last.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(temporal, "training_sample", real_sample)
+    resumed = temporal.build_network(config)
+    said = []
+    temporal.train_network(resumed, videos, temporal.TemporalCueConfig(**{**config.__dict__, "resume": True}),
+                           progress=said.append)
+    assert said[0] == "resumed at step 2/4"
+    for (name, a), b in zip(straight.network.state_dict().items(), resumed.network.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = temporal.TemporalCueConfig(**{**config.__dict__, "resume": True, "lr": 1e-3})
+    with pytest.raises(ValueError, match="other settings"):
+        temporal.train_network(temporal.build_network(config), videos, other, progress=lambda text: None)

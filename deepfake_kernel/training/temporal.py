@@ -53,6 +53,14 @@ class TemporalCueConfig:
     cache_frames: int = 32
     cache_size: int = 224
     storage_dtype: str = field(default="float16", metadata={"help": "export dtype: float32, float16 or int8"})
+    work_dir: str = field(default="", metadata={"help": "folder for the checkpoint written after every epoch "
+                                                         "(last.pt; empty: none)"})
+    resume: bool = field(default=False, metadata={"help": "continue from --work-dir's last.pt (same settings)"})
+
+    def resume_key(self) -> dict:
+        """The settings a checkpoint must share to be resumed: what changes the steps taken."""
+        skip = {"out", "name", "scores", "threads", "storage_dtype", "work_dir", "resume"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 def stored_pairs(cache: CropCache, reader, item: VideoItem, positions: int = 8, margin: float = 0.3):
@@ -116,15 +124,32 @@ def build_network(config: TemporalCueConfig):
 
 def train_network(model, videos: list[dict], config: TemporalCueConfig, progress=print) -> list[float]:
     """Train ``model`` (a residual-reading FaceClassifier) on ``videos`` (real ones: ``first``, ``second``,
-    ``marks``): balanced batches, AdamW, one-cycle schedule. Returns the losses per step."""
+    ``marks``): balanced batches, AdamW, one-cycle schedule; with ``config.work_dir`` a checkpoint after every epoch,
+    from which ``config.resume`` continues exactly (network, optimiser, schedule and random state). Returns the
+    losses per step."""
     rng = np.random.default_rng(config.seed)
     optimiser = torch.optim.AdamW(model.network.parameters(), lr=config.lr, weight_decay=1e-4)
     steps = max(1, config.epochs * config.samples // config.batch_size)
+    per_epoch = max(1, steps // max(1, config.epochs))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.lr, total_steps=steps, pct_start=config.warmup)
     half = max(1, config.batch_size // 2)
-    losses, clock = [], time.time()
+    losses, clock, start = [], time.time(), 0
+    checkpoint = Path(config.work_dir) / "last.pt" if config.work_dir else None
+    if config.resume:
+        if checkpoint is None or not checkpoint.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint {checkpoint or '(give --work-dir)'}")
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["key"] != config.resume_key():
+            raise ValueError(f"--resume: {checkpoint} was made with other settings; use another --work-dir")
+        model.network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        start, losses = state["step"], list(state["losses"])
+        progress(f"resumed at step {start}/{steps}")
     model.train()
-    for step in range(steps):
+    for step in range(start, steps):
         images, labels = [], []
         for fake in (False, True):
             for _ in range(half):
@@ -143,6 +168,14 @@ def train_network(model, videos: list[dict], config: TemporalCueConfig, progress
         losses.append(float(loss.detach()))
         if (step + 1) % 25 == 0 or step + 1 == steps:
             progress(f"step {step + 1}/{steps} loss {np.mean(losses[-25:]):.4f} {time.time() - clock:.0f} s")
+        if checkpoint is not None and ((step + 1) % per_epoch == 0 or step + 1 == steps):
+            from ..files import atomic_path
+
+            with atomic_path(checkpoint, suffix=".pt") as tmp:
+                torch.save({"key": config.resume_key(), "step": step + 1, "losses": losses,
+                            "network": model.network.state_dict(), "optimiser": optimiser.state_dict(),
+                            "schedule": schedule.state_dict(), "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state()}, tmp)
     model.eval()
     return losses
 
