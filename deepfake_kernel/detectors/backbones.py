@@ -56,16 +56,23 @@ class PatchNetwork(nn.Module):
         return self.patch_logits(images).mean(dim=(2, 3))
 
 
-@register_detector(DetectorSpec("efficientnet_lite0_patch", "efficientnet_lite0", 224, LITE_MEAN, LITE_STD,
-                                "EfficientNet-Lite0's first three stages (stride 8) and a per-patch classifier, logits "
-                                "averaged: a local-evidence detector; ImageNet start for its stages",
-                                kwargs={"stages": 3}))
-def patch_builder(spec: DetectorSpec) -> nn.Module:
-    import timm
+def first_stages_builder(truncated: type):
+    """A registry builder: ``truncated(timm network, spec.kwargs["stages"])`` (the other kwargs go to timm)."""
 
-    kwargs = dict(spec.kwargs)
-    stages = int(kwargs.pop("stages"))
-    return PatchNetwork(timm.create_model(spec.arch, pretrained=False, num_classes=1, **kwargs), stages)
+    def build(spec: DetectorSpec) -> nn.Module:
+        import timm
+
+        kwargs = dict(spec.kwargs)
+        stages = int(kwargs.pop("stages"))
+        return truncated(timm.create_model(spec.arch, pretrained=False, num_classes=1, **kwargs), stages)
+
+    return build
+
+
+register_detector(DetectorSpec("efficientnet_lite0_patch", "efficientnet_lite0", 224, LITE_MEAN, LITE_STD,
+                               "EfficientNet-Lite0's first three stages (stride 8) and a per-patch classifier, logits "
+                               "averaged: a local-evidence detector; ImageNet start for its stages",
+                               kwargs={"stages": 3}))(first_stages_builder(PatchNetwork))
 
 
 class PooledStages(nn.Module):
@@ -90,16 +97,10 @@ class PooledStages(nn.Module):
 RESIDUAL_MEAN = RESIDUAL_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)  # pipeline.temporal.residual_image → r / 32
 
 
-@register_detector(DetectorSpec("temporal_residual_lite0", "efficientnet_lite0", 224, RESIDUAL_MEAN, RESIDUAL_STD,
-                                "the learned temporal cue: EfficientNet-Lite0's first five stages, pooled, on what "
-                                "optical flow leaves of a face pair (pipeline.temporal.residual_image), not on faces",
-                                kwargs={"stages": 5}))
-def pooled_stages_builder(spec: DetectorSpec) -> nn.Module:
-    import timm
-
-    kwargs = dict(spec.kwargs)
-    stages = int(kwargs.pop("stages"))
-    return PooledStages(timm.create_model(spec.arch, pretrained=False, num_classes=1, **kwargs), stages)
+register_detector(DetectorSpec("temporal_residual_lite0", "efficientnet_lite0", 224, RESIDUAL_MEAN, RESIDUAL_STD,
+                               "the learned temporal cue: EfficientNet-Lite0's first five stages, pooled, on what "
+                               "optical flow leaves of a face pair (pipeline.temporal.residual_image), not on faces",
+                               kwargs={"stages": 5}))(first_stages_builder(PooledStages))
 
 
 # Three of the spatial rich model's high-pass kernels (Fridrich & Kodovsky 2012), as Luo et al. (CVPR 2021,
