@@ -69,6 +69,9 @@ def test_without_a_held_out_family_the_network_is_exported_as_a_residual_reader(
         select_members(read_manifest(out), None)
     assert train_temporal_cue.main(options(csv_path, cache_dir, "--hold-out-family", "alpha")) == 2
     assert "--scores" in capsys.readouterr().err
+    assert train_temporal_cue.main(options(csv_path, cache_dir, "--hold-out-family", "gamma", "--scores",
+                                           str(tmp_path / "g.csv"))) == 2
+    assert "no cached video of that family" in capsys.readouterr().err
 
 
 def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_network(cached_families, tmp_path, monkeypatch):

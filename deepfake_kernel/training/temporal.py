@@ -225,6 +225,10 @@ def run(config: TemporalCueConfig, command: str = "") -> dict:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     videos = load_videos(config)
+    unknown = sorted(set(config.hold_out_family) - {v["family"] for v in videos})
+    if unknown:
+        raise ValueError(f"--hold-out-family {unknown}: no cached video of that family; families: "
+                         f"{sorted({v['family'] for v in videos})}")
     held = [v for v in videos if v["family"] in config.hold_out_family]
     reals = [v for v in videos if v["family"] not in config.hold_out_family and v["label"] == 0]
     if not reals:
