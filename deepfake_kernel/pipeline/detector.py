@@ -29,7 +29,7 @@ from ..device import resolve_device
 from . import ensemble
 from .faces import FaceCropper, Track, add_next_frame_faces
 from .stage_config import CropperConfig, ReaderConfig
-from .temporal import TemporalCue, cue_pairs, learned_cue, video_cue
+from .temporal import TemporalCue, cue_pairs, learned_cue, pairs_cue
 from .video import FrameReader, VideoReadError
 from .watchdog import StageTimeout, run_with_timeout
 
@@ -369,10 +369,10 @@ class Detector:
             if pairs and tracks:
                 stage[0] = "temporal"
                 clock = time.perf_counter()
-                result.temporal_cue = video_cue(batch.frames, batch.next_frames, tracks, cue.margin, cue.shrink)
+                pairs = cue_pairs(batch.frames, batch.next_frames, tracks, cue.margin)
+                result.temporal_cue = pairs_cue(pairs, cue.margin, cue.shrink)
                 if cue.networks:
-                    result.learned_cue = learned_cue([self.cue_networks[n] for n in cue.networks],
-                                                     cue_pairs(batch.frames, batch.next_frames, tracks, cue.margin))
+                    result.learned_cue = learned_cue([self.cue_networks[n] for n in cue.networks], pairs)
                 if cue.paired:  # the members score both frames of every pair
                     tracks = add_next_frame_faces(tracks, batch.next_frames, self.cropper.margin,
                                                   self.cropper.crop_size)

@@ -154,8 +154,14 @@ def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: li
               margin: float = 0.3, shrink: float = 0.85) -> float | None:
     """The log median flow residual of the longest track over the positions whose next frame was decoded
     (``next_frames``: position in ``frames`` → the following source frame); ``None`` when none can be measured."""
+    return pairs_cue(cue_pairs(frames, next_frames, tracks, margin), margin, shrink)
+
+
+def pairs_cue(pairs: list[tuple[Face, np.ndarray, np.ndarray]], margin: float = 0.3,
+              shrink: float = 0.85) -> float | None:
+    """:func:`video_cue` of pairs already cut by :func:`cue_pairs` (the learned cue reads the same ones)."""
     values = []
-    for face, first, second in cue_pairs(frames, next_frames, tracks, margin):
+    for face, first, second in pairs:
         value = flow_residual(first, second, face_ellipse(face.box, margin, shrink=shrink))
         if value is not None and np.isfinite(value) and value > 0:
             values.append(value)
