@@ -1,9 +1,10 @@
+import cv2
 import numpy as np
 import pytest
 
 from deepfake_kernel.pipeline.faces import Face, Track
-from deepfake_kernel.pipeline.temporal import (TemporalCue, cue_pairs, face_ellipse, flow_residual, learned_cue,
-                                               residual_image, video_cue)
+from deepfake_kernel.pipeline.temporal import (TemporalCue, cue_pairs, face_ellipse, flow_maps, flow_residual,
+                                               learned_cue, pair_flow, pairs_cue, residual_image, video_cue)
 from tests import synthetic
 
 
@@ -92,6 +93,26 @@ def test_the_learned_cue_is_the_networks_mean_logit_and_moves_with_flicker():
     assert smooth == pytest.approx(np.mean(alone), abs=1e-5)
     frames, _, tracks = moving_face(0)
     assert learned_cue(networks, cue_pairs(frames, {}, tracks)) is None and learned_cue([], [(None, 1, 2)]) is None
+
+
+def test_both_cues_share_one_flow_per_pair_and_read_the_same_values():
+    import torch
+
+    from deepfake_kernel.detectors import create_model
+
+    torch.manual_seed(0)
+    networks = [create_model("temporal_residual_lite0").eval()]
+    pairs = cue_pairs(*moving_face(16))
+    flows = [pair_flow(first, second) for _, first, second in pairs]
+    grey = [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) for x in pairs[0][1:]]
+    assert all(np.array_equal(a, b) for a, b in zip(flows[0], flow_maps(*grey)))  # the flow cue's float grey alike
+    assert pairs_cue(pairs, flows=flows) == pairs_cue(pairs) is not None
+    assert learned_cue(networks, pairs, flows) == learned_cue(networks, pairs)
+    still = [np.mgrid[0:224, 0:224][::-1].astype(np.float32)] * len(pairs)  # maps that warp nothing: they are used
+    _, first, second = pairs[0]
+    assert np.array_equal(residual_image(first, second, tuple(still[0])),
+                          np.clip(4 * (first.astype(int) - second.astype(int)) + 128, 0, 255).astype(np.uint8))
+    assert pairs_cue(pairs, flows=[tuple(m) for m in still]) > pairs_cue(pairs)
 
 
 def test_a_cue_with_networks_round_trips_and_adds_both_terms():

@@ -29,7 +29,7 @@ from ..device import resolve_device
 from . import ensemble
 from .faces import FaceCropper, Track, add_next_frame_faces
 from .stage_config import CropperConfig, ReaderConfig
-from .temporal import TemporalCue, cue_pairs, learned_cue, pairs_cue
+from .temporal import TemporalCue, cue_pairs, learned_cue, pair_flow, pairs_cue
 from .video import FrameReader, VideoReadError
 from .watchdog import StageTimeout, run_with_timeout
 
@@ -370,9 +370,10 @@ class Detector:
                 stage[0] = "temporal"
                 clock = time.perf_counter()
                 pairs = cue_pairs(batch.frames, batch.next_frames, tracks, cue.margin)
-                result.temporal_cue = pairs_cue(pairs, cue.margin, cue.shrink)
-                if cue.networks:
-                    result.learned_cue = learned_cue([self.cue_networks[n] for n in cue.networks], pairs)
+                flows = [pair_flow(first, second) for _, first, second in pairs] if cue.networks else None
+                result.temporal_cue = pairs_cue(pairs, cue.margin, cue.shrink, flows)
+                if cue.networks:  # the same pairs and flows
+                    result.learned_cue = learned_cue([self.cue_networks[n] for n in cue.networks], pairs, flows)
                 if cue.paired:  # the members score both frames of every pair
                     tracks = add_next_frame_faces(tracks, batch.next_frames, self.cropper.margin,
                                                   self.cropper.crop_size)

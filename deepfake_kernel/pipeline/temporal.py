@@ -111,9 +111,10 @@ def face_ellipse(box: np.ndarray, margin: float, size: int = CUE_SIZE, shrink: f
     return mask.astype(bool)
 
 
-def flow_residual(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> float | None:
+def flow_residual(first: np.ndarray, second: np.ndarray, mask: np.ndarray,
+                  maps: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
     """Residual over change inside ``mask`` for two RGB crops of one face; ``None`` for a repeated frame or a mask
-    too small to measure."""
+    too small to measure. ``maps``: the pair's :func:`pair_flow`, where already computed."""
     if mask.sum() < 200:
         return None
     grey0 = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -121,7 +122,7 @@ def flow_residual(first: np.ndarray, second: np.ndarray, mask: np.ndarray) -> fl
     change = float(np.abs(grey1 - grey0)[mask].mean())
     if change < MIN_CHANGE:
         return None
-    warped = cv2.remap(grey1, *flow_maps(grey0, grey1), cv2.INTER_LINEAR)
+    warped = cv2.remap(grey1, *(maps if maps is not None else flow_maps(grey0, grey1)), cv2.INTER_LINEAR)
     return float(np.abs(warped - grey0)[mask].mean()) / (change + EPS)
 
 
@@ -131,6 +132,12 @@ def flow_maps(grey0: np.ndarray, grey1: np.ndarray) -> tuple[np.ndarray, np.ndar
     flow = cv2.calcOpticalFlowFarneback(grey0, grey1, None, 0.5, 3, 15, 3, 5, 1.2, 0)
     ys, xs = np.mgrid[0:grey0.shape[0], 0:grey0.shape[1]].astype(np.float32)
     return xs + flow[..., 0], ys + flow[..., 1]
+
+
+def pair_flow(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`flow_maps` of two RGB crops, from their uint8 grey images. Both cues warp by it, so a video computes it
+    once per pair (Farneback reads uint8 grey and the same levels as float32 alike: identical flows)."""
+    return flow_maps(cv2.cvtColor(first, cv2.COLOR_RGB2GRAY), cv2.cvtColor(second, cv2.COLOR_RGB2GRAY))
 
 
 def cue_pairs(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: list[Track], margin: float = 0.3,
@@ -158,25 +165,30 @@ def video_cue(frames: np.ndarray, next_frames: dict[int, np.ndarray], tracks: li
 
 
 def pairs_cue(pairs: list[tuple[Face, np.ndarray, np.ndarray]], margin: float = 0.3,
-              shrink: float = 0.85) -> float | None:
-    """:func:`video_cue` of pairs already cut by :func:`cue_pairs` (the learned cue reads the same ones)."""
+              shrink: float = 0.85, flows: list | None = None) -> float | None:
+    """:func:`video_cue` of pairs already cut by :func:`cue_pairs` (the learned cue reads the same ones);
+    ``flows``: their :func:`pair_flow`, where already computed."""
     values = []
-    for face, first, second in pairs:
-        value = flow_residual(first, second, face_ellipse(face.box, margin, shrink=shrink))
+    for k, (face, first, second) in enumerate(pairs):
+        value = flow_residual(first, second, face_ellipse(face.box, margin, shrink=shrink),
+                              flows[k] if flows is not None else None)
         if value is not None and np.isfinite(value) and value > 0:
             values.append(value)
     return float(np.log(np.median(values))) if values else None
 
 
-def learned_cue(networks, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float | None:
+def learned_cue(networks, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                flows: list | None = None) -> float | None:
     """The learned temporal cue of a video: the mean FAKE logit of ``networks`` (residual-reading
     :class:`~deepfake_kernel.detectors.FaceClassifier` s) over the :func:`residual_image` of its ``pairs``
-    (:func:`cue_pairs`); ``None`` without pairs or networks."""
+    (:func:`cue_pairs`; ``flows``: their :func:`pair_flow`, where already computed); ``None`` without pairs or
+    networks."""
     if not pairs or not networks:
         return None
     import torch
 
-    images = np.stack([residual_image(first, second) for _, first, second in pairs])
+    images = np.stack([residual_image(first, second, flows[k] if flows is not None else None)
+                       for k, (_, first, second) in enumerate(pairs)])
     logits = []
     with torch.inference_mode():
         for network in networks:
@@ -184,12 +196,15 @@ def learned_cue(networks, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     return float(np.mean(logits))
 
 
-def residual_image(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def residual_image(first: np.ndarray, second: np.ndarray,
+                   maps: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """What the flow leaves of a face pair, as an image: ``first − warp(second)`` (frame ``i + 1`` warped onto frame
-    ``i`` by :func:`flow_maps`), per RGB channel, stored as uint8 ``clip(round(4 · r) + 128)`` (r in grey levels:
-    quarter-level steps, ±32 kept). Read with mean = std = 128/255, as :data:`RESIDUAL_MEAN` / :data:`RESIDUAL_STD`,
-    a network sees ``r / 32``; the learned temporal cue (:class:`LearnedCue`) is trained and run on these images."""
-    maps = flow_maps(cv2.cvtColor(first, cv2.COLOR_RGB2GRAY), cv2.cvtColor(second, cv2.COLOR_RGB2GRAY))
+    ``i`` by :func:`pair_flow`, or ``maps`` where already computed), per RGB channel, stored as uint8
+    ``clip(round(4 · r) + 128)`` (r in grey levels: quarter-level steps, ±32 kept). Read with mean = std = 128/255,
+    as ``detectors.backbones.RESIDUAL_MEAN`` / ``RESIDUAL_STD``, a network sees ``r / 32``; the learned temporal cue
+    (:func:`learned_cue`) is trained and run on these images."""
+    if maps is None:
+        maps = pair_flow(first, second)
     warped = cv2.remap(second.astype(np.float32), *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     residual = first.astype(np.float32) - warped
     return np.clip(np.round(4.0 * residual) + 128.0, 0, 255).astype(np.uint8)
