@@ -1,7 +1,7 @@
 """How a video's learned temporal cue is taken from its pairs: the folds' networks (``train_temporal_cue
 --hold-out-family F --work-dir DIR``, whose ``DIR/last.pt`` keeps the network) score every stored face pair of the
 held-out videos once; the per-pair logits are then reduced by several rules (the shipped mean, the median, a trimmed
-mean, the maximum, the mean of the top half) and each rule's video cue is judged alone (AUC) and added to a run's
+mean, the maximum, the mean of the top half, the mean of every other pair) and each rule's video cue is judged alone (AUC) and added to a run's
 out-of-family predictions (AUC, per seed pair). From the repository root (twenty-ninth session):
 
     python docs/xfam_learned_cue_rules.py --work runs/tcue/work_ffpp_s0,runs/tcue/work_ffpp_s1 --family ffpp \\
@@ -26,6 +26,8 @@ RULES = {
     "trimmed": lambda v: float(np.mean(np.sort(v)[len(v) // 4: len(v) - len(v) // 4])) if len(v) >= 4 else np.mean(v),
     "max": np.max,
     "top_half": lambda v: float(np.mean(np.sort(v)[len(v) // 2:])),
+    "even_pairs": lambda v: float(np.mean(v[0::2])),  # half the pairs: how the AUC grows with the pairs read
+    "odd_pairs": lambda v: float(np.mean(v[1::2])) if len(v) > 1 else float(np.mean(v)),
 }
 
 
