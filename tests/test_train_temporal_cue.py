@@ -111,3 +111,39 @@ def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_network(cached_fam
     other = temporal.TemporalCueConfig(**{**config.__dict__, "resume": True, "lr": 1e-3})
     with pytest.raises(ValueError, match="other settings"):
         temporal.train_network(temporal.build_network(config), videos, other, progress=lambda text: None)
+
+
+def test_labelled_fakes_replace_the_asked_share_of_self_blends_and_a_second_stage_starts_from_a_checkpoint(
+        cached_families, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from deepfake_kernel.training import temporal
+
+    csv_path, cache_dir, cache = cached_families
+    items = read_video_csv(csv_path)
+    reader = cache.config.reader.build("cpu")
+    pairs = [stored_pairs(cache, reader, item, positions=2) for item in items]
+    real = [{"first": p[0], "second": p[1], "marks": p[2]} for p, i in zip(pairs, items) if i.label == 0]
+    fake = [{"first": p[0], "second": p[1], "marks": p[2]} for p, i in zip(pairs, items) if i.label == 1]
+    assert real and fake
+    seen = []
+    real_sample = temporal.training_sample
+    monkeypatch.setattr(temporal, "training_sample",
+                        lambda first, second, marks, blend, rng: seen.append(blend) or
+                        real_sample(first, second, marks, blend, rng))
+    config = temporal.TemporalCueConfig(epochs=1, samples=8, batch_size=4, fake_source="sbi+real", real_fake_share=1.0,
+                                        work_dir=str(tmp_path / "stage1"))
+    model = temporal.build_network(config)
+    temporal.train_network(model, real, config, progress=lambda text: None, fakes=fake)
+    assert len(seen) == 8 and not any(seen)  # share 1: no self-blend, every FAKE a labelled one
+    seen.clear()
+    temporal.train_network(temporal.build_network(config), real,
+                           temporal.TemporalCueConfig(epochs=1, samples=8, batch_size=4), progress=lambda text: None,
+                           fakes=fake)
+    assert sum(seen) == 4  # sbi: the FAKE half self-blended, labelled fakes unused
+    second = temporal.build_network(temporal.TemporalCueConfig(init_from=str(tmp_path / "stage1" / "last.pt")))
+    for a, b in zip(model.network.state_dict().values(), second.network.state_dict().values()):
+        assert torch.equal(a, b)
+    assert train_temporal_cue.main(options(csv_path, cache_dir, "--out", str(tmp_path / "w"), "--fake-source",
+                                           "real")) == 2
+    assert "sbi or sbi+real" in capsys.readouterr().err

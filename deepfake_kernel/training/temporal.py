@@ -5,7 +5,7 @@ next frame) with the cached faces placed on it, cut into pairs by :func:`~deepfa
 exactly as ``predict`` cuts them, with the 68 landmarks of the cached crop of each first frame; stored beside the
 cached crops (``KEY.pairs_p8_m0.3.npz``), so the video is read once. REAL: pairs of real videos. FAKE: the same pairs
 self-blended so that the blend wavers between the two frames (:func:`~.augment.wavering_self_blend`): no labelled
-fake is used. Both frames of a pair flipped together and JPEG re-compressed independently (p 0.5, quality 60–95);
+fake is used (``--fake-source sbi+real`` puts labelled fakes' pairs beside them: measured, not shipped). Both frames of a pair flipped together and JPEG re-compressed independently (p 0.5, quality 60–95);
 the network reads :func:`~deepfake_kernel.pipeline.temporal.residual_image`. docs/cross_family.md has the
 measurements behind the recipe.
 """
@@ -39,6 +39,13 @@ class TemporalCueConfig:
     hold_out_family: list[str] = field(default_factory=list, metadata={
         "help": "families left out of training; their videos are scored into --scores (cross-family measurement)"})
     scores: str = field(default="", metadata={"help": "CSV of the held-out videos' learned cue (with --hold-out-family)"})
+    fake_source: str = field(default="sbi", metadata={
+        "help": "FAKE samples: sbi (wavering self-blends of real pairs), sbi+real (a --real-fake-share of them from "
+                "the labelled FAKE videos of the training families instead)"})
+    real_fake_share: float = field(default=0.5, metadata={"help": "with sbi+real: share of FAKE samples that are "
+                                                                  "labelled fakes' pairs"})
+    init_from: str = field(default="", metadata={"help": "start from this checkpoint (a --work-dir's last.pt) "
+                                                         "instead of ImageNet: a second stage"})
     epochs: int = field(default=3, metadata={"help": "epochs of --samples pairs"})
     samples: int = field(default=1024, metadata={"help": "pairs an epoch, half real, half wavering self-blends"})
     batch_size: int = 16
@@ -111,22 +118,32 @@ def training_sample(first: np.ndarray, second: np.ndarray, marks: np.ndarray, fa
 
 
 def build_network(config: TemporalCueConfig):
-    """The registry's network from EfficientNet-Lite ImageNet weights, its new head started small (P ≈ 0.5)."""
+    """The registry's network from EfficientNet-Lite ImageNet weights, its new head started small (P ≈ 0.5); or,
+    with ``config.init_from``, from that checkpoint's network."""
     from ..detectors import create_model
     from ..detectors.pretrained import load_efficientnet_lite_imagenet
     from .trainers import reset_head
 
     model = create_model(config.detector)
+    if config.init_from:
+        if not Path(config.init_from).is_file():
+            raise FileNotFoundError(f"--init-from: no checkpoint {config.init_from}")
+        state = torch.load(config.init_from, map_location="cpu", weights_only=False)
+        model.network.load_state_dict(state["network"] if "network" in state else state)
+        return model
     load_efficientnet_lite_imagenet(model.network, int(model.spec.arch[-1]))
     reset_head(model.network.get_classifier())
     return model
 
 
-def train_network(model, videos: list[dict], config: TemporalCueConfig, progress=print) -> list[float]:
+def train_network(model, videos: list[dict], config: TemporalCueConfig, progress=print,
+                  fakes: list[dict] | None = None) -> list[float]:
     """Train ``model`` (a residual-reading FaceClassifier) on ``videos`` (real ones: ``first``, ``second``,
-    ``marks``): balanced batches, AdamW, one-cycle schedule; with ``config.work_dir`` a checkpoint after every epoch,
-    from which ``config.resume`` continues exactly (network, optimiser, schedule and random state). Returns the
-    losses per step."""
+    ``marks``) against their wavering self-blends and, with ``config.fake_source`` ``sbi+real``, the pairs of
+    ``fakes`` (labelled FAKE videos) for a ``config.real_fake_share`` of the FAKE samples: balanced batches, AdamW,
+    one-cycle schedule; with ``config.work_dir`` a checkpoint after every epoch, from which ``config.resume``
+    continues exactly (network, optimiser, schedule and random state). Returns the losses per step."""
+    share = config.real_fake_share if config.fake_source == "sbi+real" and fakes else 0.0
     rng = np.random.default_rng(config.seed)
     optimiser = torch.optim.AdamW(model.network.parameters(), lr=config.lr, weight_decay=1e-4)
     steps = max(1, config.epochs * config.samples // config.batch_size)
@@ -153,9 +170,11 @@ def train_network(model, videos: list[dict], config: TemporalCueConfig, progress
         images, labels = [], []
         for fake in (False, True):
             for _ in range(half):
-                video = videos[rng.integers(len(videos))]
+                labelled = fake and share > 0 and rng.random() < share
+                video = fakes[rng.integers(len(fakes))] if labelled else videos[rng.integers(len(videos))]
                 j = int(rng.integers(len(video["first"])))
-                images.append(training_sample(video["first"][j], video["second"][j], video["marks"][j], fake, rng))
+                images.append(training_sample(video["first"][j], video["second"][j], video["marks"][j],
+                                              fake and not labelled, rng))
                 labels.append(float(fake))
         logits = model(model.preprocess(np.stack(images)))
         loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels))
@@ -219,6 +238,10 @@ def run(config: TemporalCueConfig, command: str = "") -> dict:
         raise ValueError("--videos: give the CSV(s) of videos whose cached crops the pairs come from")
     if config.storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"--storage-dtype must be one of {STORAGE_DTYPES}")
+    if config.fake_source not in ("sbi", "sbi+real"):
+        raise ValueError(f"--fake-source {config.fake_source!r}: use sbi or sbi+real")
+    if not 0.0 <= config.real_fake_share <= 1.0:
+        raise ValueError("--real-fake-share must lie in [0, 1]")
     if config.hold_out_family and not config.scores:
         raise ValueError("--hold-out-family trains a fold model: give --scores FILE.csv for its held-out videos")
     if config.threads:
@@ -233,11 +256,16 @@ def run(config: TemporalCueConfig, command: str = "") -> dict:
     reals = [v for v in videos if v["family"] not in config.hold_out_family and v["label"] == 0]
     if not reals:
         raise ValueError("no REAL video with face pairs to train on (check --videos and --cache-dir)")
-    log.info("%d real training videos, %d held out", len(reals), len(held))
+    fakes = [v for v in videos if v["family"] not in config.hold_out_family and v["label"] == 1]
+    if config.fake_source == "sbi+real" and not fakes:
+        raise ValueError("--fake-source sbi+real: no labelled FAKE video with face pairs among the training families")
+    log.info("%d real training videos, %d labelled fakes%s, %d held out", len(reals), len(fakes),
+             "" if config.fake_source == "sbi+real" else " (unused)", len(held))
     clock = time.time()
     model = build_network(config)
-    losses = train_network(model, reals, config, progress=lambda text: log.info(text))
+    losses = train_network(model, reals, config, progress=lambda text: log.info(text), fakes=fakes)
     summary = {"real_videos": len(reals), "held_out_videos": len(held), "seconds": round(time.time() - clock, 1),
+               "fake_videos": len(fakes) if config.fake_source == "sbi+real" else 0,
                "final_loss": round(float(np.mean(losses[-50:])), 4), "config": asdict(config)}
     if config.hold_out_family:
         rows = score_videos([model], held)
