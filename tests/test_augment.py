@@ -378,3 +378,27 @@ def test_a_wavering_self_blend_blends_both_frames_and_differs_between_them(face6
     assert max(between) > 0.3  # the same input frame twice, yet the blends differ
     with pytest.raises(ValueError, match="68 landmarks"):
         wavering_self_blend(image, image, points[:5], rng(0))
+
+
+def test_a_frozen_self_blend_keeps_the_first_frame_and_gives_the_second_its_texture_moved(face68):
+    """The second frame's inner face becomes the first's moved onto it by the flow: what flow leaves of the pair
+    inside the face shrinks (a texture too steady), while the border keeps the second frame's own pixels."""
+    import cv2
+
+    from deepfake_kernel.pipeline.temporal import residual_image
+    from deepfake_kernel.training.augment import frozen_self_blend
+
+    image, points, _ = face68
+    noise = np.random.default_rng(1).normal(0, 6, image.shape)
+    moved = cv2.warpAffine(image, np.float32([[1, 0, 1], [0, 1, 0]]), image.shape[1::-1],
+                           borderMode=cv2.BORDER_REFLECT_101)
+    second = np.clip(moved + noise, 0, 255).astype(np.uint8)  # the face moved 1 px, with its own sensor noise
+    inner = ~border(image.shape[:2], 60)
+    plain = np.abs(residual_image(image, second).astype(float) - 128)[inner].mean()
+    for seed in range(3):
+        first, frozen = frozen_self_blend(image, second, points, rng(seed))
+        assert np.array_equal(first, image)
+        assert np.abs(frozen.astype(int) - second.astype(int))[border(image.shape[:2], 12)].max() <= 3
+        assert np.abs(residual_image(first, frozen).astype(float) - 128)[inner].mean() < 0.8 * plain
+    with pytest.raises(ValueError, match="68 landmarks"):
+        frozen_self_blend(image, second, points[:5], rng(0))

@@ -129,8 +129,8 @@ def test_labelled_fakes_replace_the_asked_share_of_self_blends_and_a_second_stag
     seen = []
     real_sample = temporal.training_sample
     monkeypatch.setattr(temporal, "training_sample",
-                        lambda first, second, marks, blend, rng: seen.append(blend) or
-                        real_sample(first, second, marks, blend, rng))
+                        lambda first, second, marks, blend, rng, *rest: seen.append(blend) or
+                        real_sample(first, second, marks, blend, rng, *rest))
     config = temporal.TemporalCueConfig(epochs=1, samples=8, batch_size=4, fake_source="sbi+real", real_fake_share=1.0,
                                         work_dir=str(tmp_path / "stage1"))
     model = temporal.build_network(config)

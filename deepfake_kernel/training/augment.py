@@ -417,6 +417,28 @@ def wavering_self_blend(first: np.ndarray, second: np.ndarray, points: np.ndarra
             np.ascontiguousarray(_blend(source1, second, mask1 * ratio1)))
 
 
+def frozen_self_blend(first: np.ndarray, second: np.ndarray, points: np.ndarray,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two consecutive frames of a real face where the second frame's inner face is the first's, moved onto the
+    second by their optical flow: a texture that follows the motion but does not change as a live face does (too
+    steady, the opposite of :func:`wavering_self_blend`), blended in with a 68-point mask (``points``: the first
+    frame's), softened by a light blur half the time. The first frame is returned unchanged."""
+    from ..pipeline.temporal import pair_flow
+
+    first, second = _check_image(first), _check_image(second)
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2) or first.shape != second.shape:
+        raise ValueError(f"expected two crops of one shape and 68 landmarks, got {first.shape}, {second.shape}, "
+                         f"{points.shape}")
+    maps = pair_flow(second, first)  # warps an image of the first frame onto the second
+    frozen = cv2.remap(first, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    if rng.random() < 0.5:
+        frozen = cv2.GaussianBlur(frozen, (0, 0), float(rng.uniform(0.4, 1.0)))
+    mask = sbi_mask_68(first.shape[:2], points, rng)
+    ratio = float(rng.choice([0.5, 0.75, 1.0, 1.0]))
+    return first, np.ascontiguousarray(_blend(frozen, second, mask * ratio))
+
+
 def _match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
     """``source`` (uint8 RGB) with each Lab channel's mean and spread inside ``region`` moved to ``target``'s there
     (Reinhard et al. 2001), so a donor face takes the skin tone and light of the face it is blended into."""

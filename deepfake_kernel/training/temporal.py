@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pipeline.temporal import cue_pairs, residual_image
-from .augment import jpeg_recompress, wavering_self_blend
+from .augment import frozen_self_blend, jpeg_recompress, wavering_self_blend
 from .data import CacheConfig, CropCache, VideoItem, cached_tracks, read_video_csv
 
 log = logging.getLogger("deepfake_kernel.train_temporal_cue")
@@ -44,6 +44,8 @@ class TemporalCueConfig:
                 "the labelled FAKE videos of the training families instead)"})
     real_fake_share: float = field(default=0.5, metadata={"help": "with sbi+real: share of FAKE samples that are "
                                                                   "labelled fakes' pairs"})
+    frozen_share: float = field(default=0.0, metadata={
+        "help": "share of the self-blended FAKE samples made too steady (frozen_self_blend) instead of wavering"})
     init_from: str = field(default="", metadata={"help": "start from this checkpoint (a --work-dir's last.pt) "
                                                          "instead of ImageNet: a second stage"})
     epochs: int = field(default=3, metadata={"help": "epochs of --samples pairs"})
@@ -105,11 +107,12 @@ def stored_pairs(cache: CropCache, reader, item: VideoItem, positions: int = 8, 
 
 
 def training_sample(first: np.ndarray, second: np.ndarray, marks: np.ndarray, fake: bool,
-                    rng: np.random.Generator) -> np.ndarray:
-    """One pair as the network reads it: wavering self-blend if ``fake``, flipped together (p 0.5), both frames
-    JPEG re-compressed (p 0.5, quality 60–95 each), then :func:`residual_image`."""
+                    rng: np.random.Generator, frozen: bool = False) -> np.ndarray:
+    """One pair as the network reads it: wavering self-blend if ``fake`` (too steady a one if ``frozen`` too),
+    flipped together (p 0.5), both frames JPEG re-compressed (p 0.5, quality 60–95 each), then
+    :func:`residual_image`."""
     if fake:
-        first, second = wavering_self_blend(first, second, marks, rng)
+        first, second = (frozen_self_blend if frozen else wavering_self_blend)(first, second, marks, rng)
     if rng.random() < 0.5:
         first, second = np.ascontiguousarray(first[:, ::-1]), np.ascontiguousarray(second[:, ::-1])
     if rng.random() < 0.5:
@@ -173,8 +176,10 @@ def train_network(model, videos: list[dict], config: TemporalCueConfig, progress
                 labelled = fake and share > 0 and rng.random() < share
                 video = fakes[rng.integers(len(fakes))] if labelled else videos[rng.integers(len(videos))]
                 j = int(rng.integers(len(video["first"])))
+                blended = fake and not labelled
+                frozen = blended and config.frozen_share > 0 and rng.random() < config.frozen_share
                 images.append(training_sample(video["first"][j], video["second"][j], video["marks"][j],
-                                              fake and not labelled, rng))
+                                              blended, rng, frozen))
                 labels.append(float(fake))
         logits = model(model.preprocess(np.stack(images)))
         loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels))
@@ -240,8 +245,8 @@ def run(config: TemporalCueConfig, command: str = "") -> dict:
         raise ValueError(f"--storage-dtype must be one of {STORAGE_DTYPES}")
     if config.fake_source not in ("sbi", "sbi+real"):
         raise ValueError(f"--fake-source {config.fake_source!r}: use sbi or sbi+real")
-    if not 0.0 <= config.real_fake_share <= 1.0:
-        raise ValueError("--real-fake-share must lie in [0, 1]")
+    if not 0.0 <= config.real_fake_share <= 1.0 or not 0.0 <= config.frozen_share <= 1.0:
+        raise ValueError("--real-fake-share and --frozen-share must lie in [0, 1]")
     if config.hold_out_family and not config.scores:
         raise ValueError("--hold-out-family trains a fold model: give --scores FILE.csv for its held-out videos")
     if config.threads:
