@@ -5,8 +5,9 @@ next frame) with the cached faces placed on it, cut into pairs by :func:`~deepfa
 exactly as ``predict`` cuts them, with the 68 landmarks of the cached crop of each first frame; stored beside the
 cached crops (``KEY.pairs_p8_m0.3.npz``), so the video is read once. REAL: pairs of real videos. FAKE: the same pairs
 self-blended so that the blend wavers between the two frames (:func:`~.augment.wavering_self_blend`): no labelled
-fake is used (``--fake-source sbi+real`` puts labelled fakes' pairs beside them: measured, not shipped). Both frames of a pair flipped together and JPEG re-compressed independently (p 0.5, quality 60–95);
-the network reads :func:`~deepfake_kernel.pipeline.temporal.residual_image`. docs/cross_family.md has the
+fake is used (``--fake-source sbi+real`` puts labelled fakes' pairs beside them, ``--frozen-share`` too-steady blends:
+measured, not shipped). Both frames of a pair flipped together and JPEG re-compressed independently (p 0.5, quality
+60–95); the network reads :func:`~deepfake_kernel.pipeline.temporal.residual_image`. docs/cross_family.md has the
 measurements behind the recipe.
 """
 from __future__ import annotations
