@@ -383,6 +383,16 @@ def self_blend_68(image: np.ndarray, points: np.ndarray, rng: np.random.Generato
     return (fake, blend_boundary(mask)) if with_boundary else fake
 
 
+def _check_pair(first: np.ndarray, second: np.ndarray, points: np.ndarray):
+    """Two crops of one shape (uint8 RGB) and 68 landmarks (float64), or a ValueError saying what came instead."""
+    first, second = _check_image(first), _check_image(second)
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2) or first.shape != second.shape:
+        raise ValueError(f"expected two crops of one shape and 68 landmarks, got {first.shape}, {second.shape}, "
+                         f"{points.shape}")
+    return first, second, points
+
+
 def wavering_self_blend(first: np.ndarray, second: np.ndarray, points: np.ndarray,
                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two consecutive frames of a real face self-blended as a forgery rendered frame by frame would be: the same
@@ -390,11 +400,7 @@ def wavering_self_blend(first: np.ndarray, second: np.ndarray, points: np.ndarra
     mask and blend ratio moved slightly — a blend that wavers. One random strength (0.2–1) scales every change, up
     to about 1.2 px of shift, 0.3° of turn, 2 % of colour gain, 3 grey levels, 2 px of mask deformation and 0.05
     of blend ratio. The learned temporal cue's FAKE class (:mod:`.temporal`); ``points``: the first frame's."""
-    first, second = _check_image(first), _check_image(second)
-    points = np.asarray(points, dtype=np.float64)
-    if points.shape != (68, 2) or first.shape != second.shape:
-        raise ValueError(f"expected two crops of one shape and 68 landmarks, got {first.shape}, {second.shape}, "
-                         f"{points.shape}")
+    first, second, points = _check_pair(first, second, points)
     centre = points.mean(axis=0)
     seed = int(rng.integers(1 << 31))
     source0 = _sbi_source(first, centre, np.random.default_rng(seed))
@@ -425,11 +431,7 @@ def frozen_self_blend(first: np.ndarray, second: np.ndarray, points: np.ndarray,
     frame's), softened by a light blur half the time. The first frame is returned unchanged."""
     from ..pipeline.temporal import pair_flow
 
-    first, second = _check_image(first), _check_image(second)
-    points = np.asarray(points, dtype=np.float64)
-    if points.shape != (68, 2) or first.shape != second.shape:
-        raise ValueError(f"expected two crops of one shape and 68 landmarks, got {first.shape}, {second.shape}, "
-                         f"{points.shape}")
+    first, second, points = _check_pair(first, second, points)
     maps = pair_flow(second, first)  # warps an image of the first frame onto the second
     frozen = cv2.remap(first, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if rng.random() < 0.5:

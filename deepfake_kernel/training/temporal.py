@@ -133,7 +133,7 @@ def build_network(config: TemporalCueConfig):
         if not Path(config.init_from).is_file():
             raise FileNotFoundError(f"--init-from: no checkpoint {config.init_from}")
         state = torch.load(config.init_from, map_location="cpu", weights_only=False)
-        model.network.load_state_dict(state["network"] if "network" in state else state)
+        model.network.load_state_dict(state["network"])
         return model
     load_efficientnet_lite_imagenet(model.network, int(model.spec.arch[-1]))
     reset_head(model.network.get_classifier())
