@@ -7,17 +7,22 @@ under ``docs/xfam_predictions/``, with no label, family, group, method or datase
 research-licensed); ``unpack`` joins them back from the video CSVs and writes a ``predictions.csv`` that
 ``cross_family --from-predictions`` reads. From the repository root:
 
-    python docs/xfam_archive.py pack runs/xfam/headline/predictions.csv docs/xfam_predictions/members.csv
-    python docs/xfam_archive.py pack-cue runs/tcue/ffpp_s0.csv docs/xfam_predictions/tcue_ffpp_s0.csv
-    python docs/xfam_archive.py unpack docs/xfam_predictions/members.csv runs/xfam/rebuilt \\
+    python docs/xfam_archive.py pack runs/xfam/headline/predictions.csv docs/xfam_predictions/members.csv.gz
+    python docs/xfam_archive.py pack-cue runs/tcue/ffpp_s0.csv docs/xfam_predictions/tcue_ffpp_s0.csv.gz
+    python docs/xfam_archive.py unpack docs/xfam_predictions/members.csv.gz runs/xfam/rebuilt \\
         --videos ../shared/data/videos.csv,../shared/data/videos_extra.csv
-    python docs/xfam_archive.py unpack-cue docs/xfam_predictions/tcue_ffpp_s0.csv runs/tcue/ffpp_s0.csv \\
+    python docs/xfam_archive.py unpack-cue docs/xfam_predictions/tcue_ffpp_s0.csv.gz runs/tcue/ffpp_s0.csv \\
         --videos ../shared/data/videos.csv,../shared/data/videos_extra.csv
+
+A name ending in ``.gz`` is read and written gzip-compressed (about a fifth of the size; the tracked tree is kept
+under 60 MiB), with no time stamp, so packing the same rows again gives the same bytes.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import io
 from pathlib import Path
 
 from deepfake_kernel.training.data import read_video_csv
@@ -25,17 +30,25 @@ from deepfake_kernel.training.data import read_video_csv
 FROM_DATA = ("label", "family", "group", "method", "dataset")  # never stored here: read again from the video CSVs
 
 
-def read_rows(path: str) -> list[dict]:
+def read_rows(path: str | Path) -> list[dict]:
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "rt", newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
 def write_rows(path: str | Path, rows: list[dict], columns: list[str]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    if str(path).endswith(".gz"):
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as handle:
+            handle.write(text.getvalue().encode("utf-8"))
+    else:
+        Path(path).write_text(text.getvalue(), encoding="utf-8", newline="")
 
 
 def pack(source: str, out: str) -> None:
