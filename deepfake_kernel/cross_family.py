@@ -27,6 +27,7 @@ import shlex
 import sys
 
 from .config import add_dataclass_args, from_args
+from .evaluation.calibration import MINIMAX_OVER
 from .evaluation.cross_family import CrossFamilyConfig, report_from_predictions, run, run_seeds
 from .evaluation.family_tables import render_seed_table, render_table
 from .training.augment import AugmentConfig
@@ -60,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_predictions and config.seeds:
             raise ValueError("--from-predictions rebuilds one run's table: point --out at one seed's folder "
                              "(OUT/seed_S) and leave out --seeds")
-        if (config.test_set_center or config.calibrate_weights) and not config.fit_calibration:
-            raise ValueError("--test-set-center and --calibrate-weights shape the calibration fit: add "
-                             "--fit-calibration")
+        if (config.test_set_center or config.calibrate_weights or config.calibration_minimax_over != "family") \
+                and not config.fit_calibration:
+            raise ValueError("--test-set-center, --calibration-minimax-over and --calibrate-weights shape the "
+                             "calibration fit: add --fit-calibration")
+        if config.calibration_minimax_over not in MINIMAX_OVER:
+            raise ValueError(f"--calibration-minimax-over {config.calibration_minimax_over}: choose one of "
+                             f"{', '.join(MINIMAX_OVER)}")
         if config.learned_cue_scores and not args.from_predictions:
             raise ValueError("--learned-cue-scores adds to scored folds: use it with --from-predictions")
         if config.calibrate_member_set and not config.calibrate_weights:

@@ -45,3 +45,29 @@ def test_test_sets_are_centred_on_the_members_scores_before_the_temporal_cue():
     rows[0]["network_raw"] = ""  # a video whose cue could not be measured: its score is the members' alone
     rows[0]["raw"] = float(1 / (1 + np.exp(-1.0)))
     np.testing.assert_allclose(calibration.test_set_shifts(rows), [2.5] * 4, atol=1e-6)
+
+
+def test_a_two_video_family_misranked_flattens_the_fit_over_families_but_not_over_folds(caplog, tmp_path):
+    # folds a and b rank their eight videos well; fold b also holds a family "tiny" of one fake and one real in
+    # the wrong order. Over families that pair is the worst family at every slope: the fit goes to the flattest.
+    # Over folds it is pooled with b's eight videos and the fit stays confident.
+    good = [(0.9, 1), (0.8, 1), (0.7, 1), (0.6, 1), (0.4, 0), (0.3, 0), (0.2, 0), (0.1, 0)]
+    rows = [{"raw": r, "label": y, "family": fold, "fold": fold} for fold in ("a", "b") for r, y in good]
+    rows += [{"raw": 0.3, "label": 1, "family": "tiny", "fold": "b"}, {"raw": 0.7, "label": 0, "family": "tiny",
+                                                                          "fold": "b"}]
+    with caplog.at_level("WARNING"):
+        by_family = calibration.calibration_report(rows)
+    assert "tiny (1, 1)" in caplog.text
+    by_fold = calibration.calibration_report(rows, minimax_over="fold")
+    assert by_family["fit"]["temperature"] == 50.0 and by_family["fit"]["rule"] == "minimax over held-out families"
+    assert by_fold["fit"]["temperature"] < 5 and by_fold["fit"]["rule"] == "minimax over held-out folds"
+    # judged leave one fold out, family a gains from the confident fit and the tiny family pays for it
+    families = {k: by_fold["leave_one_fold_out"]["families"][k]["log_loss"] for k in ("a", "tiny")}
+    assert families["a"] < by_family["leave_one_fold_out"]["families"]["a"]["log_loss"] - 0.1
+    assert families["tiny"] > calibration.CONSTANT_LOG_LOSS
+    try:
+        calibration.calibration_report(rows, minimax_over="seed")
+    except ValueError as exc:
+        assert "family, fold" in str(exc)
+    else:
+        raise AssertionError("an unknown rule was accepted")

@@ -389,3 +389,11 @@ def test_the_learned_cue_of_the_folds_is_added_fitted_and_shipped_with_its_netwo
             0.5 * (row["learned_cue"] - reference), abs=1e-6)
     assert {r["path"]: r["raw"] for r in read_predictions(out / "predictions.csv")} == {
         path: row["raw"] for path, row in before.items()}
+
+
+def test_an_unknown_calibration_rule_or_one_without_a_fit_fails_early(tmp_path, capsys):
+    base = ["--out", str(tmp_path), "--from-predictions"]
+    assert cross_family.main(base + ["--calibration-minimax-over", "fold"]) == 2
+    assert "add --fit-calibration" in capsys.readouterr().err
+    assert cross_family.main(base + ["--fit-calibration", "--calibration-minimax-over", "seed"]) == 2
+    assert "choose one of family, fold" in capsys.readouterr().err

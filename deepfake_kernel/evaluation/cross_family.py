@@ -33,6 +33,9 @@ class CrossFamilyConfig:
     score_only: bool = field(default=False, metadata={"help": "score existing fold weights, train nothing"})
     fit_calibration: bool = field(default=False, metadata={
         "help": "fit the clipper on the out-of-family predictions (minimax over families), judged leave-one-fold-out"})
+    calibration_minimax_over: str = field(default="family", metadata={
+        "help": "with --fit-calibration: minimise the worst held-out 'family' (the shipped fit) or the worst 'fold' "
+                "(families held out together pooled; steadier where a family holds only a couple of videos)"})
     test_set_center: bool = field(default=False, metadata={
         "help": "with --fit-calibration: fit on each video's logit minus the median logit of its test set (the fold's "
                 "held-out videos, per seed), as predict then applies it over a run's videos; stored with the fit"})
@@ -338,7 +341,8 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
     normalisation), then write ``report.json`` and ``table.md`` under ``config.out``."""
     out = Path(config.out)
     if config.fit_calibration:
-        report["calibration"] = calibration_report(rows, center=config.test_set_center)
+        report["calibration"] = calibration_report(rows, center=config.test_set_center,
+                                                   minimax_over=config.calibration_minimax_over)
         if config.calibrate_weights:
             store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
                               video_norm_of(rows), set_norm_of(rows), as_member_set=config.calibrate_member_set,
