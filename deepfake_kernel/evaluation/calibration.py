@@ -101,10 +101,10 @@ def calibration_report(rows: list[dict], center: bool = False, minimax_over: str
     shift = test_set_shifts(rows) if center else np.zeros(len(rows))
     few = small_families(labels, groups)
     if few:
+        hint = "; --calibration-minimax-over fold pools families held out together" if minimax_over == "family" else ""
         LOGGER.warning("calibration: %s %s fewer than %d videos of a class (fakes, reals): the order of those few "
-                       "videos can decide the fit; --calibration-minimax-over fold pools families held out together",
-                       ", ".join(f"{f} {c}" for f, c in few.items()), "holds" if len(few) == 1 else "hold",
-                       FEW_OF_A_CLASS)
+                       "videos can decide the fit%s", ", ".join(f"{f} {c}" for f, c in few.items()),
+                       "holds" if len(few) == 1 else "hold", FEW_OF_A_CLASS, hint)
     fit = fit_minimax_calibration(raw, labels, groups, shift)
     held = {}
     oof = np.full(len(rows), np.nan)

@@ -32,7 +32,8 @@ class CrossFamilyConfig:
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95 %% intervals"})
     score_only: bool = field(default=False, metadata={"help": "score existing fold weights, train nothing"})
     fit_calibration: bool = field(default=False, metadata={
-        "help": "fit the clipper on the out-of-family predictions (minimax over families), judged leave-one-fold-out"})
+        "help": "fit the clipper on the out-of-family predictions (minimax over families, or folds: "
+                "--calibration-minimax-over), judged leave-one-fold-out"})
     calibration_minimax_over: str = field(default="family", metadata={
         "help": "with --fit-calibration: minimise the worst held-out 'family' (the shipped fit) or the worst 'fold' "
                 "(families held out together pooled; steadier where a family holds only a couple of videos)"})
