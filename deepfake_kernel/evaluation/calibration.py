@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import metrics
 from ..pipeline import ensemble
+from .family_tables import MIN_PER_CLASS
 
 LOGGER = logging.getLogger(__name__)
 CONSTANT_LOG_LOSS = float(np.log(2.0))  # writing 0.5 for every video
@@ -74,14 +75,14 @@ def apply_calibration(fit: dict, raw: np.ndarray, shift: np.ndarray | float = 0.
 
 
 MINIMAX_OVER = ("family", "fold")
-FEW_OF_A_CLASS = 3  # a family with fewer videos of either class than this: its order, not a trend, drives a minimax
 
 
 def small_families(labels: np.ndarray, families: np.ndarray) -> dict[str, tuple[int, int]]:
-    """Families holding fewer than :data:`FEW_OF_A_CLASS` fakes or reals: ``{family: (fakes, reals)}``."""
+    """Families holding fewer fakes or reals than a family's AUC needs to enter the table's mean
+    (:data:`~.family_tables.MIN_PER_CLASS`): ``{family: (fakes, reals)}``."""
     counts = {f: (int((labels[families == f] == 1).sum()), int((labels[families == f] == 0).sum()))
               for f in np.unique(families)}
-    return {f: c for f, c in counts.items() if min(c) < FEW_OF_A_CLASS}
+    return {f: c for f, c in counts.items() if min(c) < MIN_PER_CLASS}
 
 
 def calibration_report(rows: list[dict], center: bool = False, minimax_over: str = "family") -> dict:
@@ -104,7 +105,7 @@ def calibration_report(rows: list[dict], center: bool = False, minimax_over: str
         hint = "; --calibration-minimax-over fold pools families held out together" if minimax_over == "family" else ""
         LOGGER.warning("calibration: %s %s fewer than %d videos of a class (fakes, reals): the order of those few "
                        "videos can decide the fit%s", ", ".join(f"{f} {c}" for f, c in few.items()),
-                       "holds" if len(few) == 1 else "hold", FEW_OF_A_CLASS, hint)
+                       "holds" if len(few) == 1 else "hold", MIN_PER_CLASS, hint)
     fit = fit_minimax_calibration(raw, labels, groups, shift)
     held = {}
     oof = np.full(len(rows), np.nan)
