@@ -14,7 +14,7 @@ Every ``train`` option applies to each fold. It writes ``predictions.csv`` (one 
 ``table.md`` and ``report.json``: per held-out family AUC and log loss with bootstrap 95 % intervals, and their
 mean; per manipulation of a family, its fakes' AUC against the family's real videos and inside their own source.
 ``--fit-calibration`` then fits the clipper on these out-of-family predictions so that no family's log loss passes
-the constant's 0.693 (minimax over families), reports each fold's log loss with the calibration fitted on the
+the constant's 0.693 (minimax over families, or folds), reports each fold's log loss with the calibration fitted on the
 *other* folds, and with ``--calibrate-weights DIR`` stores it in that weights folder's manifest.
 ``--test-set-center`` fits it on logits centred on each test set's median (predict then centres on its run).
 """

@@ -1,4 +1,4 @@
-"""Calibration that never overclaims: fitted on out-of-family predictions, minimax over families.
+"""Calibration that never overclaims: fitted on out-of-family predictions, minimax over families (or folds).
 
 ``sigmoid(slope · logit(raw))`` clipped to ``[c, 1 − c]``, the slope and clip chosen so that the *worst*
 held-out family's log loss is as low as it gets (in sample never above the constant's 0.693); each fold is then
@@ -88,9 +88,9 @@ def small_families(labels: np.ndarray, families: np.ndarray) -> dict[str, tuple[
 def calibration_report(rows: list[dict], center: bool = False, minimax_over: str = "family") -> dict:
     """The fit on all out-of-family predictions, and each fold scored with the fit made on the other folds;
     ``center``: on logits centred per test set (:func:`test_set_shifts`), recorded in the fit as
-    ``"center": "test_set_median"``. ``minimax_over``: the worst ``family`` (the shipped rule) or the worst
+    ``"center": "test_set_median"``. ``minimax_over``: the worst ``family`` (the default) or the worst
     ``fold`` (families held out together pooled: steadier where a family holds a couple of videos, whose order
-    alone then sets the temperature; measured in docs/cross_family.md, thirty-first session); the leave-one-out
+    alone then sets the temperature; the shipped fit since the thirty-second session); the leave-one-out
     log losses are reported per family either way, and the fit records its rule."""
     if minimax_over not in MINIMAX_OVER:
         raise ValueError(f"minimax over {minimax_over!r}: choose one of {', '.join(MINIMAX_OVER)}")

@@ -35,8 +35,8 @@ class CrossFamilyConfig:
         "help": "fit the clipper on the out-of-family predictions (minimax over families, or folds: "
                 "--calibration-minimax-over), judged leave-one-fold-out"})
     calibration_minimax_over: str = field(default="family", metadata={
-        "help": "with --fit-calibration: minimise the worst held-out 'family' (the shipped fit) or the worst 'fold' "
-                "(families held out together pooled; steadier where a family holds only a couple of videos)"})
+        "help": "with --fit-calibration: minimise the worst held-out 'family' or the worst 'fold' (families held "
+                "out together pooled; steadier where a family holds only a couple of videos; the shipped fit)"})
     test_set_center: bool = field(default=False, metadata={
         "help": "with --fit-calibration: fit on each video's logit minus the median logit of its test set (the fold's "
                 "held-out videos, per seed), as predict then applies it over a run's videos; stored with the fit"})
