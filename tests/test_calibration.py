@@ -1,6 +1,7 @@
 """The out-of-family calibration (evaluation/calibration.py)."""
 import numpy as np
 
+from deepfake_kernel import metrics
 from deepfake_kernel.evaluation import calibration
 
 
@@ -71,6 +72,26 @@ def test_a_two_video_family_misranked_flattens_the_fit_over_families_but_not_ove
     try:
         calibration.calibration_report(rows, minimax_over="seed")
     except ValueError as exc:
-        assert "family, fold" in str(exc)
+        assert "family, fold, test-set" in str(exc)
     else:
         raise AssertionError("an unknown rule was accepted")
+
+
+def test_minimax_over_test_sets_holds_the_fit_to_its_worst_run_not_to_the_pool():
+    # fold a's two seeds: seed 0 ranks its videos well, seed 1 is unsure and half wrong. Pooled over the fold the
+    # good run carries the bad one and the fit stays sharp; over test sets (fold x seed) the bad run is the worst
+    # group and the fit flattens, so that no run is overclaimed.
+    good = [(0.95, 1), (0.9, 1), (0.85, 1), (0.8, 1), (0.2, 0), (0.15, 0), (0.1, 0), (0.05, 0)]
+    poor = [(0.9, 1), (0.7, 1), (0.3, 1), (0.2, 0), (0.8, 0), (0.6, 0), (0.25, 0), (0.1, 1)]
+    rows = [{"raw": r, "label": y, "family": "a", "fold": "a", "seed": 0} for r, y in good]
+    rows += [{"raw": r, "label": y, "family": "a", "fold": "a", "seed": 1} for r, y in poor]
+    rows += [{"raw": r, "label": y, "family": "b", "fold": "b", "seed": s} for s in (0, 1) for r, y in good]
+    by_fold = calibration.calibration_report(rows, minimax_over="fold")
+    by_run = calibration.calibration_report(rows, minimax_over="test-set")
+    assert by_run["fit"]["rule"] == "minimax over held-out test sets (fold x seed)"
+    assert by_run["fit"]["temperature"] > by_fold["fit"]["temperature"]
+    raw = np.array([r["raw"] for r in rows[8:16]])
+    labels = np.array([r["label"] for r in rows[8:16]], float)
+    worst = {name: metrics.log_loss(labels, calibration.apply_calibration(report["fit"], raw))
+             for name, report in (("fold", by_fold), ("run", by_run))}
+    assert worst["run"] < worst["fold"] and worst["run"] <= calibration.CONSTANT_LOG_LOSS + 1e-6

@@ -32,11 +32,12 @@ class CrossFamilyConfig:
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95 %% intervals"})
     score_only: bool = field(default=False, metadata={"help": "score existing fold weights, train nothing"})
     fit_calibration: bool = field(default=False, metadata={
-        "help": "fit the clipper on the out-of-family predictions (minimax over families, or folds: "
+        "help": "fit the clipper on the out-of-family predictions (minimax over families, folds or test sets: "
                 "--calibration-minimax-over), judged leave-one-fold-out"})
     calibration_minimax_over: str = field(default="family", metadata={
-        "help": "with --fit-calibration: minimise the worst held-out 'family' or the worst 'fold' (families held "
-                "out together pooled; steadier where a family holds only a couple of videos; the shipped fit)"})
+        "help": "with --fit-calibration: minimise the worst held-out 'family', the worst 'fold' (families held "
+                "out together pooled; steadier where a family holds only a couple of videos) or the worst 'test-set' "
+                "(a fold's videos per seed, as one predict run sees them; the shipped fit)"})
     test_set_center: bool = field(default=False, metadata={
         "help": "with --fit-calibration: fit on each video's logit minus the median logit of its test set (the fold's "
                 "held-out videos, per seed), as predict then applies it over a run's videos; stored with the fit"})
