@@ -49,8 +49,8 @@ class TemporalCueConfig:
         "help": "share of the self-blended FAKE samples made too steady (frozen_self_blend) instead of wavering"})
     init_from: str = field(default="", metadata={"help": "start from this checkpoint (a --work-dir's last.pt) "
                                                          "instead of ImageNet: a second stage"})
-    epochs: int = field(default=9, metadata={"help": "epochs of --samples pairs (9 since 2026-12-07: three times "
-                                                     "the first recipe's 3 lifted every held-out fold)"})
+    epochs: int = field(default=18, metadata={"help": "epochs of --samples pairs (18 since the thirty-third session; "
+                                                      "3 then 9 before: each longer schedule lifted the held-out folds)"})
     samples: int = field(default=1024, metadata={"help": "pairs an epoch, half real, half wavering self-blends"})
     batch_size: int = 16
     lr: float = field(default=5e-4, metadata={"help": "one-cycle peak learning rate (AdamW, weight decay 1e-4)"})
