@@ -37,11 +37,17 @@ def family_losses(raw: np.ndarray, labels: np.ndarray, families: np.ndarray, slo
     return {f: metrics.log_loss(labels[families == f], probs[families == f]) for f in np.unique(families)}
 
 
+def test_set_keys(rows: list[dict]) -> np.ndarray:
+    """Per row, its test set: ``fold/seed`` (the fold's held-out videos scored by one seed, one ``predict`` run's
+    worth; ``seed`` absent: the fold is one run)."""
+    return np.array([f"{r['fold']}/{r.get('seed', '')}" for r in rows])
+
+
 def test_set_shifts(rows: list[dict]) -> np.ndarray:
     """Per row, the median logit of its test set: the rows of its fold and seed (``seed`` absent: one run). Taken
     over the members' scores (``network_raw``, before the temporal cue, where a row has one), as ``predict``
     centres (:func:`~deepfake_kernel.pipeline.adapt.centre_scores`)."""
-    keys = np.array([f"{r.get('seed', '')}/{r['fold']}" for r in rows])
+    keys = test_set_keys(rows)
     raw = np.array([r["raw"] if r.get("network_raw") in (None, "") else float(r["network_raw"]) for r in rows],
                    np.float64)
     shifts = np.zeros(len(rows))
@@ -102,7 +108,7 @@ def calibration_report(rows: list[dict], center: bool = False, minimax_over: str
     families = np.array([r["family"] for r in rows])
     folds = np.array([r["fold"] for r in rows])
     groups = {"family": families, "fold": folds,
-              "test-set": np.array([f"{r['fold']}/{r.get('seed', '')}" for r in rows])}[minimax_over]
+              "test-set": test_set_keys(rows)}[minimax_over]
     shift = test_set_shifts(rows) if center else np.zeros(len(rows))
     few = small_families(labels, groups)
     if few:
