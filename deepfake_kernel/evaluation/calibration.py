@@ -80,9 +80,9 @@ def apply_calibration(fit: dict, raw: np.ndarray, shift: np.ndarray | float = 0.
     return clipper(ensemble.sigmoid(ensemble.logit(raw) - shift))
 
 
-MINIMAX_OVER = ("family", "fold", "test-set")
 RULE_NAMES = {"family": "minimax over held-out families", "fold": "minimax over held-out folds",
               "test-set": "minimax over held-out test sets (fold x seed)"}
+MINIMAX_OVER = tuple(RULE_NAMES)
 
 
 def small_families(labels: np.ndarray, families: np.ndarray) -> dict[str, tuple[int, int]]:
