@@ -402,3 +402,22 @@ def test_a_frozen_self_blend_keeps_the_first_frame_and_gives_the_second_its_text
         assert np.abs(residual_image(first, frozen).astype(float) - 128)[inner].mean() < 0.8 * plain
     with pytest.raises(ValueError, match="68 landmarks"):
         frozen_self_blend(image, second, points[:5], rng(0))
+
+
+def test_pair_jitter_gives_both_frames_one_look(face68):
+    """A pair's two frames get the same crop, contrast, brightness and resolution: a still face stays still (its
+    frames stay equal) while the look moves with the seed; the same seed gives the same look."""
+    from deepfake_kernel.training.augment import pair_jitter
+
+    image = face68[0]
+    looks = []
+    for seed in range(6):
+        first, second = pair_jitter(image, image.copy(), rng(seed))
+        assert first.shape == image.shape and first.dtype == np.uint8
+        assert np.array_equal(first, second)  # one look on both: nothing the video did not change
+        looks.append(np.abs(first.astype(int) - image.astype(int)).mean())
+        again = pair_jitter(image, image.copy(), rng(seed))
+        assert np.array_equal(again[0], first)
+    assert min(looks) > 1 and len({round(v, 3) for v in looks}) == 6  # each seed its own look, never the input
+    with pytest.raises(ValueError, match="one shape"):
+        pair_jitter(image, image[:-2], rng(0))

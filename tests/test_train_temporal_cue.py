@@ -147,3 +147,25 @@ def test_labelled_fakes_replace_the_asked_share_of_self_blends_and_a_second_stag
     assert train_temporal_cue.main(options(csv_path, cache_dir, "--out", str(tmp_path / "w"), "--fake-source",
                                            "real")) == 2
     assert "sbi or sbi+real" in capsys.readouterr().err
+
+
+def test_pair_jitter_changes_the_samples_only_when_asked(cached_families):
+    """``--pair-jitter 0`` draws nothing more from the random stream (earlier networks rebuild exactly); a share of 1
+    gives every pair a look, so the residuals the network reads differ."""
+    from deepfake_kernel.training import temporal
+
+    csv_path, _, cache = cached_families
+    item = [i for i in read_video_csv(csv_path) if i.label == 0][0]
+    first, second, marks = stored_pairs(cache, cache.config.reader.build("cpu"), item, positions=2)
+    for fake in (False, True):
+        plain = temporal.training_sample(first[0], second[0], marks[0], fake, np.random.default_rng(3))
+        off = temporal.training_sample(first[0], second[0], marks[0], fake, np.random.default_rng(3), jitter=0.0)
+        on = temporal.training_sample(first[0], second[0], marks[0], fake, np.random.default_rng(3), jitter=1.0)
+        assert np.array_equal(plain, off) and not np.array_equal(plain, on) and on.shape == plain.shape
+
+
+def test_a_share_outside_zero_to_one_fails_early(cached_families, tmp_path, capsys):
+    csv_path, cache_dir, _ = cached_families
+    assert train_temporal_cue.main(options(csv_path, cache_dir, "--out", str(tmp_path / "w"), "--pair-jitter",
+                                           "1.5")) == 2
+    assert "--pair-jitter must lie in [0, 1]" in capsys.readouterr().err

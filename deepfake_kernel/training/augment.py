@@ -441,6 +441,36 @@ def frozen_self_blend(first: np.ndarray, second: np.ndarray, points: np.ndarray,
     return first, np.ascontiguousarray(_blend(frozen, second, mask * ratio))
 
 
+def pair_jitter(first: np.ndarray, second: np.ndarray, rng: np.random.Generator,
+                crop_side: tuple[float, float] = (0.85, 1.0), contrast: float = 0.2, brightness: float = 20.0,
+                downscale: tuple[float, float] = (0.5, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """One random look applied alike to both frames of a pair, so that what changes between them stays what the
+    video changed: the same window of ``crop_side`` × the sides resized back, the same contrast (×1 ± ``contrast``
+    about the first frame's mean) and brightness (± ``brightness`` grey levels), and half the time the same
+    resolution loss (down to ``downscale`` of the side and back up)."""
+    first, second = _check_image(first), _check_image(second)
+    if first.shape != second.shape:
+        raise ValueError(f"expected two crops of one shape, got {first.shape} and {second.shape}")
+    h, w = first.shape[:2]
+    fraction = rng.uniform(*crop_side)
+    crop_w, crop_h = max(1, round(w * fraction)), max(1, round(h * fraction))
+    left, top = int(rng.integers(0, w - crop_w + 1)), int(rng.integers(0, h - crop_h + 1))
+    gain, shift = rng.uniform(1 - contrast, 1 + contrast), rng.uniform(-brightness, brightness)
+    mean = float(first.mean())
+    factor = rng.uniform(*downscale) if rng.random() < 0.5 else 1.0
+    small = (max(8, round(w * factor)), max(8, round(h * factor)))
+
+    def look(image: np.ndarray) -> np.ndarray:
+        image = cv2.resize(image[top:top + crop_h, left:left + crop_w], (w, h), interpolation=cv2.INTER_LINEAR)
+        if factor < 1.0:
+            image = cv2.resize(cv2.resize(image, small, interpolation=cv2.INTER_AREA), (w, h),
+                               interpolation=cv2.INTER_LINEAR)
+        pixels = (image.astype(np.float32) - mean) * gain + mean + shift
+        return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+    return look(first), look(second)
+
+
 def _match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
     """``source`` (uint8 RGB) with each Lab channel's mean and spread inside ``region`` moved to ``target``'s there
     (Reinhard et al. 2001), so a donor face takes the skin tone and light of the face it is blended into."""

@@ -6,8 +6,9 @@ exactly as ``predict`` cuts them, with the 68 landmarks of the cached crop of ea
 cached crops (``KEY.pairs_p8_m0.3.npz``), so the video is read once. REAL: pairs of real videos. FAKE: the same pairs
 self-blended so that the blend wavers between the two frames (:func:`~.augment.wavering_self_blend`): no labelled
 fake is used (``--fake-source sbi+real`` puts labelled fakes' pairs beside them, ``--frozen-share`` too-steady blends:
-measured, not shipped). Both frames of a pair flipped together and JPEG re-compressed independently (p 0.5, quality
-60–95); the network reads :func:`~deepfake_kernel.pipeline.temporal.residual_image`. docs/cross_family.md has the
+measured, not shipped). ``--pair-jitter P`` gives a share P of pairs one random look on both frames (crop window,
+contrast, brightness, resolution loss). Both frames of a pair flipped together and JPEG re-compressed independently
+(p 0.5, quality 60–95); the network reads :func:`~deepfake_kernel.pipeline.temporal.residual_image`. docs/cross_family.md has the
 measurements behind the recipe.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pipeline.temporal import cue_pairs, residual_image
-from .augment import frozen_self_blend, jpeg_recompress, wavering_self_blend
+from .augment import frozen_self_blend, jpeg_recompress, pair_jitter, wavering_self_blend
 from .data import CacheConfig, CropCache, VideoItem, cached_tracks, read_video_csv
 
 log = logging.getLogger("deepfake_kernel.train_temporal_cue")
@@ -47,6 +48,9 @@ class TemporalCueConfig:
                                                                   "labelled fakes' pairs"})
     frozen_share: float = field(default=0.0, metadata={
         "help": "share of the self-blended FAKE samples made too steady (frozen_self_blend) instead of wavering"})
+    pair_jitter: float = field(default=0.0, metadata={
+        "help": "share of pairs given one random look on both frames (crop window, contrast, brightness, resolution "
+                "loss: augment.pair_jitter), after the blend, before flip and JPEG (0: off)"})
     init_from: str = field(default="", metadata={"help": "start from this checkpoint (a --work-dir's last.pt) "
                                                          "instead of ImageNet: a second stage"})
     epochs: int = field(default=18, metadata={"help": "epochs of --samples pairs (18 since the thirty-third session; "
@@ -109,12 +113,14 @@ def stored_pairs(cache: CropCache, reader, item: VideoItem, positions: int = 8, 
 
 
 def training_sample(first: np.ndarray, second: np.ndarray, marks: np.ndarray, fake: bool,
-                    rng: np.random.Generator, frozen: bool = False) -> np.ndarray:
+                    rng: np.random.Generator, frozen: bool = False, jitter: float = 0.0) -> np.ndarray:
     """One pair as the network reads it: wavering self-blend if ``fake`` (too steady a one if ``frozen`` too),
-    flipped together (p 0.5), both frames JPEG re-compressed (p 0.5, quality 60–95 each), then
-    :func:`residual_image`."""
+    one look on both frames (p ``jitter``: :func:`~.augment.pair_jitter`), flipped together (p 0.5), both frames
+    JPEG re-compressed (p 0.5, quality 60–95 each), then :func:`residual_image`."""
     if fake:
         first, second = (frozen_self_blend if frozen else wavering_self_blend)(first, second, marks, rng)
+    if jitter > 0 and rng.random() < jitter:
+        first, second = pair_jitter(first, second, rng)
     if rng.random() < 0.5:
         first, second = np.ascontiguousarray(first[:, ::-1]), np.ascontiguousarray(second[:, ::-1])
     if rng.random() < 0.5:
@@ -181,7 +187,7 @@ def train_network(model, videos: list[dict], config: TemporalCueConfig, progress
                 blended = fake and not labelled
                 frozen = blended and config.frozen_share > 0 and rng.random() < config.frozen_share
                 images.append(training_sample(video["first"][j], video["second"][j], video["marks"][j],
-                                              blended, rng, frozen))
+                                              blended, rng, frozen, config.pair_jitter))
                 labels.append(float(fake))
         logits = model(model.preprocess(np.stack(images)))
         loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels))
@@ -247,8 +253,8 @@ def run(config: TemporalCueConfig, command: str = "") -> dict:
         raise ValueError(f"--storage-dtype must be one of {STORAGE_DTYPES}")
     if config.fake_source not in ("sbi", "sbi+real"):
         raise ValueError(f"--fake-source {config.fake_source!r}: use sbi or sbi+real")
-    if not 0.0 <= config.real_fake_share <= 1.0 or not 0.0 <= config.frozen_share <= 1.0:
-        raise ValueError("--real-fake-share and --frozen-share must lie in [0, 1]")
+    if not all(0.0 <= share <= 1.0 for share in (config.real_fake_share, config.frozen_share, config.pair_jitter)):
+        raise ValueError("--real-fake-share, --frozen-share and --pair-jitter must lie in [0, 1]")
     if config.hold_out_family and not config.scores:
         raise ValueError("--hold-out-family trains a fold model: give --scores FILE.csv for its held-out videos")
     if config.threads:
