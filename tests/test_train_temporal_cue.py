@@ -80,7 +80,8 @@ def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_network(cached_fam
     from deepfake_kernel.training import temporal
 
     csv_path, _, cache = cached_families
-    first, second, marks = stored_pairs(cache, None, read_video_csv(csv_path)[0], positions=2)
+    first, second, marks = stored_pairs(cache, cache.config.reader.build("cpu"), read_video_csv(csv_path)[0],
+                                        positions=2)
     videos = [{"first": first, "second": second, "marks": marks}]
     config = temporal.TemporalCueConfig(epochs=2, samples=4, batch_size=2, work_dir=str(tmp_path / "work"))
     torch.manual_seed(0)
@@ -169,3 +170,36 @@ def test_a_share_outside_zero_to_one_fails_early(cached_families, tmp_path, caps
     assert train_temporal_cue.main(options(csv_path, cache_dir, "--out", str(tmp_path / "w"), "--pair-jitter",
                                            "1.5")) == 2
     assert "--pair-jitter must lie in [0, 1]" in capsys.readouterr().err
+
+
+def test_a_finished_fold_is_scored_again_at_other_positions_without_training(cached_families, tmp_path):
+    """``--score-positions`` scores the held-out videos on as many pairs as predict would read; ``--resume`` of a
+    finished fold trains nothing and scores again: the same network gives the same scores at the same positions,
+    other scores at other positions."""
+    csv_path, cache_dir, _ = cached_families
+    work = str(tmp_path / "work")
+
+    def scores(name, *extra):
+        path = tmp_path / name
+        assert train_temporal_cue.main(options(csv_path, cache_dir, "--positions", "1", "--hold-out-family", "alpha",
+                                               "--scores", str(path), "--work-dir", work, *extra)) == 0
+        return {r["path"]: float(r["learned_cue"]) for r in csv.DictReader(open(path))}
+
+    four = scores("four.csv", "--score-positions", "4")  # three pairs a clip (the last frame has no next one)
+    again = scores("again.csv", "--score-positions", "4", "--resume")
+    one = scores("one.csv", "--resume")
+    assert len(four) == 4 and four == again
+    assert one.keys() == four.keys() and all(abs(one[k] - four[k]) > 1e-6 for k in one)
+    assert train_temporal_cue.main(options(csv_path, cache_dir, "--out", str(tmp_path / "w"), "--score-positions",
+                                           "-1")) == 2
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_while_the_option_keeps_its_default():
+    from deepfake_kernel.training.temporal import TemporalCueConfig
+
+    config = TemporalCueConfig(videos=["a.csv"], epochs=4)
+    older = {k: v for k, v in config.resume_key().items() if k != "pair_jitter"}  # saved before --pair-jitter
+    assert config.resumes(config.resume_key()) and config.resumes(older)
+    assert not TemporalCueConfig(videos=["a.csv"], epochs=4, pair_jitter=0.5).resumes(older)
+    assert not TemporalCueConfig(videos=["a.csv"], epochs=5).resumes(older)
+    assert TemporalCueConfig(videos=["a.csv"], epochs=4, score_positions=16).resumes(config.resume_key())

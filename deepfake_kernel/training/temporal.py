@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,10 @@ class TemporalCueConfig:
     clip_grad: float = field(default=1.0, metadata={"help": "gradient norm clipped to this (0: off)"})
     seed: int = 0
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
-    positions: int = field(default=8, metadata={"help": "face pairs per video, as predict's temporal cue reads them"})
+    positions: int = field(default=8, metadata={"help": "face pairs per video trained on"})
+    score_positions: int = field(default=0, metadata={
+        "help": "face pairs per held-out video scored into --scores, as predict's temporal cue reads them (the "
+                "manifest's positions; 0: --positions)"})
     margin: float = 0.3
     cache_dir: str = field(default="cache", metadata={"help": "face-crop cache (train's / cross_family's)"})
     cache_frames: int = 32
@@ -74,8 +77,14 @@ class TemporalCueConfig:
 
     def resume_key(self) -> dict:
         """The settings a checkpoint must share to be resumed: what changes the steps taken."""
-        skip = {"out", "name", "scores", "threads", "storage_dtype", "work_dir", "resume"}
+        skip = {"out", "name", "scores", "score_positions", "threads", "storage_dtype", "work_dir", "resume"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+    def resumes(self, stored_key: dict) -> bool:
+        """Whether a checkpoint made with ``stored_key`` continues under these settings: the same key, where an
+        option added since (absent from it) counts as the same while left at its default."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return stored_key == {k: v for k, v in self.resume_key().items() if k in stored_key or v != defaults[k]}
 
 
 def stored_pairs(cache: CropCache, reader, item: VideoItem, positions: int = 8, margin: float = 0.3):
@@ -167,7 +176,7 @@ def train_network(model, videos: list[dict], config: TemporalCueConfig, progress
         if checkpoint is None or not checkpoint.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint {checkpoint or '(give --work-dir)'}")
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state["key"] != config.resume_key():
+        if not config.resumes(state["key"]):
             raise ValueError(f"--resume: {checkpoint} was made with other settings; use another --work-dir")
         model.network.load_state_dict(state["network"])
         optimiser.load_state_dict(state["optimiser"])
@@ -221,8 +230,9 @@ def score_videos(models, videos: list[dict]) -> list[dict]:
             for v in videos]
 
 
-def load_videos(config: TemporalCueConfig) -> list[dict]:
-    """Every cached video of ``config.videos`` with its stored face pairs (read now where missing)."""
+def load_videos(config: TemporalCueConfig, positions: int = 0, families: set[str] | None = None) -> list[dict]:
+    """Every cached video of ``config.videos`` (of ``families`` only, where given) with its stored face pairs,
+    ``positions`` of them (0: ``config.positions``; read now where missing)."""
     cache = CropCache(config.cache_dir, CacheConfig(frames=config.cache_frames, crop_size=config.cache_size))
     items = [i for path in config.videos for i in read_video_csv(path)]
     missing = {i.key for i in items if not cache.video_file(i).is_file()}
@@ -232,9 +242,9 @@ def load_videos(config: TemporalCueConfig) -> list[dict]:
     reader = cache.config.reader.build("cpu")
     videos = []
     for item in items:
-        if item.key in missing:
+        if item.key in missing or (families is not None and item.family not in families):
             continue
-        pairs = stored_pairs(cache, reader, item, config.positions, config.margin)
+        pairs = stored_pairs(cache, reader, item, positions or config.positions, config.margin)
         if pairs is not None:
             videos.append({"path": str(item.path), "label": int(item.label), "family": item.family,
                            "first": pairs[0], "second": pairs[1], "marks": pairs[2]})
@@ -255,6 +265,8 @@ def run(config: TemporalCueConfig, command: str = "") -> dict:
         raise ValueError(f"--fake-source {config.fake_source!r}: use sbi or sbi+real")
     if not all(0.0 <= share <= 1.0 for share in (config.real_fake_share, config.frozen_share, config.pair_jitter)):
         raise ValueError("--real-fake-share, --frozen-share and --pair-jitter must lie in [0, 1]")
+    if config.positions < 1 or config.score_positions < 0:
+        raise ValueError("--positions must be at least 1 and --score-positions at least 0 (0: as --positions)")
     if config.hold_out_family and not config.scores:
         raise ValueError("--hold-out-family trains a fold model: give --scores FILE.csv for its held-out videos")
     if config.threads:
@@ -266,6 +278,8 @@ def run(config: TemporalCueConfig, command: str = "") -> dict:
         raise ValueError(f"--hold-out-family {unknown}: no cached video of that family; families: "
                          f"{sorted({v['family'] for v in videos})}")
     held = [v for v in videos if v["family"] in config.hold_out_family]
+    if held and config.score_positions not in (0, config.positions):  # scored as predict reads them
+        held = load_videos(config, config.score_positions, set(config.hold_out_family))
     reals = [v for v in videos if v["family"] not in config.hold_out_family and v["label"] == 0]
     if not reals:
         raise ValueError("no REAL video with face pairs to train on (check --videos and --cache-dir)")
