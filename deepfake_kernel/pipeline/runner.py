@@ -102,8 +102,9 @@ class PredictConfig:
                 "about half of them are fake, as in DFDC's test sets; docs/predict.md); unset: as the manifest's "
                 "calibration says (the shipped one was fitted with it: see the README)"})
     temporal_cue: bool | None = field(default=None, metadata={
-        "help": "add the temporal cue (optical-flow residual between consecutive frames at 8 positions of the main "
-                "face track, docs/predict.md) to the score with the manifest's weight; unset: as the manifest's "
+        "help": "add the temporal cues (optical-flow residual between consecutive frames at the manifest's positions "
+                "of the main face track, 16 shipped, docs/predict.md) to the score with the manifest's weights; unset: "
+                "as the manifest's "
                 "calibration says (the shipped one carries one, for the full preset's two members: see the README)"})
     compile: str | None = field(default=None, metadata={
         "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
