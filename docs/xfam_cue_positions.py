@@ -114,20 +114,20 @@ def pairs(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    one = commands.add_parser("flow")
-    one.add_argument("--out", required=True)
-    one.add_argument("--cache-dir", default="cache")
-    two = commands.add_parser("predictions")
-    two.add_argument("--flow", required=True)
-    two.add_argument("--positions", type=int, choices=POSITIONS, required=True)
-    two.add_argument("--joined", required=True)
-    two.add_argument("--out", required=True)
-    three = commands.add_parser("pairs")
-    three.add_argument("--predictions", required=True)
-    three.add_argument("--scores", required=True, help="the learned cue's fold scores, comma-separated")
-    three.add_argument("--weights", default="0,0.35,1,2")
+    for name, run, options in (
+            ("flow", flow, [("--out", {"required": True}), ("--cache-dir", {"default": "cache"})]),
+            ("predictions", predictions, [("--flow", {"required": True}), ("--joined", {"required": True}),
+                                          ("--positions", {"type": int, "choices": POSITIONS, "required": True}),
+                                          ("--out", {"required": True})]),
+            ("pairs", pairs, [("--predictions", {"required": True}),
+                              ("--scores", {"required": True, "help": "the learned cue's fold scores, comma-separated"}),
+                              ("--weights", {"default": "0,0.35,1,2"})])):
+        command = commands.add_parser(name)
+        command.set_defaults(run=run)
+        for flag, settings in options:
+            command.add_argument(flag, **settings)
     args = parser.parse_args()
-    {"flow": flow, "predictions": predictions, "pairs": pairs}[args.command](args)
+    args.run(args)
 
 
 if __name__ == "__main__":
