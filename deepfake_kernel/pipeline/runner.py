@@ -104,8 +104,8 @@ class PredictConfig:
     temporal_cue: bool | None = field(default=None, metadata={
         "help": "add the temporal cues (optical-flow residual between consecutive frames at the manifest's positions "
                 "of the main face track, 16 shipped, docs/predict.md) to the score with the manifest's weights; unset: "
-                "as the manifest's "
-                "calibration says (the shipped one carries one, for the full preset's two members: see the README)"})
+                "as the manifest's calibration says (the shipped one carries them, for the full preset's two members: "
+                "see the README)"})
     compile: str | None = field(default=None, metadata={
         "help": "run the members through torch.compile with this mode (default, reduce-overhead, max-autotune); "
                 "compiling happens at load time (about 33 s for the shipped members on a 2-core CPU with an empty "
