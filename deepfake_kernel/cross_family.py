@@ -14,8 +14,9 @@ Every ``train`` option applies to each fold. It writes ``predictions.csv`` (one 
 ``table.md`` and ``report.json``: per held-out family AUC and log loss with bootstrap 95 % intervals, and their
 mean; per manipulation of a family, its fakes' AUC against the family's real videos and inside their own source.
 ``--fit-calibration`` then fits the clipper on these out-of-family predictions so that no family's log loss passes
-the constant's 0.693 (minimax over families, or folds), reports each fold's log loss with the calibration fitted on the
-*other* folds, and with ``--calibrate-weights DIR`` stores it in that weights folder's manifest.
+the constant's 0.693 (minimax over families, folds or test sets; with ``--calibration-target L`` the least confident
+fit that keeps each of them at L or below), reports each fold's log loss with the calibration fitted on the *other*
+folds, and with ``--calibrate-weights DIR`` stores it in that weights folder's manifest.
 ``--test-set-center`` fits it on logits centred on each test set's median (predict then centres on its run).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import shlex
 import sys
 
 from .config import add_dataclass_args, from_args
-from .evaluation.calibration import MINIMAX_OVER
+from .evaluation.calibration import CONSTANT_LOG_LOSS, MINIMAX_OVER
 from .evaluation.cross_family import CrossFamilyConfig, report_from_predictions, run, run_seeds
 from .evaluation.family_tables import render_seed_table, render_table
 from .training.augment import AugmentConfig
@@ -61,10 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_predictions and config.seeds:
             raise ValueError("--from-predictions rebuilds one run's table: point --out at one seed's folder "
                              "(OUT/seed_S) and leave out --seeds")
-        if (config.test_set_center or config.calibrate_weights or config.calibration_minimax_over != "family") \
-                and not config.fit_calibration:
-            raise ValueError("--test-set-center, --calibration-minimax-over and --calibrate-weights shape the "
-                             "calibration fit: add --fit-calibration")
+        if (config.test_set_center or config.calibrate_weights or config.calibration_minimax_over != "family"
+                or config.calibration_target is not None) and not config.fit_calibration:
+            raise ValueError("--test-set-center, --calibration-minimax-over, --calibration-target and "
+                             "--calibrate-weights shape the calibration fit: add --fit-calibration")
+        if config.calibration_target is not None and not 0 < config.calibration_target < CONSTANT_LOG_LOSS:
+            raise ValueError(f"--calibration-target {config.calibration_target}: a log loss between 0 and the "
+                             f"constant's {CONSTANT_LOG_LOSS:.3f} (e.g. 0.65)")
         if config.calibration_minimax_over not in MINIMAX_OVER:
             raise ValueError(f"--calibration-minimax-over {config.calibration_minimax_over}: choose one of "
                              f"{', '.join(MINIMAX_OVER)}")

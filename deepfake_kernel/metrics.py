@@ -62,14 +62,17 @@ def summarize(labels: np.ndarray, probs: np.ndarray, clip: tuple[float, float] |
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def bootstrap_intervals(labels: np.ndarray, probs: np.ndarray, resamples: int, seed: int) -> dict:
-    """95 % percentile intervals for AUC and log loss, resampling videos."""
+def bootstrap_intervals(labels: np.ndarray, probs: np.ndarray, resamples: int, seed: int,
+                        ranks: np.ndarray | None = None) -> dict:
+    """95 % percentile intervals for AUC and log loss, resampling videos; the AUC from ``ranks`` where given (scores
+    before a clip that ties them), the log loss from ``probs``."""
+    ranks = probs if ranks is None else ranks
     rng = np.random.default_rng(seed)
     aucs, losses = [], []
     for _ in range(resamples):
         idx = rng.integers(0, len(labels), len(labels))
         losses.append(log_loss(labels[idx], probs[idx]))
-        auc = roc_auc(labels[idx], probs[idx])
+        auc = roc_auc(labels[idx], ranks[idx])
         if np.isfinite(auc):
             aucs.append(auc)
     interval = lambda v: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)] if v else None

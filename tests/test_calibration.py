@@ -95,3 +95,35 @@ def test_minimax_over_test_sets_holds_the_fit_to_its_worst_run_not_to_the_pool()
     worst = {name: metrics.log_loss(labels, calibration.apply_calibration(report["fit"], raw))
              for name, report in (("fold", by_fold), ("run", by_run))}
     assert worst["run"] < worst["fold"] and worst["run"] <= calibration.CONSTANT_LOG_LOSS + 1e-6
+
+
+def test_least_confident_fit_is_the_flattest_that_meets_the_target_on_every_group():
+    # two folds that rank their videos well: minimax makes the fit as sharp as they bear; with a target the fit is
+    # the smallest slope at which both folds still meet it, so a third source that ranks worse is overclaimed less
+    good = [(0.95, 1), (0.9, 1), (0.85, 1), (0.8, 1), (0.2, 0), (0.15, 0), (0.1, 0), (0.05, 0)]
+    rows = [{"raw": r, "label": y, "family": f, "fold": f} for f in ("a", "b") for r, y in good]
+    sharp = calibration.calibration_report(rows)
+    least = calibration.calibration_report(rows, target=0.5)
+    assert least["fit"]["target_met"] and least["fit"]["target"] == 0.5
+    assert "least confident with log loss <= 0.5 on every held-out family" in least["fit"]["rule"]
+    assert least["fit"]["temperature"] > sharp["fit"]["temperature"]
+    raw = np.array([r["raw"] for r in rows])
+    labels = np.array([r["label"] for r in rows], float)
+    losses = [metrics.log_loss(labels[i:i + 8], calibration.apply_calibration(least["fit"], raw[i:i + 8]))
+              for i in (0, 8)]
+    assert max(losses) <= 0.5 and least["fit"]["worst_family_log_loss"] == max(round(x, 6) for x in losses)
+    # every flatter slope of the grid misses the target on some fold, whatever its clip
+    slope = 1 / least["fit"]["temperature"]
+    grid = calibration.grid_losses(raw, labels, np.array([r["fold"] for r in rows]))
+    flatter = [worst for (s, _, _), (worst, _) in grid.items() if s < slope - 1e-9]
+    assert flatter and min(flatter) > 0.5
+    # on videos it orders wrong, the flatter fit costs less than the sharp one
+    wrong = np.array([0.1, 0.9]), np.array([1.0, 0.0])
+    assert metrics.log_loss(wrong[1], calibration.apply_calibration(least["fit"], wrong[0])) < metrics.log_loss(
+        wrong[1], calibration.apply_calibration(sharp["fit"], wrong[0]))
+    # a target no slope meets: the minimax fit, said so
+    unreachable = calibration.calibration_report(rows, target=0.001)
+    assert not unreachable["fit"]["target_met"]
+    assert unreachable["fit"]["temperature"] == sharp["fit"]["temperature"]
+    # each fold judged with the fit made on the other the same way
+    assert all(fit["target"] == 0.5 for fit in least["fits_without_each_fold"].values())

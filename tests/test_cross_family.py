@@ -190,6 +190,29 @@ def test_test_set_centring_is_fitted_judged_and_shipped(crossed, tmp_path, capsy
     assert not Detector.from_weights(shipped, device="cpu", test_set_center=False).test_set_center
 
 
+def test_a_calibration_target_is_fitted_judged_and_shipped(crossed, tmp_path):
+    """--calibration-target: the fit and each fold's fit on the others are the least confident that meet it; the
+    manifest records the rule and the target."""
+    import json
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(crossed / "out", out)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(crossed / "out" / "beta" / "weights", shipped)
+    assert cross_family.main(["--out", str(out), "--from-predictions", "--fit-calibration", "--calibration-target",
+                              "0.69", "--calibrate-weights", str(shipped)]) == 0
+    report = json.loads((out / "report.json").read_text())["calibration"]
+    assert report["fit"]["target"] == 0.69 and "least confident" in report["fit"]["rule"]
+    assert all(fit["target"] == 0.69 for fit in report["fits_without_each_fold"].values())
+    if report["fit"]["target_met"]:
+        assert report["fit"]["worst_family_log_loss"] <= 0.69
+    from deepfake_kernel.detectors.weights import read_manifest
+    stored = read_manifest(shipped).calibration
+    assert stored["target"] == 0.69 and stored["rule"] == report["fit"]["rule"]
+    assert stored["temperature"] == report["fit"]["temperature"]
+
+
 def test_a_member_sets_own_out_of_family_fit_is_stored_beside_the_main_one(crossed, tmp_path, capsys):
     """--calibrate-member-set stores the fit as the calibration of exactly the scored members (the light preset's
     member scoring alone), leaves the main fit alone, survives a later main fit, and is refused where the manifest
@@ -397,3 +420,7 @@ def test_an_unknown_calibration_rule_or_one_without_a_fit_fails_early(tmp_path, 
     assert "add --fit-calibration" in capsys.readouterr().err
     assert cross_family.main(base + ["--fit-calibration", "--calibration-minimax-over", "seed"]) == 2
     assert "choose one of family, fold" in capsys.readouterr().err
+    assert cross_family.main(base + ["--calibration-target", "0.65"]) == 2
+    assert "add --fit-calibration" in capsys.readouterr().err
+    assert cross_family.main(base + ["--fit-calibration", "--calibration-target", "0.8"]) == 2
+    assert "between 0 and the constant's 0.693" in capsys.readouterr().err

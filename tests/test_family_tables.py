@@ -64,3 +64,17 @@ def test_methods_are_scored_against_the_family_reals_and_their_own_source():
     assert summary["methods"]["f"]["Swap"]["auc_over_seeds"]["mean"] == 0.5
     assert "| f | Swap | 2 | 1.000 / 0.000 | 0.500 ± 0.707 |" in family_tables.render_seed_table(
         {"over_seeds": summary, "seeds": [0, 1]})
+
+
+def test_auc_ranks_by_rank_key_while_log_loss_stays_on_the_clipped_score():
+    """Six fakes and six reals whose raw scores are in the right order, but all beyond the clip: on the clipped
+    score every video ties (AUC 0.5); ranked by ``raw`` the order is kept (AUC 1), the log loss unchanged."""
+    raws = 1 - 1e-4 * np.arange(1, 13)
+    rows = [{"family": "f", "fold": "f", "label": int(i < 6), "raw": r, "score": min(r, 0.99), "method": "m"}
+            for i, r in enumerate(raws)]
+    clipped = family_tables.family_table(rows, resamples=30)["families"]["f"]
+    ranked = family_tables.family_table(rows, resamples=30, rank_key="raw")
+    entry = ranked["families"]["f"]
+    assert clipped["auc"] == 0.5 and entry["auc"] == 1.0 and entry["auc_95ci"] == [1.0, 1.0]
+    assert entry["log_loss"] == clipped["log_loss"] and entry["log_loss_95ci"] == clipped["log_loss_95ci"]
+    assert ranked["methods"]["f"]["m"]["auc"] == 1.0

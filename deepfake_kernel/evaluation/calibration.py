@@ -56,23 +56,50 @@ def test_set_shifts(rows: list[dict]) -> np.ndarray:
     return shifts
 
 
+def grid_losses(raw: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                shift: np.ndarray | float = 0.0) -> dict[tuple[float, float, float], tuple[float, float]]:
+    """Per ``(slope, bias, clip)`` of the grid: the worst group's log loss and the mean over groups."""
+    out = {}
+    for slope in SLOPES:
+        for bias in BIASES:
+            for clip in CLIPS:
+                losses = family_losses(raw, labels, groups, slope, bias, clip, shift)
+                out[(float(slope), float(bias), float(clip))] = (round(max(losses.values()), 6),
+                                                                 round(float(np.mean(list(losses.values()))), 6))
+    return out
+
+
+def fit_record(choice: tuple[float, float, float], losses: tuple[float, float]) -> dict:
+    slope, bias, clip = choice
+    return {"temperature": round(1.0 / slope, 4), "bias": bias, "clip": [clip, round(1 - clip, 6)],
+            "worst_family_log_loss": losses[0], "mean_family_log_loss": losses[1]}
+
+
 def fit_minimax_calibration(raw: np.ndarray, labels: np.ndarray, families: np.ndarray,
                             shift: np.ndarray | float = 0.0) -> dict:
     """``sigmoid(slope · logit(raw))`` clipped to ``[c, 1 − c]``, chosen on a grid to minimise the *worst*
     family's log loss (ties: the mean). The smallest slope is nearly the constant 0.5 (raw scores in [0.01, 0.99]
     land within 0.5 ± 0.03), so the worst family does no worse than about 0.693 on the videos it is fitted on: a
     model unsure on a new source is made to say ~0.5, in the order its scores give."""
-    best, best_key = None, (np.inf, np.inf)
-    for slope in SLOPES:
-        for bias in BIASES:
-            for clip in CLIPS:
-                losses = family_losses(raw, labels, families, slope, bias, clip, shift)
-                key = (round(max(losses.values()), 6), round(float(np.mean(list(losses.values()))), 6))
-                if key < best_key:
-                    best, best_key = (float(slope), float(bias), float(clip)), key
-    slope, bias, clip = best
-    return {"temperature": round(1.0 / slope, 4), "bias": bias, "clip": [clip, round(1 - clip, 6)],
-            "worst_family_log_loss": best_key[0], "mean_family_log_loss": best_key[1]}
+    grid = grid_losses(raw, labels, families, shift)
+    choice = min(grid, key=lambda k: grid[k])
+    return fit_record(choice, grid[choice])
+
+
+def fit_least_confident_calibration(raw: np.ndarray, labels: np.ndarray, groups: np.ndarray, target: float,
+                                    shift: np.ndarray | float = 0.0) -> dict:
+    """The least confident fit that still meets ``target``: the smallest slope of the grid at which every group's
+    log loss is at most ``target`` (its clip the one that lowers the worst group most at that slope, then the
+    narrowest); where no slope meets it, the minimax fit. The minimax fit is the sharpest the fitted groups bear,
+    and a source none of them is bears less (docs/cross_family.md, thirty-fifth session): this one is as sure as the
+    target needs and no surer. ``target_met`` records which case it was."""
+    grid = grid_losses(raw, labels, groups, shift)
+    meeting = sorted({k[0] for k, v in grid.items() if v[0] <= target})
+    if not meeting:
+        return dict(fit_minimax_calibration(raw, labels, groups, shift), target=target, target_met=False)
+    at_slope = [k for k in grid if k[0] == meeting[0]]
+    choice = min(at_slope, key=lambda k: (grid[k], k[2]))
+    return dict(fit_record(choice, grid[choice]), target=target, target_met=True)
 
 
 def apply_calibration(fit: dict, raw: np.ndarray, shift: np.ndarray | float = 0.0) -> np.ndarray:
@@ -83,6 +110,7 @@ def apply_calibration(fit: dict, raw: np.ndarray, shift: np.ndarray | float = 0.
 RULE_NAMES = {"family": "minimax over held-out families", "fold": "minimax over held-out folds",
               "test-set": "minimax over held-out test sets (fold x seed)"}
 MINIMAX_OVER = tuple(RULE_NAMES)
+GROUP_NAMES = {"family": "family", "fold": "fold", "test-set": "test set (fold x seed)"}
 
 
 def small_families(labels: np.ndarray, families: np.ndarray) -> dict[str, tuple[int, int]]:
@@ -93,14 +121,17 @@ def small_families(labels: np.ndarray, families: np.ndarray) -> dict[str, tuple[
     return {f: c for f, c in counts.items() if min(c) < MIN_PER_CLASS}
 
 
-def calibration_report(rows: list[dict], center: bool = False, minimax_over: str = "family") -> dict:
+def calibration_report(rows: list[dict], center: bool = False, minimax_over: str = "family",
+                       target: float | None = None) -> dict:
     """The fit on all out-of-family predictions, and each fold scored with the fit made on the other folds;
     ``center``: on logits centred per test set (:func:`test_set_shifts`), recorded in the fit as
     ``"center": "test_set_median"``. ``minimax_over``: the worst ``family`` (the default) or the worst
     ``fold`` (families held out together pooled: steadier where a family holds a couple of videos, whose order
     alone then sets the temperature) or the worst ``test-set`` (each fold's videos per seed, one ``predict`` run's
     worth: a fit must hold on every run, not only on their pool; the shipped fit since the thirty-third session);
-    the leave-one-out log losses are reported per family either way, and the fit records its rule."""
+    the leave-one-out log losses are reported per family either way, and the fit records its rule. ``target``: the
+    least confident fit whose worst group meets it (:func:`fit_least_confident_calibration`) instead of the minimax
+    fit, each fold's fit made on the other folds the same way."""
     if minimax_over not in MINIMAX_OVER:
         raise ValueError(f"minimax over {minimax_over!r}: choose one of {', '.join(MINIMAX_OVER)}")
     raw = np.array([r["raw"] for r in rows], np.float64)
@@ -116,12 +147,17 @@ def calibration_report(rows: list[dict], center: bool = False, minimax_over: str
         LOGGER.warning("calibration: %s %s fewer than %d videos of a class (fakes, reals): the order of those few "
                        "videos can decide the fit%s", ", ".join(f"{f} {c}" for f, c in few.items()),
                        "holds" if len(few) == 1 else "hold", MIN_PER_CLASS, hint)
-    fit = fit_minimax_calibration(raw, labels, groups, shift)
+    def fit_on(chosen: np.ndarray) -> dict:
+        if target is None:
+            return fit_minimax_calibration(raw[chosen], labels[chosen], groups[chosen], shift[chosen])
+        return fit_least_confident_calibration(raw[chosen], labels[chosen], groups[chosen], target, shift[chosen])
+
+    fit = fit_on(np.ones(len(rows), bool))
     held = {}
     oof = np.full(len(rows), np.nan)
     for fold in np.unique(folds):
         inside = folds == fold
-        others = fit_minimax_calibration(raw[~inside], labels[~inside], groups[~inside], shift[~inside])
+        others = fit_on(~inside)
         oof[inside] = apply_calibration(others, raw[inside], shift[inside])
         held[fold] = others
     per_family = {}
@@ -131,7 +167,9 @@ def calibration_report(rows: list[dict], center: bool = False, minimax_over: str
                               "in_sample_log_loss": round(metrics.log_loss(
                                   labels[chosen], apply_calibration(fit, raw[chosen], shift[chosen])), 4)}
     fit["center"] = "test_set_median" if center else None
-    fit["rule"] = RULE_NAMES[minimax_over]
+    fit["rule"] = RULE_NAMES[minimax_over] if target is None else (
+        f"least confident with log loss <= {target} on every held-out {GROUP_NAMES[minimax_over]}, else "
+        f"{RULE_NAMES[minimax_over]}")
     return {"fit": fit, "fits_without_each_fold": held,
             "leave_one_fold_out": {"families": per_family, "mean_log_loss": round(float(np.mean(
                 [v["log_loss"] for v in per_family.values()])), 4),
@@ -197,6 +235,7 @@ def out_of_family_entry(report: dict, source: str) -> dict:
     fit = report["fit"]
     return {"temperature": fit["temperature"], "bias": fit["bias"], "center": fit.get("center"),
             "fitted_on": f"{OUT_OF_FAMILY}{source}", "rule": fit.get("rule", "minimax over held-out families"),
+            **({"target": fit["target"]} if "target" in fit else {}),
             "leave_one_fold_out_log_loss": report["leave_one_fold_out"]["families"]}
 
 

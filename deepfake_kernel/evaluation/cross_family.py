@@ -38,6 +38,10 @@ class CrossFamilyConfig:
         "help": "with --fit-calibration: minimise the worst held-out 'family', the worst 'fold' (families held "
                 "out together pooled; steadier where a family holds only a couple of videos) or the worst 'test-set' "
                 "(a fold's videos per seed, as one predict run sees them; the shipped fit)"})
+    calibration_target: float | None = field(default=None, metadata={
+        "help": "with --fit-calibration: the least confident fit whose worst held-out group (as "
+                "--calibration-minimax-over) still has log loss <= this (the minimax fit where none does), each fold "
+                "judged with such a fit made on the others; unset: the minimax fit, the sharpest they bear"})
     test_set_center: bool = field(default=False, metadata={
         "help": "with --fit-calibration: fit on each video's logit minus the median logit of its test set (the fold's "
                 "held-out videos, per seed), as predict then applies it over a run's videos; stored with the fit"})
@@ -240,9 +244,11 @@ def run(config: CrossFamilyConfig, train_config, augment: AugmentConfig | None =
                 row["fold"] = fold
             write_predictions(fold_dir / "predictions.csv", scored)
         rows += scored
-        log.warning("fold %s: %s", fold, json.dumps(family_table(scored, resamples=0)["families"]))
+        log.warning("fold %s: %s", fold,
+                    json.dumps(family_table(scored, resamples=0, rank_key="raw")["families"]))
     write_predictions(out / "predictions.csv", rows)
-    report = {"command": command, "folds": config.folds, "table": family_table(rows, "score", config.bootstrap)}
+    report = {"command": command, "folds": config.folds,
+              "table": family_table(rows, "score", config.bootstrap, rank_key="raw")}
     return finish_report(config, report, rows, render_table)
 
 
@@ -332,7 +338,8 @@ def report_from_predictions(config: CrossFamilyConfig) -> dict:
         rows, reference = add_learned_cue(rows, config.learned_cue_scores, config.learned_cue_weight)
         learned = {"weight": config.learned_cue_weight, "reference": round(reference, 4),
                    "videos": sum("learned_cue" in r for r in rows), "scores": list(config.learned_cue_scores)}
-    report = {"folds": sorted({r["fold"] for r in rows}), "table": family_table(rows, "score", config.bootstrap)}
+    report = {"folds": sorted({r["fold"] for r in rows}),
+              "table": family_table(rows, "score", config.bootstrap, rank_key="raw")}
     if learned:
         report["learned_cue"] = learned
     return finish_report(config, report, rows, render_table)
@@ -344,7 +351,8 @@ def finish_report(config: CrossFamilyConfig, report: dict, rows: list[dict], ren
     out = Path(config.out)
     if config.fit_calibration:
         report["calibration"] = calibration_report(rows, center=config.test_set_center,
-                                                   minimax_over=config.calibration_minimax_over)
+                                                   minimax_over=config.calibration_minimax_over,
+                                                   target=config.calibration_target)
         if config.calibrate_weights:
             store_calibration(config.calibrate_weights, report["calibration"], str(out), evaluated_members(rows),
                               video_norm_of(rows), set_norm_of(rows), as_member_set=config.calibrate_member_set,

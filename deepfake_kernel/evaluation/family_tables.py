@@ -8,19 +8,25 @@ from .. import metrics
 MIN_PER_CLASS = 5  # videos of each class a family needs for its AUC to enter the mean
 
 
-def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, seed: int = 0) -> dict:
-    """Per-family video AUC and log loss (with bootstrap 95 % intervals) and the mean over families."""
+def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, seed: int = 0,
+                 rank_key: str | None = None) -> dict:
+    """Per-family video AUC and log loss (with bootstrap 95 % intervals) and the mean over families: the log loss
+    of ``key``, the AUCs of ``rank_key`` (default ``key``). The cross-family runs rank by ``raw``: ``score`` is
+    ``raw`` clipped to [0.01, 0.99], which ties the surest videos, while ``predict`` calibrates ``raw`` before its
+    clip and keeps their order."""
+    rank_key = rank_key or key
     table = {}
     for family in sorted({r["family"] for r in rows}):
         chosen = [r for r in rows if r["family"] == family]
         labels = np.array([r["label"] for r in chosen], np.float64)
         scores = np.array([r[key] for r in chosen], np.float64)
+        ranks = np.array([r[rank_key] for r in chosen], np.float64)
         entry = {"videos": len(chosen), "fake": int(labels.sum()), "real": int(len(labels) - labels.sum()),
-                 "fold": chosen[0].get("fold", ""), "auc": metrics.roc_auc(labels, scores),
+                 "fold": chosen[0].get("fold", ""), "auc": metrics.roc_auc(labels, ranks),
                  "log_loss": metrics.log_loss(labels, scores),
                  "fallbacks": sum(1 for r in chosen if r.get("reason"))}
-        entry.update(metrics.bootstrap_intervals(labels, scores, resamples, seed))
-        within = metrics.within_source_auc(labels, scores, [r.get("dataset") or "" for r in chosen])
+        entry.update(metrics.bootstrap_intervals(labels, scores, resamples, seed, ranks=ranks))
+        within = metrics.within_source_auc(labels, ranks, [r.get("dataset") or "" for r in chosen])
         entry.update({"auc_within_source": within["auc"], "within_source_pairs": within["pairs"],
                       "within_source_sources": within["sources"]})
         table[family] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}
@@ -30,7 +36,7 @@ def family_table(rows: list[dict], key: str = "score", resamples: int = 1000, se
     mean = {"auc": round(float(np.mean([v["auc"] for v in both.values()])), 4) if both else None,
             "log_loss": round(float(np.mean([v["log_loss"] for v in table.values()])), 4),
             "auc_over": list(both)}
-    return {"families": table, "mean": mean, "methods": method_table(rows, key)}
+    return {"families": table, "mean": mean, "methods": method_table(rows, rank_key)}
 
 
 def method_name(method: str) -> str:
