@@ -15,6 +15,7 @@ import os
 import sys
 
 from .config import add_dataclass_args, from_args
+from .openmp import set_wait_policy
 from .pipeline.runner import (EXIT_CONFIG, EXIT_SIGINT, EXIT_SIGTERM, ConfigError, PredictConfig, merge, run,
                               run_sharded_auto)
 from .pipeline.watchdog import abandoned_alive
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     config = from_args(PredictConfig, args)
+    set_wait_policy(config.preset)  # before torch loads: how its idle threads wait (openmp.py)
     if config.merge:
         print(json.dumps(merge(config, config.merge)))
         return 0

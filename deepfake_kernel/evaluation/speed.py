@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..clips import write_face_clip
+from ..openmp import in_force
 from ..pipeline.budget import Level, presets
 
 
@@ -111,7 +112,7 @@ def bench_preset(detector, paths: list[Path], preset: Level, repeats: int = 1) -
     e2e = statistics.median(p[0] for p in passes)
     floor = statistics.median(p[1] for p in passes)
     ratios = [p[0] / p[1] for p in passes]
-    return {"preset": asdict(preset), "videos": len(paths), "warm_up_s": round(warm_up, 2),
+    return {"preset": asdict(preset), "videos": len(paths), "warm_up_s": round(warm_up, 2), "openmp": in_force(),
             "reader": detector.reader.primary.name, "stages_s": {k: round(v, 4) for k, v in stages.items()},
             "end_to_end_s_per_video": round(e2e, 4), "videos_per_s": round(1 / e2e, 3),
             "decode_floor_s": round(floor, 4), "e2e_over_floor": round(statistics.median(ratios), 3),
