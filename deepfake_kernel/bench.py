@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f" (compiled: {config.compile})" if config.compile else ""))
     print(f"reader: {results['presets'][0]['reader']}" if results["presets"] else "")
     print(format_table(results["presets"]))
-    print("OpenMP wait: " + "; ".join(f"{p['preset']['name']} {json.dumps(p.get('openmp'))}" for p in results["presets"]))
+    print("OpenMP wait: " + "; ".join(f"{p['preset']['name']} {json.dumps(p.get('openmp'))}"
+                                      for p in results["presets"]))
     if "user_videos" in results:
         print(f"\n{config.videos}:\n" + format_table(results["user_videos"]))
     if "scaling" in results:

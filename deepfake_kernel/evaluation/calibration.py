@@ -95,8 +95,9 @@ def fit_least_confident_calibration(raw: np.ndarray, labels: np.ndarray, groups:
     target needs and no surer. ``target_met`` records which case it was."""
     grid = grid_losses(raw, labels, groups, shift)
     meeting = sorted({k[0] for k, v in grid.items() if v[0] <= target})
-    if not meeting:
-        return dict(fit_minimax_calibration(raw, labels, groups, shift), target=target, target_met=False)
+    if not meeting:  # the minimax choice, as fit_minimax_calibration makes it
+        choice = min(grid, key=lambda k: grid[k])
+        return dict(fit_record(choice, grid[choice]), target=target, target_met=False)
     at_slope = [k for k in grid if k[0] == meeting[0]]
     choice = min(at_slope, key=lambda k: (grid[k], k[2]))
     return dict(fit_record(choice, grid[choice]), target=target, target_met=True)
@@ -147,6 +148,7 @@ def calibration_report(rows: list[dict], center: bool = False, minimax_over: str
         LOGGER.warning("calibration: %s %s fewer than %d videos of a class (fakes, reals): the order of those few "
                        "videos can decide the fit%s", ", ".join(f"{f} {c}" for f, c in few.items()),
                        "holds" if len(few) == 1 else "hold", MIN_PER_CLASS, hint)
+
     def fit_on(chosen: np.ndarray) -> dict:
         if target is None:
             return fit_minimax_calibration(raw[chosen], labels[chosen], groups[chosen], shift[chosen])
