@@ -4,9 +4,10 @@ Runs predict's stages on generated clips (10 s, 30 fps, H.264, a face moving acr
 folder given with ``--videos``, and reports per stage (decode, detect, crop, each member, aggregation, overhead)
 seconds per video, videos per second, peak RSS and peak GPU memory, as a table and as JSON. The **decode
 floor** is the time to decode only the sampled frames with the pipeline's first reader (torchcodec's NVDEC on
-a GPU where installed, else decord ``get_batch``); ``e2e / floor`` says how close the whole pipeline (run as
-``predict`` runs it, with the next video prefetched) comes to it. ``--scaling`` adds time per video against frames (8–64) and resolution
-(480p–4K). Examples::
+a GPU where installed, else decord ``get_batch``), one video at a time; ``e2e / floor`` says how close the whole
+pipeline (run as ``predict`` runs it, with the next videos decoded in the background: the light preset two at once)
+comes to it, and ``e2e / floor ahead`` how close it comes to decoding alone done the way it decodes. ``--scaling`` adds
+time per video against frames (8–64) and resolution (480p–4K). Examples::
 
     python -m deepfake_kernel.bench                      # light and full presets on 1080p clips
     python -m deepfake_kernel.bench --scaling --json bench.json

@@ -14,8 +14,10 @@ def test_quick_bench_reports_stages_floor_and_memory(tiny_weights, tmp_path, cap
     for stage in ("decode", "detect", "crop", "aggregate", "overhead", "model:efficientnet_lite0"):
         assert stage in light["stages_s"], stage
     assert light["decode_floor_s"] > 0 and light["e2e_over_floor"] > 0 and light["peak_rss_mb"] > 0
+    # light decodes two videos ahead: also against decoding alone two videos at a time, one thread each
+    assert light["decode_ahead"] == 2 and light["decode_floor_ahead_s"] > 0 and light["e2e_over_floor_ahead"] > 0
     printed = capsys.readouterr().out
-    assert "e2e/floor" in printed and "light" in printed
+    assert "e2e/floor" in printed and "light" in printed and "e2e/floor ahead" in printed
     assert len(light["passes"]) == 1  # --quick: one pass
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from deepfake_kernel.pipeline.budget import Level, TimeBudget, default_ladder, parse_duration, presets
@@ -87,3 +89,11 @@ def test_one_slow_video_does_not_keep_the_run_off_a_level():
     for _ in range(2):
         budget.record(top, 40.0)
     assert budget.estimate(top) == pytest.approx(40.0)  # now trusted
+
+
+def test_the_light_preset_and_its_rungs_decode_two_videos_ahead():
+    named = presets(["a", "b"], "a")
+    assert named["full"].decode_ahead == 1 and named["light"].decode_ahead == 2
+    assert named["light"] == dataclasses.replace(named["light"], decode_ahead=1)  # how it runs, not what it scores
+    ladder = default_ladder(named["full"], named["light"])
+    assert [level.decode_ahead for level in ladder] == [1, 1, 2, 2, 2]

@@ -79,3 +79,26 @@ def test_real_videos_from_shared_data(detector, shared_data):
         assert result.faces >= 3 and len(result.tracks) >= 1
         crop_frames = result.tracks[0].frames
         assert crop_frames == sorted(crop_frames)
+
+
+def test_decoding_several_videos_ahead_reads_each_once_and_changes_no_score(sensitive_detector, video_dir,
+                                                                            monkeypatch):
+    """The light preset decodes the next two videos while one is scored, each on one FFmpeg thread: every video is
+    still decoded once, and every score is the one a video read on its own gets."""
+    from pathlib import Path
+
+    names = ["one_face.mp4", "two_faces.mp4", "no_face.mp4", "corrupt.mp4"]
+    alone = {n: sensitive_detector.predict_video(video_dir / n) for n in names}
+    reads, real = [], sensitive_detector.reader.read
+    monkeypatch.setattr(sensitive_detector.reader, "read", lambda path, n, pairs=0, threads=0: reads.append(
+        (Path(path).name, threads)) or real(path, n, pairs, threads))
+    ahead = {}
+    for index, name in enumerate(names):
+        sensitive_detector.prefetch([video_dir / n for n in names[index + 1:index + 3]])
+        ahead[name] = sensitive_detector.predict_video(video_dir / name)
+    sensitive_detector.close()
+    assert sorted(reads) == [("corrupt.mp4", 1), ("no_face.mp4", 1), ("one_face.mp4", 0), ("two_faces.mp4", 1)]
+    assert {n: (p.raw_score, p.reason) for n, p in ahead.items()} == {n: (p.raw_score, p.reason)
+                                                                       for n, p in alone.items()}
+    assert ahead["one_face.mp4"].raw_score != ahead["two_faces.mp4"].raw_score
+    assert ahead["corrupt.mp4"].reason == alone["corrupt.mp4"].reason is not None

@@ -136,6 +136,23 @@ def test_the_budget_falls_to_the_light_preset_with_its_detection_settings(video_
     assert calls == [(5, 640)]  # keyframes 0, 4, 8, 12 and the last of the 16 frames
 
 
+@pytest.mark.parametrize("options, batches", [(["--preset", "light"], [2, 2, 1]), ([], [1, 1, 1]),
+                                                (["--preset", "light", "--no-prefetch"], [])],
+                         ids=["light", "full", "no-prefetch"])
+def test_the_preset_says_how_many_videos_are_decoded_ahead(video_dir, tiny_weights, tmp_path, monkeypatch,
+                                                           options, batches):
+    """light: the next two videos (decoding dominates it); full: the next one; --no-prefetch: none."""
+    from deepfake_kernel.pipeline.detector import Detector
+
+    asked, real = [], Detector.prefetch
+    monkeypatch.setattr(Detector, "prefetch", lambda self, paths, *rest: asked.append(len(paths)) or
+                        real(self, paths, *rest))
+    out = tmp_path / "sub.csv"
+    assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out), "--no-progress",
+                         "--frames", "8", *options]) == 0
+    assert len(rows(out)) == 4 and asked == batches
+
+
 def test_light_preset_and_bad_options_are_checked(video_dir, tiny_weights, tmp_path, capsys):
     out, details = tmp_path / "sub.csv", tmp_path / "details.csv"
     assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out), "--preset", "light",

@@ -411,7 +411,7 @@ def test_ctrl_c_in_a_stage_leaves_checkpointed_complete_submission(tiny_weights,
 @pytest.fixture
 def no_video_may_be_read(monkeypatch):
     touched = []
-    monkeypatch.setattr(FrameReader, "read", lambda self, path, n, pairs=0: touched.append(path))
+    monkeypatch.setattr(FrameReader, "read", lambda self, path, n, pairs=0, threads=0: touched.append(path))
     yield touched
     assert touched == [], "a video was read although the configuration is wrong"
 

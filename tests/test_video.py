@@ -53,6 +53,30 @@ def test_reader_adds_the_next_frame_of_the_paired_positions(numbered_video, read
     assert reader.read(numbered_video, 8).next_frames == {}
 
 
+@pytest.mark.parametrize("reader", [DecordReader(batch_size=4), PyAVReader(),
+                                    pytest.param(TorchCodecReader(batch_size=4), marks=needs_torchcodec)],
+                         ids=["decord", "pyav", "torchcodec"])
+def test_decoding_threads_do_not_change_the_frames(tmp_path, reader):
+    """``predict`` decodes two videos ahead on one FFmpeg thread each for the light preset: the frames must be the
+    ones FFmpeg's own threading gives, to the last bit."""
+    frames, _ = synthetic.face_frames(n=40)
+    path = synthetic.write_video(tmp_path / "face.mp4", frames)
+    auto, one = reader.read(path, 6, pairs=3), reader.read(path, 6, pairs=3, threads=1)
+    assert auto.indices == one.indices and np.array_equal(auto.frames, one.frames)
+    assert sorted(auto.next_frames) == sorted(one.next_frames) == [0, 2, 5]
+    assert all(np.array_equal(auto.next_frames[k], one.next_frames[k]) for k in auto.next_frames)
+
+
+def test_the_reader_chain_passes_the_decoding_threads_on(numbered_video, monkeypatch):
+    reader, asked = FrameReader(), []
+    real = reader.primary.read
+    monkeypatch.setattr(reader.primary, "read",
+                        lambda path, n, pairs=0, threads=0: asked.append(threads) or real(path, n, pairs, threads))
+    assert frame_numbers(reader.read(numbered_video, 5, threads=1)) == sample_indices(50, 5)
+    reader.read(numbered_video, 5)
+    assert asked == [1, 0]
+
+
 def test_pairs_stay_inside_the_video():
     assert with_next_frames([0, 5, 9], 3, 10) == [0, 1, 5, 6, 9]  # frame 10 does not exist
     assert with_next_frames([0, 1, 2], 3, 3) == [0, 1, 2]  # every frame sampled: the next ones are among them
@@ -88,7 +112,7 @@ def test_portrait_and_other_containers(tmp_path):
 def test_fallback_reader_used_when_decord_fails(numbered_video, monkeypatch):
     reader = FrameReader()
 
-    def broken(path, num_frames, pairs=0):
+    def broken(path, num_frames, pairs=0, threads=0):
         raise VideoReadError("decode_failed", "simulated decord failure")
 
     monkeypatch.setattr(reader.primary, "read", broken)
@@ -101,7 +125,7 @@ def test_stalled_decord_is_abandoned(numbered_video, monkeypatch):
     import time
 
     reader = FrameReader(timeout=0.5)
-    monkeypatch.setattr(reader.primary, "read", lambda path, n, pairs=0: time.sleep(3))
+    monkeypatch.setattr(reader.primary, "read", lambda path, n, pairs=0, threads=0: time.sleep(3))
     started = time.monotonic()
     batch = reader.read(numbered_video, 4)
     assert time.monotonic() - started < 2.5
@@ -138,7 +162,7 @@ def test_torchcodec_chain_falls_back_and_drops_a_failing_torchcodec(numbered_vid
     reader = FrameReader(reader="torchcodec", demote_after=2)
     assert [r.name for r in reader.readers] == ["torchcodec", "decord"]
 
-    def broken(path, num_frames, pairs=0):
+    def broken(path, num_frames, pairs=0, threads=0):
         raise VideoReadError("decode_failed", "simulated torchcodec failure")
 
     monkeypatch.setattr(reader.readers[0], "read", broken)

@@ -32,13 +32,15 @@ def parse_duration(text: str | float | int | None) -> float | None:
 @dataclass(frozen=True)
 class Level:
     """One rung of the ladder (also a named preset): frames per video, the members to run, and face detection on
-    every ``detect_every``-th frame resized to ``detect_long_side`` pixels."""
+    every ``detect_every``-th frame resized to ``detect_long_side`` pixels. ``decode_ahead``: how many of the next
+    videos are decoded in the background while this one is scored (how it runs, not what it scores)."""
 
     frames: int
     models: tuple[str, ...]
     detect_every: int = 1
     detect_long_side: int = 1000
     name: str = field(default="", compare=False)
+    decode_ahead: int = field(default=1, compare=False)
 
     def relative_cost(self, top: "Level") -> float:
         """Rough share of ``top``'s cost: decoding scales with frames, detection with the frames it runs on and
@@ -60,17 +62,19 @@ PRESET_NAMES = ("full", "light")
 
 
 def presets(models: list[str], lightest: str) -> dict[str, Level]:
-    """``full``: every member, 32 frames, MTCNN on every frame at 1000 px. ``light`` (CPUs, tight budgets): the
-    lightest member, 16 frames, MTCNN on every 4th frame at 640 px with the tracks interpolated between."""
+    """``full``: every member, 32 frames, MTCNN on every frame at 1000 px, the next video decoded meanwhile.
+    ``light`` (CPUs, tight budgets): the lightest member, 16 frames, MTCNN on every 4th frame at 640 px with the
+    tracks interpolated between; decoding dominates it, so the next *two* videos are decoded meanwhile, each on one
+    FFmpeg thread (two videos at once use two cores better than one video on FFmpeg's threads: docs/bench.md)."""
     return {"full": Level(32, tuple(models), name="full"),
-            "light": Level(16, (lightest,), detect_every=4, detect_long_side=640, name="light")}
+            "light": Level(16, (lightest,), detect_every=4, detect_long_side=640, name="light", decode_ahead=2)}
 
 
 def default_ladder(top: Level, light: Level | None = None) -> list[Level]:
     """``top`` → ``top`` at half the frames → the ``light`` preset → ``light`` at half, then a quarter of its
     frames; only rungs cheaper than the one above are kept."""
     light = light or Level(top.frames // 2, top.models[-1:], max(4, top.detect_every),
-                           min(640, top.detect_long_side), name="light")
+                           min(640, top.detect_long_side), name="light", decode_ahead=2)
     half = dataclasses.replace(top, frames=max(4, top.frames // 2), name=f"{top.name or 'top'}/2")
     candidates = [top, half, light, dataclasses.replace(light, frames=max(4, light.frames // 2),
                                                         name=f"{light.name or 'light'}/2"),

@@ -105,6 +105,7 @@ class Detector:
         self.video_timeout = video_timeout
         self.strict = strict  # an exception in a stage propagates instead of becoming a fallback row
         self._prefetch_pool = None
+        self._prefetch_workers = 0
         self._prefetched: dict = {}
         self.test_set_norm: dict[str, int] = {}  # member → blocks whose BatchNorm statistics adapt (.adapt)
         self.test_set_center = False  # centre the scores on the run's median logit (.adapt.centre_scores)
@@ -267,20 +268,31 @@ class Detector:
             timings["aggregate"] = time.perf_counter() - clock
         return raw, member_scores, results
 
-    def prefetch(self, path: str | Path, frames: int | None = None, models: list[str] | None = None) -> None:
-        """Start decoding ``path`` in a background thread; the next ``predict_video`` of the same path, frame
-        count and member set takes the frames from there (decoding overlaps detection and classification of this
-        video)."""
+    def prefetch(self, paths: str | Path | list, frames: int | None = None, models: list[str] | None = None) -> None:
+        """Start decoding ``paths`` (one path or several, the next videos in order) in background threads; the next
+        ``predict_video`` of the same path, frame count and member set takes the frames from there (decoding overlaps
+        detection and classification of this video). Several paths are decoded at once, each on one FFmpeg thread;
+        a single path on FFmpeg's own choice of threads."""
         import concurrent.futures
 
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        if not paths:
+            return
         frames, pairs = self.reading(models or self.member_names, frames or self.frames)
-        if self._prefetch_pool is None:
-            self._prefetch_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prefetch")
-        key = (str(path), frames, pairs)
-        if key not in self._prefetched:
-            while len(self._prefetched) >= 2:  # a guess that was never used (the budget changed the frames)
-                self._prefetched.pop(next(iter(self._prefetched)))
-            self._prefetched[key] = self._prefetch_pool.submit(self.reader.read, path, frames, pairs)
+        workers = len(paths)
+        if self._prefetch_pool is None or self._prefetch_workers < workers:
+            if self._prefetch_pool is not None:
+                self._prefetch_pool.shutdown(wait=False)  # reads already queued there still run and are kept
+            self._prefetch_pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="prefetch")
+            self._prefetch_workers = workers
+        threads = 1 if workers > 1 else 0
+        for path in paths:
+            key = (str(path), frames, pairs)
+            if key in self._prefetched:
+                continue
+            while len(self._prefetched) > workers:  # a guess that was never used (the budget changed the frames)
+                self._prefetched.pop(next(iter(self._prefetched))).cancel()
+            self._prefetched[key] = self._prefetch_pool.submit(self.reader.read, path, frames, pairs, threads)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop prefetching: cancel what has not started, wait (up to ``timeout``) for a read in progress, so that
@@ -295,6 +307,7 @@ class Detector:
         if self._prefetch_pool is not None:
             self._prefetch_pool.shutdown(wait=False, cancel_futures=True)
             self._prefetch_pool = None
+            self._prefetch_workers = 0
 
     def face_crops(self, path: str | Path, frames: int | None = None) -> np.ndarray:
         """The face crops predict would score for ``path`` (track by track), uint8 ``(N, S, S, 3)``;

@@ -72,7 +72,8 @@ class PredictConfig:
     video_timeout: float = field(default=300.0, metadata={
         "help": "seconds after which a video whose decoding, detection or scoring hangs is abandoned (0: never)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    prefetch: bool = field(default=True, metadata={"help": "decode the next video while scoring this one"})
+    prefetch: bool = field(default=True, metadata={
+        "help": "decode the next videos while scoring this one (as many as the preset says: full 1, light 2)"})
     shard: str | None = field(default=None, metadata={"help": "K/N: score every N-th row from row K (merge "
                                                               "with --merge); auto: RANK/WORLD_SIZE of torchrun"})
     merge: list[str] = field(default_factory=list, metadata={"help": "shard submissions to merge into --out "
@@ -304,11 +305,12 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
         ladder = default_ladder(*top_and_light(config, detector))
         remaining = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
         budget = TimeBudget(remaining, len(names), ladder)
+        ahead = max(level.decode_ahead for level in ladder) if config.prefetch else 0
         bar = _progress(len(names), config.progress)
         for index, name in enumerate(names):
             try:
                 prediction = _predict_one(name, video_dir, config, detector, budget, scores, details, reasons,
-                                          levels, names[index + 1] if index + 1 < len(names) else None)
+                                          levels, names[index + 1:index + 1 + ahead])
                 if predictions is not None and prediction is not None:
                     predictions[name] = prediction
                 if prediction is not None and (prediction.temporal_cue is not None
@@ -420,7 +422,7 @@ def top_and_light(config: PredictConfig, detector) -> tuple[Level, Level]:
 
 def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, budget: TimeBudget,
                  scores: dict, details: dict, reasons: collections.Counter, levels: collections.Counter,
-                 next_name: str | None = None) -> "VideoPrediction | None":
+                 upcoming: list[str] = ()) -> "VideoPrediction | None":
     level = budget.choose()
     if level is None:
         reason = "time_budget"
@@ -434,8 +436,8 @@ def _predict_one(name: str, video_dir: Path, config: PredictConfig, detector, bu
         left = max(0.1, budget.remaining() - FINAL_WRITE_RESERVE)
         if timeout is None or left < timeout:
             timeout, timeout_reason = left, "time_budget"
-    if config.prefetch and next_name is not None:  # decode the next video while this one is scored
-        detector.prefetch(video_dir / next_name, level.frames, list(level.models))
+    if config.prefetch and upcoming:  # decode the next videos while this one is scored
+        detector.prefetch([video_dir / n for n in upcoming[:level.decode_ahead]], level.frames, list(level.models))
     prediction = detector.predict_video(video_dir / name, frames=level.frames, models=list(level.models),
                                         timeout=timeout, timeout_reason=timeout_reason,
                                         detect_every=level.detect_every, detect_long_side=level.detect_long_side)

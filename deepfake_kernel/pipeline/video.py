@@ -200,17 +200,18 @@ class TorchCodecReader:
         self.device = device
         self.name = "torchcodec-nvdec" if device.startswith("cuda") else "torchcodec"
 
-    def _decoder(self, path: Path, transforms=None):
+    def _decoder(self, path: Path, transforms=None, threads: int = 0):
         from torchcodec.decoders import VideoDecoder
 
         return VideoDecoder(str(path), device=self.device, dimension_order="NHWC", seek_mode="approximate",
-                            num_ffmpeg_threads=0, transforms=transforms)
+                            num_ffmpeg_threads=threads, transforms=transforms)
 
-    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0, threads: int = 0) -> FrameBatch:
+        """``threads``: FFmpeg's decoding threads (0: its own choice)."""
         import torch
 
         try:
-            decoder = self._decoder(Path(path))
+            decoder = self._decoder(Path(path), threads=threads)
             meta = decoder.metadata
             width, height = meta.width, meta.height  # as displayed: torchcodec applies the display rotation
             frame_count = int(meta.num_frames or 0)
@@ -221,7 +222,7 @@ class TorchCodecReader:
             try:
                 from torchcodec.transforms import Resize
 
-                decoder = self._decoder(Path(path), [Resize((out_h, out_w))])
+                decoder = self._decoder(Path(path), [Resize((out_h, out_w))], threads)
             except Exception:  # the transform is not supported here: the frames are resized below instead
                 pass
         sampled = sample_indices(frame_count, num_frames)
@@ -261,18 +262,19 @@ class DecordReader:
         self.max_side = max_side
         self.use_gpu = use_gpu
 
-    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0, threads: int = 0) -> FrameBatch:
+        """``threads``: FFmpeg's decoding threads (0: its own choice)."""
         import decord
 
         ctx = decord.gpu(0) if self.use_gpu else decord.cpu(0)
         try:
-            reader = decord.VideoReader(str(path), ctx=ctx)
+            reader = decord.VideoReader(str(path), ctx=ctx, num_threads=threads)
             height, width = reader[0].shape[:2]
         except Exception as exc:  # decord raises its own DECORDError and RuntimeError
             raise VideoReadError("decode_failed", f"decord could not open {path}: {exc}") from exc
         out_w, out_h, scale = _scaled_size(width, height, self.max_side)
         if scale != 1.0:
-            reader = decord.VideoReader(str(path), ctx=ctx, width=out_w, height=out_h)
+            reader = decord.VideoReader(str(path), ctx=ctx, width=out_w, height=out_h, num_threads=threads)
         frame_count = len(reader)
         fps = float(reader.get_avg_fps() or 0.0)
         sampled = sample_indices(frame_count, num_frames)
@@ -312,7 +314,8 @@ class PyAVReader:
         self.max_side = max_side
         self.max_bad_packets = max_bad_packets
 
-    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0, threads: int = 0) -> FrameBatch:
+        """``threads``: FFmpeg's decoding threads (0: its own choice)."""
         import av
 
         try:
@@ -324,6 +327,8 @@ class PyAVReader:
                 raise VideoReadError("no_video_stream", f"{path} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if threads:
+                stream.thread_count = threads
             fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             frame_count = int(stream.frames or 0)
             if frame_count <= 0 and stream.duration and stream.time_base and fps:
@@ -466,10 +471,11 @@ class FrameReader:
         """The reader tried first."""
         return self.readers[0] if self.readers else self.fallback
 
-    def _read_with_timeout(self, reader, path: Path, num_frames: int, pairs: int = 0) -> FrameBatch:
+    def _read_with_timeout(self, reader, path: Path, num_frames: int, pairs: int = 0, threads: int = 0) -> FrameBatch:
         # decoders' FFI calls release the GIL, so a stuck call can be left behind in its daemon thread
         try:
-            return run_with_timeout(lambda: reader.read(path, num_frames, pairs), self.timeout, name=reader.name)
+            return run_with_timeout(lambda: reader.read(path, num_frames, pairs, threads), self.timeout,
+                                    name=reader.name)
         except StageTimeout:
             raise VideoReadError("decode_timeout", f"{reader.name} took over {self.timeout:.0f}s on {path}") from None
 
@@ -492,15 +498,16 @@ class FrameReader:
         if info.st_size == 0:
             raise VideoReadError("empty_file", f"{path} is empty")
 
-    def read(self, path: str | Path, num_frames: int, pairs: int = 0) -> FrameBatch:
+    def read(self, path: str | Path, num_frames: int, pairs: int = 0, threads: int = 0) -> FrameBatch:
         """Read ``num_frames`` evenly spaced frames (and the next frame of ``pairs`` of them, in
-        ``next_frames``); raise :class:`VideoReadError` when nothing decodes."""
+        ``next_frames``) with ``threads`` decoding threads each (0: FFmpeg's choice; the frames do not depend on
+        it); raise :class:`VideoReadError` when nothing decodes."""
         path = Path(path)
         self.check_file(path)
         errors: list[VideoReadError] = []
         for reader in list(self.readers):
             try:
-                batch = self._read_with_timeout(reader, path, num_frames, pairs)
+                batch = self._read_with_timeout(reader, path, num_frames, pairs, threads)
             except VideoReadError as error:
                 log.info("%s failed on %s (%s); trying the next reader", reader.name, path.name, error)
                 errors.append(error)
@@ -509,7 +516,7 @@ class FrameReader:
             batch.notes[:0] = [f"{e}" for e in errors]
             return batch
         try:
-            batch = self.fallback.read(path, num_frames, pairs)
+            batch = self.fallback.read(path, num_frames, pairs, threads)
         except VideoReadError as fallback_error:
             if fallback_error.reason == "no_video_stream" or not errors:
                 raise
