@@ -66,3 +66,14 @@ def test_fast_path_gives_the_plain_answer(video_dir, shipped_weights, tmp_path, 
     assert results["fast"]["one_face.mp4"] != results["fast"]["two_faces.mp4"]
     for name, score in results["fast"].items():
         assert abs(score - results["plain"][name]) <= 1e-3, name
+
+
+def test_decode_ahead_reaches_the_bench(tiny_weights, tmp_path):
+    """--decode-ahead overrides the presets' own (what a user on a GPU would try for the full preset)."""
+    out = tmp_path / "bench.json"
+    assert bench.main(["--weights", str(tiny_weights), "--clips", "2", "--clip-seconds", "2", "--height", "360",
+                       "--presets", "light", "--repeats", "1", "--decode-ahead", "1", "--clip-dir",
+                       str(tmp_path / "clips"), "--json", str(out), "--device", "cpu"]) == 0
+    light = json.loads(out.read_text())["presets"][0]
+    assert light["decode_ahead"] == 1 and light["preset"]["decode_ahead"] == 1
+    assert light["decode_floor_ahead_s"] == light["decode_floor_s"]  # one ahead: the floor itself

@@ -137,8 +137,9 @@ def test_the_budget_falls_to_the_light_preset_with_its_detection_settings(video_
 
 
 @pytest.mark.parametrize("options, batches", [(["--preset", "light"], [2, 2, 1]), ([], [1, 1, 1]),
-                                                (["--preset", "light", "--no-prefetch"], [])],
-                         ids=["light", "full", "no-prefetch"])
+                                                (["--preset", "light", "--no-prefetch"], []),
+                                                (["--decode-ahead", "3"], [3, 2, 1])],
+                         ids=["light", "full", "no-prefetch", "decode-ahead"])
 def test_the_preset_says_how_many_videos_are_decoded_ahead(video_dir, tiny_weights, tmp_path, monkeypatch,
                                                            options, batches):
     """light: the next two videos (decoding dominates it); full: the next one; --no-prefetch: none."""
@@ -163,7 +164,7 @@ def test_light_preset_and_bad_options_are_checked(video_dir, tiny_weights, tmp_p
     assert "level 16 frames x 1 models, detection every 4 at 640px: 4 videos" in printed
     assert "decoding: decord\n" in printed + "\n"  # on a CPU, auto decodes with decord
     for bad in (["--preset", "fast"], ["--detect-every", "0"], ["--compile", "turbo"], ["--reader", "opencv"],
-                ["--min-face-size", "5"], ["--bystander-ratio", "1.5"]):
+                ["--min-face-size", "5"], ["--bystander-ratio", "1.5"], ["--decode-ahead", "0"]):
         assert predict.main([str(video_dir), "--weights", str(tiny_weights), "--out", str(out)] + bad) == 2, bad
 
 

@@ -30,6 +30,8 @@ class BenchConfig:
     batch_size: int = 16
     reader: str = field(default="auto", metadata={"help": "frame reader, as predict's --reader"})
     compile: str | None = field(default=None, metadata={"help": "torch.compile mode for the members, as predict's"})
+    decode_ahead: int | None = field(default=None, metadata={
+        "help": "videos decoded ahead, as predict's (unset: each preset's own, full 1, light 2)"})
     clip_dir: str = field(default="runs/bench/clips", metadata={"help": "where generated clips are kept"})
     json: str | None = field(default=None, metadata={"help": "write the results here"})
     repeats: int = field(default=3, metadata={
@@ -214,6 +216,11 @@ def run(config: BenchConfig) -> dict:
                                      reader=config.reader, compile_mode=config.compile or None)
     load_s = time.perf_counter() - clock  # with --compile, the compilation too
     available = presets(detector.member_names, detector.lightest_member())
+    if config.decode_ahead is not None:
+        if config.decode_ahead < 1:
+            raise ValueError("--decode-ahead must be at least 1")
+        available = {name: dataclasses.replace(level, decode_ahead=config.decode_ahead)
+                     for name, level in available.items()}
     results = {"machine": machine(), "load_s": round(load_s, 2), "compile": config.compile, "clips": {"count": len(paths), "height": config.height,
                                                "seconds": config.clip_seconds, "fps": 30}, "presets": []}
     for name in config.presets:

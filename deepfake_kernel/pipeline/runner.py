@@ -74,6 +74,10 @@ class PredictConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     prefetch: bool = field(default=True, metadata={
         "help": "decode the next videos while scoring this one (as many as the preset says: full 1, light 2)"})
+    decode_ahead: int | None = field(default=None, metadata={
+        "help": "videos decoded ahead in background threads, for every level (unset: the preset's, full 1, light 2; "
+                "more than 1 decodes each on one FFmpeg thread). Try 2 where decoding dominates, e.g. on a GPU "
+                "with CPU decoding; bench --decode-ahead measures it"})
     shard: str | None = field(default=None, metadata={"help": "K/N: score every N-th row from row K (merge "
                                                               "with --merge); auto: RANK/WORLD_SIZE of torchrun"})
     merge: list[str] = field(default_factory=list, metadata={"help": "shard submissions to merge into --out "
@@ -168,6 +172,9 @@ def check_config(config: PredictConfig) -> tuple[Path, list[str], float | None]:
                           "--min-face-size at least 12 pixels (MTCNN's smallest window)")
     if config.compile not in (None, "", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
         raise ConfigError(f"--compile {config.compile!r}: use default, reduce-overhead or max-autotune")
+    if config.decode_ahead is not None and not 1 <= config.decode_ahead <= 8:
+        raise ConfigError(f"--decode-ahead must lie in [1, 8] (--no-prefetch decodes nothing ahead), "
+                          f"not {config.decode_ahead}")
     if config.adapt_videos < 1 or config.adapt_min_videos < 1:
         raise ConfigError("--adapt-videos and --adapt-min-videos must be at least 1")
     if config.test_set_norm_blocks is not None and config.test_set_norm_blocks < -1:
@@ -303,6 +310,8 @@ def run(config: PredictConfig, predictions: dict | None = None) -> dict:
                                          AdaptConfig(config.adapt_videos, AdaptConfig.per_video,
                                                      config.adapt_min_videos), deadline)
         ladder = default_ladder(*top_and_light(config, detector))
+        if config.decode_ahead is not None:
+            ladder = [dataclasses.replace(level, decode_ahead=config.decode_ahead) for level in ladder]
         remaining = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
         budget = TimeBudget(remaining, len(names), ladder)
         ahead = max(level.decode_ahead for level in ladder) if config.prefetch else 0
