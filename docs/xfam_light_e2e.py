@@ -5,7 +5,7 @@ folder of links to the held-out family's videos (its own detection at 640 px eve
 centring and clip). Prints each family's AUC (raw score) and log loss (the submitted label). From the repository
 root, after the fold commands of the README ("Accuracy on sources it never saw"), e.g.:
     python docs/xfam_light_e2e.py "runs/xfam/sbi12ft_{fold}" runs/light_e2e ffpp,talking-head
-(docs/accuracy_history.md, thirty-sixth session).
+(docs/cross_family.md, thirty-sixth session).
 """
 import csv
 import glob
