@@ -61,7 +61,7 @@ def main(run_pattern: str, out_root: str, folds: list[str]) -> None:
         for n, item in enumerate(i for i in items if i.family in FAMILIES[fold]):
             name = f"{n:03d}_{Path(item.path).name}"
             os.symlink(Path(item.path).resolve(), videos / name)
-            labels[name] = (int(item.label == "FAKE") if isinstance(item.label, str) else int(item.label), item.family)
+            labels[name] = (int(item.label), item.family)  # read_video_csv: 1 = FAKE
         subprocess.run([sys.executable, "-m", "deepfake_kernel.predict", str(videos), "--weights", str(weights),
                         "--preset", "light", "--out", str(work / "submission.csv"), "--details",
                         str(work / "details.csv"), "--no-progress"], check=True)
