@@ -5,8 +5,16 @@ folder of links to the held-out family's videos (its own detection at 640 px eve
 centring and clip). Prints each family's AUC (raw score) and log loss (the submitted label). From the repository
 root, after the fold commands of the README ("Accuracy on sources it never saw"), e.g.:
     python docs/xfam_light_e2e.py "runs/xfam/sbi12ft_{fold}" runs/light_e2e ffpp,talking-head
-(docs/cross_family.md, thirty-sixth session).
+(docs/cross_family.md, thirty-sixth session). With ``--cue-work-dir FOLD=DIR`` (a ``train_temporal_cue
+--hold-out-family`` run's ``--work-dir``, trained without the same family) that network replaces the shipped
+``temporal_residual`` and the light preset's cue names it at weight 0: each video's learned cue is computed on the light
+preset's own pairs and recorded (``details.csv``'s ``learned_cue``) without moving its score. ``--predictions DIR``
+writes every fold's rows in ``cross_family``'s predictions format (``DIR/predictions.csv``) and the learned cue per
+fold as ``train_temporal_cue``'s scores (``DIR/cue_FOLD.csv``), so ``cross_family --from-predictions
+--fit-calibration --calibrate-member-set [--learned-cue-scores ...]`` fits the light preset's calibration on them
+(docs/cross_family.md, thirty-seventh session).
 """
+import argparse
 import csv
 import glob
 import json
@@ -32,50 +40,125 @@ def fold_weights(run: str, fold: str) -> Path:
     return found[0]
 
 
-def light_weights(fold_dir: Path, out: Path) -> Path:
+def light_weights(fold_dir: Path, out: Path, cue_work_dir: str | None = None) -> Path:
     shipped = json.loads(Path("weights/manifest.json").read_text())
     fold = json.loads((fold_dir / "manifest.json").read_text())
     member = next(m for m in fold["members"] if m["name"] == "efficientnet_lite0")
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     shutil.copy(fold_dir / member["file"], out / member["file"])
     keep = dict(next(m for m in shipped["members"] if m["name"] == "efficientnet_lite0"))
     keep.update(file=member["file"], sha256=member["sha256"], storage_dtype=member.get("storage_dtype", keep["storage_dtype"]))
-    cue_networks = [m for m in shipped["members"] if m["name"].startswith("temporal_residual")]  # full preset's only
+    cue_networks = [m for m in shipped["members"] if m["name"].startswith("temporal_residual")]
     for m in cue_networks:
         shutil.copy(Path("weights") / m["file"], out / m["file"])
     manifest = dict(shipped, members=[keep] + cue_networks)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if cue_work_dir:  # the fold's own learned-cue network, named by the light preset's cue at weight 0
+        import torch
+
+        from deepfake_kernel.detectors import create_model
+        from deepfake_kernel.detectors.weights import export_member
+
+        network = create_model("temporal_residual_lite0")
+        state = torch.load(Path(cue_work_dir) / "last.pt", map_location="cpu", weights_only=False)
+        network.network.load_state_dict(state["network"])
+        network.eval()
+        export_member(network, out, name="temporal_residual", storage_dtype="int8", ensemble_weight=0.0,
+                      training_command=f"{cue_work_dir}/last.pt (a held-out-family run)", reads="residual")
+        manifest = json.loads((out / "manifest.json").read_text())
+        # a new member makes export_member forget the fits: the shipped ones stay (this network is only named by
+        # the light preset's cue, at weight 0)
+        manifest.update(calibration=shipped["calibration"], clip=shipped["clip"],
+                        calibration_by_members=shipped["calibration_by_members"])
+        light = manifest["calibration_by_members"]["efficientnet_lite0"]["temporal_cue"]
+        light.update(networks=["temporal_residual"], network_weight=0.0, network_reference=0.0)
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out
 
 
-def main(run_pattern: str, out_root: str, folds: list[str]) -> None:
+PREDICTION_FIELDS = ("fold", "path", "raw", "score", "members", "reason", "video_norm", "set_norm", "network_raw",
+                     "temporal_cue", "cue", "label", "family", "group", "method", "dataset", "seed")
+
+
+def prediction_rows(fold: str, seed: str, weights: Path, items: dict, det: dict) -> list[dict]:
+    """``details.csv`` rows as ``cross_family``'s predictions (``raw``: the score before calibration, with the flow
+    cue; ``network_raw``: the members' alone, which the centring reads)."""
+    from deepfake_kernel.pipeline.temporal import TemporalCue
+
+    light = json.loads((weights / "manifest.json").read_text())["calibration_by_members"]["efficientnet_lite0"]
+    cue = TemporalCue.from_manifest(light["temporal_cue"]).describe()
+    set_norm = json.loads((weights / "manifest.json").read_text())["members"][0].get("test_set_norm_blocks")
+    rows = []
+    for name, item in items.items():
+        r = det[name]
+        scored = bool(r["member_scores"]) and not r["reason"]
+        raw = float(r["raw_score"]) if scored else 0.5
+        rows.append({"fold": fold, "path": item.path, "raw": raw, "score": min(max(raw, 0.01), 0.99),
+                     "members": r["member_scores"].replace(",", ";") if scored else "", "reason": r["reason"],
+                     "video_norm": "", "set_norm": set_norm if scored else "",
+                     "network_raw": r["network_score"] if scored else "", "temporal_cue": r["temporal_cue"],
+                     "cue": cue if scored else "", "label": int(item.label), "family": item.family,
+                     "group": item.group, "method": item.method, "dataset": item.dataset, "seed": seed})
+    return rows
+
+
+def main(run_pattern: str, out_root: str, folds: list[str], cue_work_dirs: dict[str, str], predictions: str | None,
+         seed: str) -> None:
     items = [i for f in VIDEOS for i in read_video_csv(f)]
+    rows, cue_rows = [], {}
     for fold in folds:
         run = run_pattern.format(fold=fold)
         work = Path(out_root) / fold
-        weights = light_weights(fold_weights(run, fold), work / "weights")
+        weights = light_weights(fold_weights(run, fold), work / "weights", cue_work_dirs.get(fold))
         videos = work / "videos"
         shutil.rmtree(videos, ignore_errors=True)
         videos.mkdir(parents=True)
-        labels = {}
+        named = {}
         for n, item in enumerate(i for i in items if i.family in FAMILIES[fold]):
             name = f"{n:03d}_{Path(item.path).name}"
             os.symlink(Path(item.path).resolve(), videos / name)
-            labels[name] = (int(item.label), item.family)  # read_video_csv: 1 = FAKE
+            named[name] = item  # read_video_csv: label 1 = FAKE
         subprocess.run([sys.executable, "-m", "deepfake_kernel.predict", str(videos), "--weights", str(weights),
                         "--preset", "light", "--out", str(work / "submission.csv"), "--details",
                         str(work / "details.csv"), "--no-progress"], check=True)
         sub = {r["filename"]: float(r["label"]) for r in csv.DictReader(open(work / "submission.csv"))}
         det = {r["filename"]: r for r in csv.DictReader(open(work / "details.csv"))}
+        rows += prediction_rows(fold, seed, weights, named, det)
+        cue_rows[fold] = [{"path": item.path, "family": item.family, "label": int(item.label),
+                           "learned_cue": det[name].get("learned_cue") or ""} for name, item in named.items()]
         for family in FAMILIES[fold]:
-            names = [n for n in labels if labels[n][1] == family]
-            y = np.array([labels[n][0] for n in names])
+            names = [n for n in named if named[n].family == family]
+            y = np.array([int(named[n].label) for n in names])
             raw = np.array([float(det[n]["raw_score"] or 0.5) for n in names])
             p = np.array([sub[n] for n in names])
             a = roc_auc(y, raw) if 0 < y.sum() < len(y) else float("nan")
             print(f"{fold} / {family}: {len(names)} videos ({int(y.sum())} fake): AUC {a:.3f}, log loss {log_loss(y, p):.3f}, "
                   f"fallbacks {sum(1 for n in names if det[n]['reason'])}", flush=True)
+    if predictions:
+        out = Path(predictions)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=PREDICTION_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        for fold, cues in cue_rows.items():
+            if any(r["learned_cue"] for r in cues):
+                with open(out / f"cue_{fold}.csv", "w", newline="", encoding="utf-8") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=["path", "family", "label", "learned_cue"])
+                    writer.writeheader()
+                    writer.writerows(cues)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3].split(","))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_pattern", help='the fold runs, "{fold}" standing for the fold: "runs/xfam/sbi12ft_{fold}"')
+    parser.add_argument("out_root")
+    parser.add_argument("folds", help="comma-separated: ffpp,talking-head,dfdc+deeperforensics")
+    parser.add_argument("--cue-work-dir", action="append", default=[], metavar="FOLD=DIR",
+                        help="the fold's learned-cue network (a held-out-family train_temporal_cue --work-dir)")
+    parser.add_argument("--predictions", help="also write cross_family-format predictions (and cue scores) here")
+    parser.add_argument("--seed", default="0", help="the predictions' seed column (which fold weights these are)")
+    args = parser.parse_args()
+    main(args.run_pattern, args.out_root, args.folds.split(","),
+         dict(spec.split("=", 1) for spec in args.cue_work_dir), args.predictions, args.seed)

@@ -293,3 +293,60 @@ def test_a_cue_naming_a_network_the_manifest_lacks_fails_early(cue_weights, tmp_
     write_manifest(manifest, root)
     with pytest.raises(WeightsError, match="missing_network"):
         Detector.from_weights(root, device="cpu")
+
+
+def test_the_light_member_sets_paired_cue_adds_the_learned_cue_on_its_own_pairs(learned_cue_weights, video_dir,
+                                                                                tmp_path):
+    """The light preset's reading (a member set's paired cue) can name the learned cue's network too: it reads the
+    set's own pairs (3 positions and their next frames) and adds its term to the set's logit, the main cue's networks
+    and weight apart."""
+    import shutil
+
+    from deepfake_kernel.detectors.weights import read_manifest, write_manifest
+    from deepfake_kernel.pipeline.detector import Detector
+    from deepfake_kernel.pipeline.ensemble import logit
+
+    root = tmp_path / "weights"
+    shutil.copytree(learned_cue_weights, root)
+    manifest = read_manifest(root)
+    manifest.calibration_by_members["efficientnet_lite0"] = {
+        "temperature": 1.0, "bias": 0.0, "clip": [0.01, 0.99],
+        "temporal_cue": TemporalCue(1.0, -1.0, 3, ("efficientnet_lite0",), paired=True,
+                                    networks=("temporal_residual",), network_weight=3.0,
+                                    network_reference=-0.5).entry()}
+    write_manifest(manifest, root)
+    detector = Detector.from_weights(root, device="cpu", frames=6)
+    light = detector.predict_video(video_dir / "one_face.mp4", models=["efficientnet_lite0"])
+    assert light.frames_read == 3 and light.faces == 6  # the paired reading
+    assert light.temporal_cue is not None and light.learned_cue is not None
+    assert logit(light.raw_score) - logit(light.network_score) == pytest.approx(
+        1.0 * (light.temporal_cue + 1.0) + 3.0 * (light.learned_cue + 0.5), abs=1e-4)
+    unweighted = read_manifest(root)
+    unweighted.calibration_by_members["efficientnet_lite0"]["temporal_cue"]["network_weight"] = 0.0
+    write_manifest(unweighted, root)
+    same = Detector.from_weights(root, device="cpu", frames=6).predict_video(
+        video_dir / "one_face.mp4", models=["efficientnet_lite0"])
+    assert same.learned_cue == pytest.approx(light.learned_cue, abs=1e-5)  # read on the same pairs
+    assert logit(same.raw_score) - logit(same.network_score) == pytest.approx(1.0 * (same.temporal_cue + 1.0),
+                                                                              abs=1e-4)
+
+
+def test_the_shipped_light_preset_reads_the_learned_cue_of_a_shipped_network(shipped_weights, video_dir, tmp_path):
+    """The shipped manifest's light calibration names a residual-reading network it holds, and ``predict --preset
+    light`` records that network's cue for a video with a face (none for a video without one)."""
+    import csv
+
+    from deepfake_kernel import predict
+    from deepfake_kernel.detectors.weights import read_manifest
+
+    manifest = read_manifest(shipped_weights)
+    light = TemporalCue.from_manifest(manifest.calibration_by_members["efficientnet_lite0"]["temporal_cue"])
+    assert light.paired and light.networks and light.network_weight > 0
+    for name in light.networks:
+        assert manifest.member(name).input == "residual"
+    details = tmp_path / "details.csv"
+    assert predict.main([str(video_dir), "--weights", str(shipped_weights), "--out", str(tmp_path / "s.csv"),
+                         "--preset", "light", "--details", str(details), "--no-progress"]) == 0
+    rows = {r["filename"]: r for r in csv.DictReader(open(details))}
+    assert rows["one_face.mp4"]["learned_cue"] not in ("", None)
+    assert rows["no_face.mp4"]["learned_cue"] == ""
