@@ -1,18 +1,21 @@
-"""The light preset end to end, out of family, as a user runs it: each fold's seed-0 member (trained without the
-family) is put in a copy of the shipped manifest, so the light preset's own calibration and paired cue apply (the
-learned cue's shipped networks ride along: only the full preset reads them), then ``predict --preset light`` runs on a
-folder of links to the held-out family's videos (its own detection at 640 px every 4th frame, test-set statistics,
-centring and clip). Prints each family's AUC (raw score) and log loss (the submitted label). From the repository
-root, after the fold commands of the README ("Accuracy on sources it never saw"), e.g.:
-    python docs/xfam_light_e2e.py "runs/xfam/sbi12ft_{fold}" runs/light_e2e ffpp,talking-head
-(docs/cross_family.md, thirty-sixth session). With ``--cue-work-dir FOLD=DIR`` (a ``train_temporal_cue
---hold-out-family`` run's ``--work-dir``, trained without the same family) that network replaces the shipped
-``temporal_residual`` and the light preset's cue names it at weight 0: each video's learned cue is computed on the light
-preset's own pairs and recorded (``details.csv``'s ``learned_cue``) without moving its score. ``--predictions DIR``
-writes every fold's rows in ``cross_family``'s predictions format (``DIR/predictions.csv``) and the learned cue per
-fold as ``train_temporal_cue``'s scores (``DIR/cue_FOLD.csv``), so ``cross_family --from-predictions
---fit-calibration --calibrate-member-set [--learned-cue-scores ...]`` fits the light preset's calibration on them
-(docs/cross_family.md, thirty-seventh session).
+"""The light preset end to end, out of family, as a user runs it: each fold's member (one seed, trained without the
+family) is put in a copy of the shipped manifest, so the light preset's own calibration and paired cues apply, then
+``predict --preset light`` runs on a folder of links to the held-out family's videos (its own detection at 640 px
+every 4th frame, test-set statistics, centring and clip). Prints each family's AUC (raw score) and log loss (the
+submitted label). From the repository root, after the fold commands of the README ("Accuracy on sources it never
+saw"), e.g.:
+    python docs/xfam_light_e2e.py "runs/xfam/sbi12ft_{fold}" runs/light_e2e_cue ffpp,talking-head \
+        --cue-work-dir ffpp=runs/tcue/work_ep18c_ffpp_s0 --cue-work-dir talking-head=runs/tcue/work_ep18c_talking-head_s0
+(docs/cross_family.md, thirty-sixth and thirty-seventh sessions). The light preset's cue reads a learned-cue network
+(``temporal_residual``) since the thirty-seventh session; the shipped one was trained on every family, so each fold
+needs its own, ``--cue-work-dir FOLD=DIR`` (a ``train_temporal_cue --hold-out-family`` run's ``--work-dir``): it
+replaces the shipped network, and the light cue names it at weight 0 (each video's learned cue is computed on the
+light preset's own pairs and recorded in ``details.csv``, its score not moved) or, with ``--as-shipped``, at the
+shipped weight and reference (the submission is then the light preset as shipped, on the fold's networks; no
+``--predictions`` then). ``--predictions DIR`` writes every fold's rows in ``cross_family``'s predictions format (``DIR/predictions.csv``,
+``raw`` without the learned cue's term) and the learned cue per fold as ``train_temporal_cue``'s scores
+(``DIR/cue_FOLD.csv``), so ``cross_family --from-predictions --fit-calibration --calibrate-member-set
+--learned-cue-scores ...`` fits the light preset's calibration on them.
 """
 import argparse
 import csv
@@ -40,7 +43,7 @@ def fold_weights(run: str, fold: str) -> Path:
     return found[0]
 
 
-def light_weights(fold_dir: Path, out: Path, cue_work_dir: str | None = None) -> Path:
+def light_weights(fold_dir: Path, out: Path, cue_work_dir: str | None = None, as_shipped: bool = False) -> Path:
     shipped = json.loads(Path("weights/manifest.json").read_text())
     fold = json.loads((fold_dir / "manifest.json").read_text())
     member = next(m for m in fold["members"] if m["name"] == "efficientnet_lite0")
@@ -54,6 +57,9 @@ def light_weights(fold_dir: Path, out: Path, cue_work_dir: str | None = None) ->
         shutil.copy(Path("weights") / m["file"], out / m["file"])
     manifest = dict(shipped, members=[keep] + cue_networks)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if not cue_work_dir and shipped["calibration_by_members"]["efficientnet_lite0"]["temporal_cue"].get("networks"):
+        raise SystemExit(f"{fold_dir}: the shipped light cue reads a learned-cue network trained on every family; "
+                         f"give the fold's own with --cue-work-dir FOLD=DIR")
     if cue_work_dir:  # the fold's own learned-cue network, named by the light preset's cue at weight 0
         import torch
 
@@ -72,7 +78,10 @@ def light_weights(fold_dir: Path, out: Path, cue_work_dir: str | None = None) ->
         manifest.update(calibration=shipped["calibration"], clip=shipped["clip"],
                         calibration_by_members=shipped["calibration_by_members"])
         light = manifest["calibration_by_members"]["efficientnet_lite0"]["temporal_cue"]
-        light.update(networks=["temporal_residual"], network_weight=0.0, network_reference=0.0)
+        if not as_shipped:  # recorded, not added
+            light.update(networks=["temporal_residual"], network_weight=0.0, network_reference=0.0)
+        elif light.get("networks") != ["temporal_residual"]:
+            raise SystemExit("--as-shipped: the shipped light cue does not name temporal_residual alone")
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out
 
@@ -83,11 +92,15 @@ PREDICTION_FIELDS = ("fold", "path", "raw", "score", "members", "reason", "video
 
 def prediction_rows(fold: str, seed: str, weights: Path, items: dict, det: dict) -> list[dict]:
     """``details.csv`` rows as ``cross_family``'s predictions (``raw``: the score before calibration, with the flow
-    cue; ``network_raw``: the members' alone, which the centring reads)."""
+    cue but without the learned cue's term, which ``cross_family --learned-cue-scores`` adds; ``network_raw``: the
+    members' alone, which the centring reads)."""
     from deepfake_kernel.pipeline.temporal import TemporalCue
 
     light = json.loads((weights / "manifest.json").read_text())["calibration_by_members"]["efficientnet_lite0"]
-    cue = TemporalCue.from_manifest(light["temporal_cue"]).describe()
+    reading = TemporalCue.from_manifest(light["temporal_cue"])
+    if reading.networks and reading.network_weight:
+        raise ValueError("predictions are written from runs whose learned cue is recorded, not added (no --as-shipped)")
+    cue = reading.describe()
     set_norm = json.loads((weights / "manifest.json").read_text())["members"][0].get("test_set_norm_blocks")
     rows = []
     for name, item in items.items():
@@ -104,13 +117,13 @@ def prediction_rows(fold: str, seed: str, weights: Path, items: dict, det: dict)
 
 
 def main(run_pattern: str, out_root: str, folds: list[str], cue_work_dirs: dict[str, str], predictions: str | None,
-         seed: str) -> None:
+         seed: str, as_shipped: bool = False) -> None:
     items = [i for f in VIDEOS for i in read_video_csv(f)]
     rows, cue_rows = [], {}
     for fold in folds:
         run = run_pattern.format(fold=fold)
         work = Path(out_root) / fold
-        weights = light_weights(fold_weights(run, fold), work / "weights", cue_work_dirs.get(fold))
+        weights = light_weights(fold_weights(run, fold), work / "weights", cue_work_dirs.get(fold), as_shipped)
         videos = work / "videos"
         shutil.rmtree(videos, ignore_errors=True)
         videos.mkdir(parents=True)
@@ -159,6 +172,11 @@ if __name__ == "__main__":
                         help="the fold's learned-cue network (a held-out-family train_temporal_cue --work-dir)")
     parser.add_argument("--predictions", help="also write cross_family-format predictions (and cue scores) here")
     parser.add_argument("--seed", default="0", help="the predictions' seed column (which fold weights these are)")
+    parser.add_argument("--as-shipped", action="store_true",
+                        help="with --cue-work-dir: the fold's network at the shipped light cue's weight and reference "
+                             "(the submission is then the light preset as shipped, on the fold's networks)")
     args = parser.parse_args()
+    if args.as_shipped and args.predictions:
+        parser.error("--predictions needs the learned cue recorded at weight 0: leave out --as-shipped")
     main(args.run_pattern, args.out_root, args.folds.split(","),
-         dict(spec.split("=", 1) for spec in args.cue_work_dir), args.predictions, args.seed)
+         dict(spec.split("=", 1) for spec in args.cue_work_dir), args.predictions, args.seed, args.as_shipped)
