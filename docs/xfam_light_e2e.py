@@ -36,10 +36,13 @@ VIDEOS = ("../shared/data/videos.csv", "../shared/data/videos_extra.csv")
 FAMILIES = {"ffpp": ("ffpp",), "talking-head": ("talking-head",), "dfdc+deeperforensics": ("dfdc", "deeperforensics")}
 
 
-def fold_weights(run: str, fold: str) -> Path:
+def fold_weights(run: str, fold: str, seed: str) -> Path:
+    """The fold's weights in a cross_family run; where the run holds several seeds, ``seed_SEED``'s."""
     found = [Path(p).parent for p in glob.glob(f"{run}/**/{fold}/weights/manifest.json", recursive=True)]
+    if len(found) > 1:
+        found = [p for p in found if f"seed_{seed}" in p.parts]
     if len(found) != 1:
-        raise SystemExit(f"{run}: expected one {fold}/weights, found {found}")
+        raise SystemExit(f"{run}: expected one {fold}/weights (of seed {seed}), found {found}")
     return found[0]
 
 
@@ -123,7 +126,7 @@ def main(run_pattern: str, out_root: str, folds: list[str], cue_work_dirs: dict[
     for fold in folds:
         run = run_pattern.format(fold=fold)
         work = Path(out_root) / fold
-        weights = light_weights(fold_weights(run, fold), work / "weights", cue_work_dirs.get(fold), as_shipped)
+        weights = light_weights(fold_weights(run, fold, seed), work / "weights", cue_work_dirs.get(fold), as_shipped)
         videos = work / "videos"
         shutil.rmtree(videos, ignore_errors=True)
         videos.mkdir(parents=True)
@@ -171,7 +174,7 @@ if __name__ == "__main__":
     parser.add_argument("--cue-work-dir", action="append", default=[], metavar="FOLD=DIR",
                         help="the fold's learned-cue network (a held-out-family train_temporal_cue --work-dir)")
     parser.add_argument("--predictions", help="also write cross_family-format predictions (and cue scores) here")
-    parser.add_argument("--seed", default="0", help="the predictions' seed column (which fold weights these are)")
+    parser.add_argument("--seed", default="0", help="the fold weights' seed (seed_SEED where a run holds several) and the predictions' seed column")
     parser.add_argument("--as-shipped", action="store_true",
                         help="with --cue-work-dir: the fold's network at the shipped light cue's weight and reference "
                              "(the submission is then the light preset as shipped, on the fold's networks)")
