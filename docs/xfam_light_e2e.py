@@ -12,10 +12,10 @@ needs its own, ``--cue-work-dir FOLD=DIR`` (a ``train_temporal_cue --hold-out-fa
 replaces the shipped network, and the light cue names it at weight 0 (each video's learned cue is computed on the
 light preset's own pairs and recorded in ``details.csv``, its score not moved) or, with ``--as-shipped``, at the
 shipped weight and reference (the submission is then the light preset as shipped, on the fold's networks; no
-``--predictions`` then). ``--predictions DIR`` writes every fold's rows in ``cross_family``'s predictions format (``DIR/predictions.csv``,
-``raw`` without the learned cue's term) and the learned cue per fold as ``train_temporal_cue``'s scores
-(``DIR/cue_FOLD.csv``), so ``cross_family --from-predictions --fit-calibration --calibrate-member-set
---learned-cue-scores ...`` fits the light preset's calibration on them.
+``--predictions`` then). ``--predictions DIR`` writes every fold's rows in ``cross_family``'s predictions format
+(``DIR/predictions.csv``, ``raw`` without the learned cue's term) and the learned cue per fold as
+``train_temporal_cue``'s scores (``DIR/cue_FOLD.csv``), so ``cross_family --from-predictions --fit-calibration
+--calibrate-member-set --learned-cue-scores ...`` fits the light preset's calibration on them.
 """
 import argparse
 import csv
@@ -48,6 +48,9 @@ def fold_weights(run: str, fold: str, seed: str) -> Path:
 
 def light_weights(fold_dir: Path, out: Path, cue_work_dir: str | None = None, as_shipped: bool = False) -> Path:
     shipped = json.loads(Path("weights/manifest.json").read_text())
+    if not cue_work_dir and shipped["calibration_by_members"]["efficientnet_lite0"]["temporal_cue"].get("networks"):
+        raise SystemExit(f"{fold_dir}: the shipped light cue reads a learned-cue network trained on every family; "
+                         f"give the fold's own with --cue-work-dir FOLD=DIR")
     fold = json.loads((fold_dir / "manifest.json").read_text())
     member = next(m for m in fold["members"] if m["name"] == "efficientnet_lite0")
     shutil.rmtree(out, ignore_errors=True)
@@ -60,9 +63,6 @@ def light_weights(fold_dir: Path, out: Path, cue_work_dir: str | None = None, as
         shutil.copy(Path("weights") / m["file"], out / m["file"])
     manifest = dict(shipped, members=[keep] + cue_networks)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if not cue_work_dir and shipped["calibration_by_members"]["efficientnet_lite0"]["temporal_cue"].get("networks"):
-        raise SystemExit(f"{fold_dir}: the shipped light cue reads a learned-cue network trained on every family; "
-                         f"give the fold's own with --cue-work-dir FOLD=DIR")
     if cue_work_dir:  # the fold's own learned-cue network, named by the light preset's cue at weight 0
         import torch
 
@@ -174,7 +174,8 @@ if __name__ == "__main__":
     parser.add_argument("--cue-work-dir", action="append", default=[], metavar="FOLD=DIR",
                         help="the fold's learned-cue network (a held-out-family train_temporal_cue --work-dir)")
     parser.add_argument("--predictions", help="also write cross_family-format predictions (and cue scores) here")
-    parser.add_argument("--seed", default="0", help="the fold weights' seed (seed_SEED where a run holds several) and the predictions' seed column")
+    parser.add_argument("--seed", default="0",
+                        help="the fold weights' seed (seed_SEED where a run holds several); the predictions' seed column")
     parser.add_argument("--as-shipped", action="store_true",
                         help="with --cue-work-dir: the fold's network at the shipped light cue's weight and reference "
                              "(the submission is then the light preset as shipped, on the fold's networks)")
