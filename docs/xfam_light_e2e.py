@@ -140,7 +140,8 @@ def main(run_pattern: str, out_root: str, folds: list[str], cue_work_dirs: dict[
                         str(work / "details.csv"), "--no-progress"], check=True)
         sub = {r["filename"]: float(r["label"]) for r in csv.DictReader(open(work / "submission.csv"))}
         det = {r["filename"]: r for r in csv.DictReader(open(work / "details.csv"))}
-        rows += prediction_rows(fold, seed, weights, named, det)
+        if predictions:
+            rows += prediction_rows(fold, seed, weights, named, det)
         cue_rows[fold] = [{"path": item.path, "family": item.family, "label": int(item.label),
                            "learned_cue": det[name].get("learned_cue") or ""} for name, item in named.items()]
         for family in FAMILIES[fold]:
