@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import add_dataclass_args, from_args
 from .evaluation.speed import BenchConfig, format_table, run
+from .pipeline.budget import check_decode_ahead
 from .openmp import policy_for, set_wait_policy
 
 
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(parser, BenchConfig)
     config = from_args(BenchConfig, parser.parse_args(argv))
+    if config.decode_ahead is not None:
+        try:
+            check_decode_ahead(config.decode_ahead)
+        except ValueError as exc:
+            parser.error(str(exc))  # before any clip is made or weight loaded
     presets = ["light"] if config.quick else list(config.presets)
     if len({json.dumps(policy_for(p), sort_keys=True) for p in presets}) > 1:
         results = run_presets_apart(argv, presets)

@@ -1,7 +1,10 @@
 import csv
 import json
 
+import pytest
+
 from deepfake_kernel import bench, predict
+from deepfake_kernel.evaluation import speed
 
 
 def test_quick_bench_reports_stages_floor_and_memory(tiny_weights, tmp_path, capsys):
@@ -79,3 +82,16 @@ def test_decode_ahead_reaches_the_bench(tiny_weights, tmp_path):
     light = json.loads(out.read_text())["presets"][0]
     assert light["decode_ahead"] == 1 and light["preset"]["decode_ahead"] == 1
     assert light["decode_floor_ahead_s"] == light["decode_floor_s"]  # one ahead: the floor itself
+
+
+@pytest.mark.parametrize("videos", ["0", "9"])
+def test_a_decode_ahead_out_of_range_fails_before_anything_runs(videos, tmp_path, capsys):
+    """predict and bench share the range [1, 8]; bench refuses another before it makes a clip or reads weights."""
+    with pytest.raises(SystemExit):
+        bench.main(["--weights", str(tmp_path / "no_weights"), "--clip-dir", str(tmp_path / "clips"),
+                    "--presets", "light,full", "--decode-ahead", videos])
+    assert "--decode-ahead must lie in [1, 8]" in capsys.readouterr().err
+    assert not (tmp_path / "clips").exists()
+    with pytest.raises(ValueError, match=r"\[1, 8\]"):
+        speed.run(speed.BenchConfig(weights=str(tmp_path / "no_weights"), clip_dir=str(tmp_path / "clips"),
+                                    decode_ahead=int(videos)))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..clips import write_face_clip
 from ..openmp import in_force
-from ..pipeline.budget import Level, presets
+from ..pipeline.budget import Level, check_decode_ahead, presets
 
 
 @dataclass
@@ -207,6 +207,8 @@ def machine() -> dict:
 def run(config: BenchConfig) -> dict:
     from ..pipeline.detector import Detector
 
+    if config.decode_ahead is not None:
+        check_decode_ahead(config.decode_ahead)  # before the clips are made and the weights loaded (API callers)
     if config.quick:
         config.clips, config.clip_seconds, config.height, config.presets, config.repeats = 1, 2.0, 360, ["light"], 1
     folder = Path(config.clip_dir)
@@ -217,8 +219,6 @@ def run(config: BenchConfig) -> dict:
     load_s = time.perf_counter() - clock  # with --compile, the compilation too
     available = presets(detector.member_names, detector.lightest_member())
     if config.decode_ahead is not None:
-        if config.decode_ahead < 1:
-            raise ValueError("--decode-ahead must be at least 1")
         available = {name: dataclasses.replace(level, decode_ahead=config.decode_ahead)
                      for name, level in available.items()}
     results = {"machine": machine(), "load_s": round(load_s, 2), "compile": config.compile, "clips": {"count": len(paths), "height": config.height,

@@ -70,6 +70,16 @@ def presets(models: list[str], lightest: str) -> dict[str, Level]:
             "light": Level(16, (lightest,), detect_every=4, detect_long_side=640, name="light", decode_ahead=2)}
 
 
+MAX_DECODE_AHEAD = 8  # background decoders, each holding a video's frames
+
+
+def check_decode_ahead(videos: int) -> None:
+    """``--decode-ahead`` of ``predict`` and ``bench``: 1 to :data:`MAX_DECODE_AHEAD` (``ValueError`` otherwise)."""
+    if not 1 <= videos <= MAX_DECODE_AHEAD:
+        raise ValueError(f"--decode-ahead must lie in [1, {MAX_DECODE_AHEAD}] (--no-prefetch decodes nothing ahead), "
+                         f"not {videos}")
+
+
 def default_ladder(top: Level, light: Level | None = None) -> list[Level]:
     """``top`` → ``top`` at half the frames → the ``light`` preset → ``light`` at half, then a quarter of its
     frames; only rungs cheaper than the one above are kept."""

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .adapt import AdaptConfig, adapt_to_videos, centre_scores
-from .budget import PRESET_NAMES, Level, TimeBudget, default_ladder, parse_duration, presets
+from .budget import (PRESET_NAMES, Level, TimeBudget, check_decode_ahead, default_ladder, parse_duration,
+                     presets)
 from .ensemble import member_set_key
 # light imports only: torch and the models load inside run(), after the SIGTERM handler is in place
 from .stage_config import CropperConfig
@@ -172,9 +173,11 @@ def check_config(config: PredictConfig) -> tuple[Path, list[str], float | None]:
                           "--min-face-size at least 12 pixels (MTCNN's smallest window)")
     if config.compile not in (None, "", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
         raise ConfigError(f"--compile {config.compile!r}: use default, reduce-overhead or max-autotune")
-    if config.decode_ahead is not None and not 1 <= config.decode_ahead <= 8:
-        raise ConfigError(f"--decode-ahead must lie in [1, 8] (--no-prefetch decodes nothing ahead), "
-                          f"not {config.decode_ahead}")
+    if config.decode_ahead is not None:
+        try:
+            check_decode_ahead(config.decode_ahead)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if config.adapt_videos < 1 or config.adapt_min_videos < 1:
         raise ConfigError("--adapt-videos and --adapt-min-videos must be at least 1")
     if config.test_set_norm_blocks is not None and config.test_set_norm_blocks < -1:
