@@ -35,6 +35,18 @@ def test_int8_storage_is_a_quarter_and_close():
     assert (back["w"] - weight).abs().max() <= weight.abs().amax(dim=(1, 2, 3)).max() / 127 / 2 + 1e-6
 
 
+def test_int8_storage_keeps_small_weights_in_float16():
+    depthwise = torch.randn(32, 1, 3, 3)  # 288 weights: quantised, a first depthwise layer moved a cue most
+    norm = torch.randn(32)
+    stored = encode_state_dict({"dw": depthwise, "bn": norm, "pw": torch.randn(64, 96, 1, 1)}, "int8")
+    assert stored["dw"].dtype == torch.float16 and "dw::int8_scale" not in stored
+    assert stored["bn"].dtype == torch.float32 and stored["pw"].dtype == torch.int8
+    back = decode_state_dict(stored)
+    assert back["dw"].dtype == torch.float32
+    np.testing.assert_allclose(back["dw"], depthwise, rtol=1e-3, atol=1e-4)
+    assert torch.equal(back["bn"], norm)
+
+
 def test_tampered_checkpoint_is_rejected(tiny_weights, tmp_path):
     import shutil
 

@@ -25,6 +25,9 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 STORAGE_DTYPES = ("float32", "float16", "int8")
 _SCALE_SUFFIX = "::int8_scale"
+# int8 storage keeps tensors smaller than this in float16: a network's first depthwise convolution (288 weights)
+# moved the learned temporal cue 0.39 logit when quantised, the rest of the network 0.07 (docs/training.md)
+INT8_MIN_ELEMENTS = 4096
 GET_WEIGHTS_HINT = ("Use the weights shipped in the repository's weights/ folder (--weights PATH/TO/weights), "
                     "or rebuild them with `python -m deepfake_kernel.train` (see README, 'Training').")
 
@@ -98,7 +101,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def encode_state_dict(state: dict[str, torch.Tensor], storage_dtype: str) -> dict[str, torch.Tensor]:
-    """Convert float tensors to the storage dtype; int8 quantises weights with ≥ 2 dims per output channel."""
+    """Convert float tensors to the storage dtype; int8 quantises weights with ≥ 2 dims and at least
+    ``INT8_MIN_ELEMENTS`` elements per output channel, keeps smaller weights in float16 and 1-d tensors in float32."""
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, not {storage_dtype!r}")
     out = {}
@@ -106,9 +110,12 @@ def encode_state_dict(state: dict[str, torch.Tensor], storage_dtype: str) -> dic
         tensor = tensor.detach().cpu().contiguous()
         if not tensor.is_floating_point() or storage_dtype == "float32":
             out[key] = tensor
-        elif storage_dtype == "float16" or tensor.ndim < 2:
-            # int8 storage keeps 1-d tensors (biases, norms) in float16: they are tiny
-            out[key] = tensor.to(torch.float16) if storage_dtype == "float16" else tensor.float()
+        elif storage_dtype == "float16":
+            out[key] = tensor.to(torch.float16)
+        elif tensor.ndim < 2:
+            out[key] = tensor.float()  # int8 storage keeps 1-d tensors (biases, norms) in float32: they are tiny
+        elif tensor.numel() < INT8_MIN_ELEMENTS:
+            out[key] = tensor.to(torch.float16)  # and weights too small to be worth quantising in float16
         else:
             flat = tensor.float().reshape(tensor.shape[0], -1)
             scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
