@@ -1,0 +1,49 @@
+"""One family's videos through the calibration, each fold judged with the fit made on the other folds: the logit
+with the learned cue added, the test-set median that centring subtracts, and the submitted probability (how the
+thirty-eighth session read DeeperForensics' log loss, docs/cross_family.md). From the repository root, e.g.:
+    python docs/xfam_family_rows.py runs/xfam/b4p16_t65_ship/predictions.csv "runs/tcue/p16c_*_s[01].csv" \
+        --weight 1.75 --family deeperforensics
+"""
+import argparse
+import glob
+import logging
+
+import numpy as np
+
+from deepfake_kernel import metrics
+from deepfake_kernel.evaluation.calibration import (apply_calibration, fit_least_confident_calibration,
+                                                    test_set_keys, test_set_shifts)
+from deepfake_kernel.evaluation.cross_family import add_learned_cue, read_predictions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions", help="cross_family predictions.csv (raw without the learned cue)")
+    parser.add_argument("cue_scores", help="glob of the learned cue's fold score files")
+    parser.add_argument("--weight", type=float, default=1.75, help="learned-cue weight")
+    parser.add_argument("--target", type=float, default=0.65, help="the calibration rule's target")
+    parser.add_argument("--family", default="deeperforensics")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    rows, _ = add_learned_cue(read_predictions(args.predictions), sorted(glob.glob(args.cue_scores)), args.weight)
+    raw = np.clip([r["raw"] for r in rows], 1e-6, 1 - 1e-6)
+    labels = np.array([r["label"] for r in rows])
+    folds = np.array([r["fold"] for r in rows])
+    groups, shifts = test_set_keys(rows), test_set_shifts(rows)
+    submitted = np.zeros(len(rows))
+    for fold in np.unique(folds):
+        held = folds == fold
+        fit = fit_least_confident_calibration(raw[~held], labels[~held], groups[~held], args.target, shifts[~held])
+        submitted[held] = apply_calibration(fit, raw[held], shifts[held])
+    logit = np.log(raw / (1 - raw))
+    chosen = [i for i, r in enumerate(rows) if r["family"] == args.family]
+    for i in chosen:
+        r = rows[i]
+        same = (folds == r["fold"]) & (np.array([x["seed"] for x in rows]) == r["seed"])
+        print(f"seed {r['seed']} label {r['label']} {r['path'].rsplit('/', 1)[-1]}: logit {logit[i]:+.2f}, test-set "
+              f"median {shifts[i]:+.2f} ({same.sum()} videos, {labels[same].sum()} fake), submitted {submitted[i]:.3f}")
+    print(f"{args.family}: log loss {metrics.log_loss(labels[chosen], submitted[chosen]):.3f}")
+
+
+if __name__ == "__main__":
+    main()
