@@ -25,8 +25,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 STORAGE_DTYPES = ("float32", "float16", "int8")
 _SCALE_SUFFIX = "::int8_scale"
-# int8 storage keeps tensors smaller than this in float16: a network's first depthwise convolution (288 weights)
-# moved the learned temporal cue 0.39 logit when quantised, the rest of the network 0.07 (docs/training.md)
+# int8 storage keeps weights of fewer values in float16: quantised, the learned-cue network's first depthwise
+# convolution (288 weights) alone moved its cue 0.39 logit on average (docs/cross_family.md, thirty-eighth session)
 INT8_MIN_ELEMENTS = 4096
 GET_WEIGHTS_HINT = ("Use the weights shipped in the repository's weights/ folder (--weights PATH/TO/weights), "
                     "or rebuild them with `python -m deepfake_kernel.train` (see README, 'Training').")
@@ -101,8 +101,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def encode_state_dict(state: dict[str, torch.Tensor], storage_dtype: str) -> dict[str, torch.Tensor]:
-    """Convert float tensors to the storage dtype; int8 quantises weights with ≥ 2 dims and at least
-    ``INT8_MIN_ELEMENTS`` elements per output channel, keeps smaller weights in float16 and 1-d tensors in float32."""
+    """Convert float tensors to the storage dtype. int8 quantises each weight of ≥ 2 dims and at least
+    ``INT8_MIN_ELEMENTS`` values with one scale per output channel; smaller weights stay float16, 1-d tensors float32."""
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage dtype must be one of {STORAGE_DTYPES}, not {storage_dtype!r}")
     out = {}
