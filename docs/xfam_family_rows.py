@@ -1,6 +1,7 @@
 """One family's videos through the calibration, each fold judged with the fit made on the other folds: the logit
 with the learned cue added, the test-set median that centring subtracts, and the submitted probability (how the
-thirty-eighth session read DeeperForensics' log loss, docs/cross_family.md). From the repository root, e.g.:
+thirty-eighth session read DeeperForensics' log loss, docs/cross_family.md; the fits are
+``calibration_report``'s, the shipped rule). From the repository root, e.g.:
     python docs/xfam_family_rows.py runs/xfam/b4p16_t65_ship/predictions.csv "runs/tcue/p16c_*_s[01].csv" \
         --weight 1.75 --family deeperforensics
 """
@@ -11,8 +12,7 @@ import logging
 import numpy as np
 
 from deepfake_kernel import metrics
-from deepfake_kernel.evaluation.calibration import (apply_calibration, fit_least_confident_calibration,
-                                                    test_set_keys, test_set_shifts)
+from deepfake_kernel.evaluation.calibration import apply_calibration, calibration_report, test_set_shifts
 from deepfake_kernel.evaluation.cross_family import add_learned_cue, read_predictions
 
 
@@ -26,16 +26,17 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     rows, _ = add_learned_cue(read_predictions(args.predictions), sorted(glob.glob(args.cue_scores)), args.weight)
-    raw = np.clip([r["raw"] for r in rows], 1e-6, 1 - 1e-6)
+    report = calibration_report(rows, center=True, minimax_over="test-set", target=args.target)  # as shipped
+    raw = np.array([r["raw"] for r in rows], np.float64)
     labels = np.array([r["label"] for r in rows])
     folds = np.array([r["fold"] for r in rows])
-    groups, shifts = test_set_keys(rows), test_set_shifts(rows)
+    shifts = test_set_shifts(rows)
     submitted = np.zeros(len(rows))
-    for fold in np.unique(folds):
+    for fold, fit in report["fits_without_each_fold"].items():  # each fold with the fit made on the others
         held = folds == fold
-        fit = fit_least_confident_calibration(raw[~held], labels[~held], groups[~held], args.target, shifts[~held])
         submitted[held] = apply_calibration(fit, raw[held], shifts[held])
-    logit = np.log(raw / (1 - raw))
+    clipped = np.clip(raw, 1e-6, 1 - 1e-6)
+    logit = np.log(clipped / (1 - clipped))
     chosen = [i for i, r in enumerate(rows) if r["family"] == args.family]
     for i in chosen:
         r = rows[i]
