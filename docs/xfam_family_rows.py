@@ -4,6 +4,7 @@ thirty-eighth session read DeeperForensics' log loss, docs/cross_family.md; the 
 ``calibration_report``'s, the shipped rule). From the repository root, e.g.:
     python docs/xfam_family_rows.py runs/xfam/b4p16_t65_ship/predictions.csv "runs/tcue/p16c_*_s[01].csv" \
         --weight 1.75 --family deeperforensics
+``--test-sets family`` centres each family on its own median instead of its fold's (thirty-ninth session).
 """
 import argparse
 import glob
@@ -23,6 +24,9 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=1.75, help="learned-cue weight")
     parser.add_argument("--target", type=float, default=0.65, help="the calibration rule's target")
     parser.add_argument("--family", default="deeperforensics")
+    parser.add_argument("--test-sets", choices=("fold", "family"), default="fold",
+                        help="what one predict run sees: the fold's held-out videos (the table's rule) or each "
+                             "family's alone (centred on its own median; the fits are the same)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     rows, _ = add_learned_cue(read_predictions(args.predictions), sorted(glob.glob(args.cue_scores)), args.weight)
@@ -30,7 +34,7 @@ def main() -> None:
     raw = np.array([r["raw"] for r in rows], np.float64)
     labels = np.array([r["label"] for r in rows])
     folds = np.array([r["fold"] for r in rows])
-    shifts = test_set_shifts(rows)
+    shifts = test_set_shifts([dict(r, fold=r["family"]) for r in rows] if args.test_sets == "family" else rows)
     submitted = np.zeros(len(rows))
     for fold, fit in report["fits_without_each_fold"].items():  # each fold with the fit made on the others
         held = folds == fold
@@ -40,7 +44,8 @@ def main() -> None:
     chosen = [i for i, r in enumerate(rows) if r["family"] == args.family]
     for i in chosen:
         r = rows[i]
-        same = (folds == r["fold"]) & (np.array([x["seed"] for x in rows]) == r["seed"])
+        same = ((folds if args.test_sets == "fold" else np.array([x["family"] for x in rows])) == r[
+            "fold" if args.test_sets == "fold" else "family"]) & (np.array([x["seed"] for x in rows]) == r["seed"])
         print(f"seed {r['seed']} label {r['label']} {r['path'].rsplit('/', 1)[-1]}: logit {logit[i]:+.2f}, test-set "
               f"median {shifts[i]:+.2f} ({same.sum()} videos, {labels[same].sum()} fake), submitted {submitted[i]:.3f}")
     print(f"{args.family}: log loss {metrics.log_loss(labels[chosen], submitted[chosen]):.3f}")
