@@ -50,11 +50,11 @@ def main() -> None:
         _, val_items = split_by_group(items, args.val_fraction, int(entry.training.get("seed", 0)))
         val = cache.load_videos(val_items)
         before = load_member(entry, weights)
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder:  # the file replaced once measured, beside its manifest
             new = export_member(before, folder, name=name, storage_dtype=args.storage_dtype)
             after = load_member(new, folder)
+            probs = {"before": before.predict_proba(val.crops, 32), "after": after.predict_proba(val.crops, 32)}
             shutil.copyfile(Path(folder) / new.file, weights / entry.file)
-        probs = {"before": before.predict_proba(val.crops, 32), "after": after.predict_proba(val.crops, 32)}
         (metrics_before, _, scores_before), (metrics_after, _, scores_after) = (
             video_metrics(probs["before"], val), video_metrics(probs["after"], val))
         moved = np.abs(logit(scores_after) - logit(scores_before))

@@ -13,7 +13,8 @@ import logging
 import numpy as np
 
 from deepfake_kernel import metrics
-from deepfake_kernel.evaluation.calibration import apply_calibration, calibration_report, test_set_shifts
+from deepfake_kernel.evaluation.calibration import (apply_calibration, calibration_report, test_set_keys,
+                                                    test_set_shifts)
 from deepfake_kernel.evaluation.cross_family import add_learned_cue, read_predictions
 
 
@@ -34,7 +35,9 @@ def main() -> None:
     raw = np.array([r["raw"] for r in rows], np.float64)
     labels = np.array([r["label"] for r in rows])
     folds = np.array([r["fold"] for r in rows])
-    shifts = test_set_shifts([dict(r, fold=r["family"]) for r in rows] if args.test_sets == "family" else rows)
+    sets = [dict(r, fold=r["family"]) for r in rows] if args.test_sets == "family" else rows
+    shifts = test_set_shifts(sets)
+    keys = test_set_keys(sets)
     submitted = np.zeros(len(rows))
     for fold, fit in report["fits_without_each_fold"].items():  # each fold with the fit made on the others
         held = folds == fold
@@ -44,8 +47,7 @@ def main() -> None:
     chosen = [i for i, r in enumerate(rows) if r["family"] == args.family]
     for i in chosen:
         r = rows[i]
-        same = ((folds if args.test_sets == "fold" else np.array([x["family"] for x in rows])) == r[
-            "fold" if args.test_sets == "fold" else "family"]) & (np.array([x["seed"] for x in rows]) == r["seed"])
+        same = keys == keys[i]
         print(f"seed {r['seed']} label {r['label']} {r['path'].rsplit('/', 1)[-1]}: logit {logit[i]:+.2f}, test-set "
               f"median {shifts[i]:+.2f} ({same.sum()} videos, {labels[same].sum()} fake), submitted {submitted[i]:.3f}")
     print(f"{args.family}: log loss {metrics.log_loss(labels[chosen], submitted[chosen]):.3f}")
